@@ -1,0 +1,44 @@
+# `make demo` and `make test` set everything up on a fresh machine (idempotent).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+
+.PHONY: setup venv data weights demo test test-fast lint clean
+
+setup: venv data
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock requirements-data.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-data.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist package.
+data:
+	@if [ ! -f $(FASHION_MNIST) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	  else \
+	    echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist'" >&2; exit 1; \
+	  fi; \
+	fi
+
+# Train the example models once; cached under ~/.cache/compressor (COMPRESSOR_CACHE).
+weights: setup
+	$(PY) examples/train.py fashion_cnn
+
+demo: weights
+	$(VENV)/bin/compressor run recipes/quickstart.yaml --out runs/quickstart
+
+test: weights
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,51 @@
+"""Describe the machine a benchmark ran on."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from importlib import metadata
+from typing import Any
+
+FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "neon", "asimddp")
+
+
+def cpu_info() -> dict[str, Any]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model") and model in ("", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": model, "flags": [f for f in FLAGS_OF_INTEREST if f in flags],
+            "logical_cores": os.cpu_count(), "machine": platform.machine()}
+
+
+def package_versions(names: tuple[str, ...] = ("onnxruntime", "openvino", "torch", "onnx", "nncf", "executorch",
+                                               "torch-pruning", "neural-compressor", "tensorrt")) -> dict[str, str]:
+    out = {}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def describe_environment(threads: int) -> dict[str, Any]:
+    from compressor import __version__
+
+    cpu = cpu_info()
+    return {
+        "cpu": cpu["model"], "cpu_flags": cpu["flags"], "logical_cores": cpu["logical_cores"],
+        "machine": cpu["machine"], "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(), "host": socket.gethostname(), "threads": threads,
+        "compressor": __version__, "runtimes": package_versions(),
+    }

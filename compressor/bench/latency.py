@@ -1,0 +1,64 @@
+"""Latency measurement: warm up, then time a fixed number of runs or a minimum
+duration, whichever is longer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass
+class LatencyStats:
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    std: float
+    min: float
+    max: float
+    cv: float  # coefficient of variation of the samples (std / mean)
+    n: int
+
+    @classmethod
+    def from_samples_ms(cls, samples: np.ndarray) -> LatencyStats:
+        s = np.asarray(samples, dtype=np.float64)
+        mean = float(s.mean())
+        return cls(
+            p50=float(np.percentile(s, 50)), p90=float(np.percentile(s, 90)), p99=float(np.percentile(s, 99)),
+            mean=mean, std=float(s.std()), min=float(s.min()), max=float(s.max()),
+            cv=float(s.std() / mean) if mean > 0 else 0.0, n=int(len(s)),
+        )
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def measure_latency(
+    fn: Callable[[], object],
+    *,
+    warmup: int = 50,
+    iterations: int = 200,
+    min_duration_s: float = 1.0,
+    max_iterations: int = 100_000,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[LatencyStats, np.ndarray]:
+    """Time ``fn``: ``warmup`` untimed calls, then at least ``iterations`` timed calls
+    and at least ``min_duration_s`` seconds. Returns stats in milliseconds and the raw
+    samples (kept for the latency-distribution plot)."""
+    for _ in range(warmup):
+        fn()
+    samples: list[float] = []
+    clock = time.perf_counter_ns
+    start = clock()
+    budget_ns = int(min_duration_s * 1e9)
+    while len(samples) < max_iterations and (len(samples) < iterations or clock() - start < budget_ns):
+        t0 = clock()
+        fn()
+        samples.append((clock() - t0) / 1e6)
+        if progress is not None:
+            progress(len(samples))
+    arr = np.asarray(samples)
+    return LatencyStats.from_samples_ms(arr), arr

@@ -1,0 +1,98 @@
+"""`compressor bench`: one artifact on one target, with no torch installed."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import tempfile
+from pathlib import Path
+
+from compressor.bench.environment import describe_environment
+from compressor.bench.runner import benchmark_session
+from compressor.data import Dataset, fit_to_shape, load_split
+from compressor.errors import CompressorError, DataError, ModelLoadError
+from compressor.report.model import Report, Result
+from compressor.targets.base import ModelArtifact
+from compressor.targets.registry import make_target
+from compressor.targets.spec import load_target
+from compressor.utils.io import atomic_write_json
+
+INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger",
+            "DynamicQuantizeLinear"}
+
+
+def detect_precision(path: Path) -> str:
+    if path.suffix != ".onnx":
+        return "unknown"
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        raise ModelLoadError(f"{path} is not a valid ONNX model") from None
+    return "int8" if any(n.op_type in INT8_OPS for n in proto.graph.node) else "fp32"
+
+
+def _synthetic(session, input_shape: list[int] | None) -> Dataset:
+    """Latency-only data when no dataset is given: zeros of the model's input shapes."""
+    import numpy as np
+
+    inputs = {}
+    for meta in getattr(session, "input_meta", lambda: [])() or []:
+        name, shape, dtype = meta
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in (input_shape or shape)]
+        inputs[name] = np.zeros(shape, dtype=dtype)
+    if not inputs:
+        raise DataError("give --data (or --input-shape) so the benchmark has inputs")
+    return Dataset(inputs, None, "synthetic")
+
+
+def bench_file(model: Path, target_name: str, *, data_source: str | None, split: str = "test",
+               samples: int | None = None, metric: str = "top1", input_shape: list[int] | None = None,
+               warmup: int = 50, iterations: int = 200, min_duration_s: float = 1.0, batch_size: int = 1,
+               threads: int = 2, precision: str | None = None, out: Path | None = None) -> Report:
+    if not model.exists():
+        raise ModelLoadError(f"model file {model} does not exist")
+    spec = load_target(target_name)
+    target = make_target(spec)
+    reason = target.unavailable_reason()
+    if reason:
+        raise CompressorError(f"target {spec.name} is unavailable here: {reason}")
+    if target.consumes != "onnx" and model.suffix == ".onnx":
+        raise CompressorError(f"target {spec.name} runs {spec.runtime} artifacts, not ONNX files")
+    if model.suffix == ".onnx":
+        from compressor.models.onnx_input import load_onnx_checked
+
+        load_onnx_checked(model)
+    precision = precision or detect_precision(model)
+    with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
+        artifact = target.compile(ModelArtifact("model", precision, model, []), Path(tmp), precision=precision)
+        session = target.load(artifact, threads=threads)
+        if data_source:
+            src = {"npz": data_source} if data_source.endswith(".npz") else data_source
+            data = fit_to_shape(load_split(src, split, samples), input_shape)
+        else:
+            data = _synthetic(session, input_shape)
+            metric = None
+        measured = benchmark_session(
+            session, eval_data=data, metric=metric or "top1", reference=None, precision=precision, warmup=warmup,
+            iterations=iterations, min_duration_s=min_duration_s, batch_size=batch_size,
+            eval_batch_size=target.max_batch or 64,
+        ) if metric else _latency_only(session, data, warmup, iterations, min_duration_s, batch_size)
+        measured.pop("latency_samples_ms", None)
+        size = model.stat().st_size
+    row = Result(variant=model.stem, target=spec.name, precision=target.precision_for(precision), size_bytes=size,
+                 artifact=str(model), device=target.describe(), **measured)
+    report = Report(recipe=f"bench:{model.name}", created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    environment=describe_environment(threads), results=[row])
+    if out:
+        atomic_write_json(out, report.to_json())
+    return report
+
+
+def _latency_only(session, data: Dataset, warmup: int, iterations: int, min_duration_s: float, batch_size: int) -> dict:
+    from compressor.bench.latency import measure_latency
+
+    feeds = data.first(batch_size)
+    stats, _ = measure_latency(lambda: session.run(feeds), warmup=warmup, iterations=iterations,
+                               min_duration_s=min_duration_s)
+    return {"latency_ms": stats.to_dict(), "throughput_per_s": batch_size * 1000.0 / stats.mean}

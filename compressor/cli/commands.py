@@ -1,0 +1,162 @@
+"""The core commands: run, validate, bench, check, recipe, targets."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from compressor.cli.main import cli
+from compressor.errors import RecipeError
+
+RECIPE = click.Path(dir_okay=False, path_type=Path)
+
+
+@cli.command()
+@click.argument("recipe", type=RECIPE)
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (default runs/<recipe>-<timestamp>).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out, redoing only unfinished work.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def run(recipe: Path, out: Path | None, resume: bool, quiet: bool) -> None:
+    """Run RECIPE end to end and write report.json / report.md.
+
+    Exit code 0 when every target ran and every gate in the recipe holds, 1 when a
+    target failed or a gate failed, 2 for a bad recipe or input.
+    """
+    from compressor.cli.render import print_summary
+    from compressor.pipeline import default_run_dir, run_recipe
+    from compressor.progress import Reporter
+    from compressor.recipe import load_recipe
+
+    if resume and out is None:
+        raise click.UsageError("--resume needs --out pointing at the interrupted run folder")
+    r = load_recipe(recipe)
+    run_dir = out or default_run_dir(r)
+    report = run_recipe(r, recipe_path=recipe, run_dir=run_dir, progress=Reporter(enabled=not quiet))
+    print_summary(report)
+    click.echo(f"report: {run_dir / 'report.json'}")
+    failed = [x for x in report.results if x.status == "failed"]
+    gates_failed = [g for g in report.gates if not g.passed]
+    if failed or gates_failed:
+        click.echo(f"Error: {len(failed)} target run(s) failed, {len(gates_failed)} gate(s) failed", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("recipe", type=RECIPE)
+@click.option("--json", "as_json", is_flag=True, help="Print the resolved recipe as JSON instead of YAML.")
+def validate(recipe: Path, as_json: bool) -> None:
+    """Check RECIPE and print its resolved form (defaults filled in).
+
+    Never imports the model factory: it checks that the file exists and parses.
+    """
+    import yaml
+
+    from compressor.recipe import load_recipe
+    from compressor.recipe.validate import check_references
+
+    r = load_recipe(recipe)
+    check_references(r, recipe.resolve().parent)
+    data = r.model_dump(mode="json")
+    click.echo(json.dumps(data, indent=2) if as_json else yaml.safe_dump(data, sort_keys=False), nl=False)
+
+
+@cli.group()
+def recipe() -> None:
+    """Recipe utilities."""
+
+
+@recipe.command("schema")
+def recipe_schema() -> None:
+    """Print the recipe JSON Schema."""
+    from compressor.recipe.schema import recipe_json_schema
+
+    click.echo(json.dumps(recipe_json_schema(), indent=2))
+
+
+@cli.group()
+def targets() -> None:
+    """Deployment targets."""
+
+
+@targets.command("list")
+def targets_list() -> None:
+    """List targets and whether each can run on this machine (and why not)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from compressor.targets.registry import target_class
+    from compressor.targets.spec import available_targets, load_target_file
+
+    table = Table("target", "runtime", "device", "precisions", "usable here")
+    for name, path in available_targets().items():
+        try:
+            spec = load_target_file(path)
+            reason = target_class(spec.runtime).unavailable_reason()
+        except RecipeError as e:
+            table.add_row(name, "?", "?", "?", f"[red]invalid: {e}[/]")
+            continue
+        table.add_row(spec.name, spec.runtime, spec.device, ", ".join(spec.precisions),
+                      "[green]yes[/]" if reason is None else f"[yellow]no: {reason}[/]")
+    Console().print(table)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--target", "target_name", default="onnxruntime-cpu", show_default=True, help="Target name or YAML file.")
+@click.option("--data", "data_source", default=None, help="Data source for accuracy: fashion-mnist, digits or a .npz file.")
+@click.option("--split", default="test", show_default=True)
+@click.option("--samples", type=int, default=None, help="Evaluate on this many samples.")
+@click.option("--metric", default="top1", show_default=True)
+@click.option("--input-shape", default=None, help="Reshape data samples, e.g. 1,1,28,28.")
+@click.option("--warmup", type=int, default=50, show_default=True)
+@click.option("--iterations", type=int, default=200, show_default=True)
+@click.option("--min-duration", type=float, default=1.0, show_default=True, help="Seconds of timed runs at least.")
+@click.option("--batch-size", type=int, default=1, show_default=True)
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--precision", default=None, help="Precision label recorded in the report (default: from the file).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write report.json here.")
+def bench(model: Path, target_name: str, data_source: str | None, split: str, samples: int | None, metric: str,
+          input_shape: str | None, warmup: int, iterations: int, min_duration: float, batch_size: int, threads: int,
+          precision: str | None, out: Path | None) -> None:
+    """Benchmark one MODEL artifact on one target (no torch needed)."""
+    from compressor.bench.standalone import bench_file
+    from compressor.cli.render import print_summary
+
+    shape = [int(x) for x in input_shape.split(",")] if input_shape else None
+    report = bench_file(model, target_name, data_source=data_source, split=split, samples=samples, metric=metric,
+                        input_shape=shape, warmup=warmup, iterations=iterations, min_duration_s=min_duration,
+                        batch_size=batch_size, threads=threads, precision=precision, out=out)
+    print_summary(report)
+    if out:
+        click.echo(f"report: {out}")
+    if any(r.status == "failed" for r in report.results):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("report_path", metavar="REPORT", type=click.Path(path_type=Path))
+@click.option("--baseline", type=click.Path(path_type=Path), default=None, help="A previous report to compare latency with.")
+@click.option("--max-accuracy-drop", type=float, default=None, help="Percentage points (percent for lower-is-better metrics).")
+@click.option("--min-speedup", type=float, default=None, help="Compressed p50 speedup over the baseline, same target.")
+@click.option("--max-latency-increase", type=float, default=None, help="Percent p50 increase allowed versus --baseline.")
+@click.option("--max-size-bytes", type=int, default=None)
+@click.option("--latency-tolerance", type=float, default=3.0, show_default=True,
+              help="Noise allowance for latency gates, in multiples of the measured spread.")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JUnit XML here.")
+def check(report_path: Path, baseline: Path | None, max_accuracy_drop: float | None, min_speedup: float | None,
+          max_latency_increase: float | None, max_size_bytes: int | None, latency_tolerance: float,
+          junit: Path | None) -> None:
+    """CI gate: exit 0 when every gate holds, 1 when one fails, 2 on bad input.
+
+    Gates come from the options, or else from the gates recorded in REPORT (the
+    recipe's `gates:`).
+    """
+    from compressor.report.check import run_check
+
+    code = run_check(report_path, baseline=baseline, max_accuracy_drop=max_accuracy_drop, min_speedup=min_speedup,
+                     max_latency_increase=max_latency_increase, max_size_bytes=max_size_bytes,
+                     latency_tolerance=latency_tolerance, junit=junit)
+    sys.exit(code)

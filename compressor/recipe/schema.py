@@ -1,0 +1,180 @@
+"""The recipe schema: static pydantic models, unknown keys forbidden.
+
+The key names are the public contract of DESIGN.md: add to them, never rename.
+Each step in ``steps:`` is a one-key mapping (``- quantize: {...}``) resolved by a
+discriminated union, so an error names the exact key path.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class InputSpec(Strict):
+    """One named model input (multi-input models such as transformers)."""
+
+    name: str
+    shape: list[int] = Field(description="example shape, batch first")
+    dtype: Literal["float32", "int64", "int32"] = "float32"
+    dynamic: dict[int, str] = Field(default_factory=dict, description="axis -> name, e.g. {0: batch, 1: sequence}")
+
+
+class ModelSpec(Strict):
+    factory: str | None = Field(None, description="file.py:callable or package.module:callable returning an nn.Module")
+    factory_kwargs: dict[str, Any] = Field(default_factory=dict)
+    weights: str | None = Field(None, description=".safetensors, or a .pt/.pth state_dict loaded weights-only")
+    onnx: str | None = Field(None, description="an ONNX model; skips the torch-domain steps")
+    input_shape: list[int] | None = Field(None, description="example input shape, batch first")
+    inputs: list[InputSpec] | None = Field(None, description="named inputs, instead of input_shape")
+    output_names: list[str] | None = None
+    opset: int = Field(18, ge=13, le=23)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        if (self.factory is None) == (self.onnx is None):
+            raise ValueError("give exactly one of 'factory' (with 'weights') or 'onnx'")
+        if self.onnx is not None and self.weights is not None:
+            raise ValueError("'weights' goes with 'factory'; an ONNX model carries its own weights")
+        if self.input_shape is not None and self.inputs is not None:
+            raise ValueError("give 'input_shape' or 'inputs', not both")
+        if self.factory is not None and self.input_shape is None and self.inputs is None:
+            raise ValueError("a torch model needs 'input_shape' (or 'inputs') to export it")
+        for d in self.input_shape or []:
+            if d < 1:
+                raise ValueError(f"input_shape dimensions must be >= 1, got {self.input_shape}")
+        return self
+
+    @property
+    def domain(self) -> Literal["torch", "onnx"]:
+        return "torch" if self.factory is not None else "onnx"
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class SplitSpec(Strict):
+    split: str = "test"
+    samples: int | None = Field(None, ge=1, description="limit to this many samples (None = all)")
+
+
+Metric = Literal["top1", "macro_f1", "mse", "cosine", "top1_agreement"]
+
+
+class DataSpec(Strict):
+    source: Union[str, dict[str, Any]] = Field(
+        description="built-in name (fashion-mnist, digits), {npz: file}, {factory: file.py:fn}"
+    )
+    calibration: SplitSpec = SplitSpec(split="train", samples=512)
+    evaluation: SplitSpec = SplitSpec(split="test", samples=None)
+    train: SplitSpec = SplitSpec(split="train", samples=None)
+    metric: Metric = "top1"
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            keys = set(v)
+            kinds = keys & {"npz", "factory", "imagefolder"}
+            if len(kinds) != 1:
+                raise ValueError("a data source mapping needs exactly one of 'npz', 'factory', 'imagefolder'")
+            allowed = kinds | {"kwargs"}
+            if keys - allowed:
+                raise ValueError(f"unknown key(s) {sorted(keys - allowed)} in data source")
+        return v
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+class QuantizeConfig(Strict):
+    engine: Literal["onnxruntime"] = "onnxruntime"
+    mode: Literal["static", "dynamic"] = "static"
+    calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
+    percentile: float = Field(99.999, gt=90.0, le=100.0)
+    per_channel: bool = True
+    activation_type: Literal["uint8", "int8"] = "uint8"
+    weight_type: Literal["int8", "uint8"] = "int8"
+    symmetric_activations: bool = False
+    symmetric_weights: bool = True
+    reduce_range: bool = False
+    op_types: list[str] | None = Field(None, description="quantize only these op types (default: all supported)")
+    nodes_to_exclude: list[str] = Field(default_factory=list)
+    calibration_batch_size: int = Field(32, ge=1)
+
+
+class QuantizeStep(Strict):
+    quantize: QuantizeConfig = QuantizeConfig()
+
+
+def _step_kind(value: Any) -> str | None:
+    if isinstance(value, dict) and len(value) == 1:
+        return next(iter(value))
+    if isinstance(value, BaseModel):
+        return next(iter(type(value).model_fields))
+    return None
+
+
+# Adding a step: a FooConfig + FooStep(Strict) with one field named ``foo``, then add
+# it to this union and to compressor/steps/registry.py.
+StepSpec = Annotated[
+    Union[Annotated[QuantizeStep, Tag("quantize")]],
+    Discriminator(_step_kind, custom_error_type="step", custom_error_message=(
+        "each step is a one-key mapping such as '- quantize: {...}'; known steps: quantize"
+    )),
+]
+
+
+# ----------------------------------------------------------------------------- bench/gates
+
+
+class BenchmarkSpec(Strict):
+    warmup: int = Field(50, ge=0)
+    iterations: int = Field(200, ge=1, description="minimum number of timed runs")
+    min_duration_s: float = Field(1.0, ge=0.0, description="keep timing until this long has passed")
+    batch_size: int = Field(1, ge=1)
+    threads: int = Field(2, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+    timeout_s: float = Field(900.0, gt=0, description="per-target compile+benchmark time limit")
+
+
+class GateSpec(Strict):
+    max_accuracy_drop: float | None = Field(None, ge=0, description="percentage points (or % for lower-is-better metrics)")
+    min_speedup: float | None = Field(None, gt=0)
+    max_latency_increase: float | None = Field(None, ge=0, description="percent, against a baseline report")
+    max_size_bytes: int | None = Field(None, ge=1)
+
+
+class Recipe(Strict):
+    """A compression recipe (see README, "Recipe reference")."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str | None = None
+    seed: int = 0
+    model: ModelSpec
+    data: DataSpec
+    steps: list[StepSpec] = Field(default_factory=list)
+    targets: list[str] = Field(default_factory=lambda: ["onnxruntime-cpu"], min_length=1)
+    benchmark: BenchmarkSpec = BenchmarkSpec()
+    gates: GateSpec = GateSpec()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        if len(set(self.targets)) != len(self.targets):
+            raise ValueError("targets lists a target twice")
+        return self
+
+    def step_kinds(self) -> list[str]:
+        return [_step_kind(s) or "?" for s in self.steps]
+
+
+def recipe_json_schema() -> dict[str, Any]:
+    return Recipe.model_json_schema()

@@ -1,0 +1,88 @@
+"""report.md: the summary table per (variant, target), gates and steps."""
+
+from __future__ import annotations
+
+from compressor.bench.metrics import metric_drop
+from compressor.report.gates import BASELINE_VARIANT
+from compressor.report.model import Report, Result
+
+
+def fmt_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return "-"
+
+
+def summary_rows(report: Report) -> list[dict[str, str]]:
+    """The summary table, shared by markdown, the terminal and HTML."""
+    rows = []
+    for r in report.results:
+        base = report.result(BASELINE_VARIANT, r.target)
+        row = {"variant": r.variant, "target": r.target, "precision": r.precision}
+        if r.status == "failed":
+            row.update(status=f"FAILED: {r.error}")
+            rows.append(row)
+            continue
+        acc = r.accuracy
+        row["metric"] = acc.metric if acc else "-"
+        row["accuracy"] = f"{acc.value:.4f}" if acc else "-"
+        if acc and base and base.accuracy and r is not base:
+            d = metric_drop(acc.metric, base.accuracy.value, acc.value)
+            row["drop"] = f"{d:+.2f} {'pp' if acc.higher_is_better else '%'}"
+        else:
+            row["drop"] = "-"
+        lat = r.latency_ms
+        row["p50_ms"] = f"{lat.p50:.3f}" if lat else "-"
+        row["p90_ms"] = f"{lat.p90:.3f}" if lat else "-"
+        row["p99_ms"] = f"{lat.p99:.3f}" if lat else "-"
+        row["speedup"] = (f"{base.latency_ms.p50 / lat.p50:.2f}x" if lat and base and base.latency_ms else "-")
+        row["size"] = fmt_size(r.size_bytes)
+        row["compression"] = (f"{base.size_bytes / r.size_bytes:.2f}x" if base and base.size_bytes and r.size_bytes else "-")
+        row["parity"] = _parity(r)
+        row["status"] = "ok"
+        rows.append(row)
+    return rows
+
+
+def _parity(r: Result) -> str:
+    p = r.parity
+    if p is None:
+        return "-"
+    agree = f" {p.top1_agreement:.3f}" if p.top1_agreement is not None else ""
+    return f"{'ok' if p.passed else 'FAIL'}{agree}"
+
+
+COLUMNS = ["variant", "target", "precision", "metric", "accuracy", "drop", "p50_ms", "p90_ms", "p99_ms", "speedup",
+           "size", "compression", "parity", "status"]
+
+
+def render_markdown(report: Report) -> str:
+    env = report.environment
+    lines = [f"# compressor report: {report.recipe}", ""]
+    if report.created:
+        lines.append(f"Created {report.created}.")
+    if env:
+        lines.append(f"Machine: {env.get('cpu', '?')} ({', '.join(env.get('cpu_flags', [])) or 'no special flags'}), "
+                     f"{env.get('threads', '?')} threads; runtimes: "
+                     + ", ".join(f"{k} {v}" for k, v in env.get("runtimes", {}).items()) + ".")
+    lines += ["", "## Results", "", "Speedup and compression are against the baseline on the same target; parity is pass/fail "
+              "against the FP32 reference with the top-1 agreement.", ""]
+    lines.append("| " + " | ".join(COLUMNS) + " |")
+    lines.append("|" + "---|" * len(COLUMNS))
+    for row in summary_rows(report):
+        lines.append("| " + " | ".join(row.get(c, "") for c in COLUMNS) + " |")
+    if report.gates:
+        lines += ["", "## Gates", "", "| gate | limit | value | result | detail |", "|---|---|---|---|---|"]
+        for g in report.gates:
+            lines.append(f"| {g.name} | {g.limit:g} | {'-' if g.value is None else f'{g.value:g}'} | "
+                         f"{'pass' if g.passed else '**FAIL**'} | {g.detail} |")
+    if report.steps:
+        lines += ["", "## Steps", "", "| step | kind | seconds | details |", "|---|---|---|---|"]
+        for s in report.steps:
+            details = ", ".join(f"{k}={v}" for k, v in (s.get("details") or {}).items() if not isinstance(v, (dict, list)))
+            lines.append(f"| {s['name']} | {s['kind']} | {s.get('seconds', 0):.1f} | {details} |")
+    return "\n".join(lines) + "\n"

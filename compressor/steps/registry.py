@@ -1,0 +1,17 @@
+"""The one list of steps: recipe key -> "module:Class", imported lazily."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from compressor.steps.base import Step
+
+STEPS: dict[str, str] = {
+    "quantize": "compressor.steps.quantize.onnxruntime_ptq:QuantizeStep",
+}
+
+
+def make_step(kind: str, config: Any, name: str) -> Step:
+    module, _, cls = STEPS[kind].partition(":")
+    return getattr(importlib.import_module(module), cls)(config, name)

@@ -1,0 +1,83 @@
+"""The interface every target implements: compile, load, run, describe."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol
+
+import numpy as np
+
+from compressor.targets.spec import TargetSpec
+
+
+@dataclass
+class ModelArtifact:
+    """A model variant handed to a target: an ONNX file, and for torch-consuming
+    targets (ExecuTorch) the torch model it was exported from."""
+
+    variant: str
+    precision: str
+    onnx_path: Path | None
+    input_names: list[str]
+    torch_model: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Artifact:
+    """What a target compiled: the file(s) its runtime loads."""
+
+    path: Path
+    precision: str
+    files: list[Path] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(f.stat().st_size for f in (self.files or [self.path]) if f.exists())
+
+
+class Session(Protocol):
+    input_names: list[str]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+
+
+class Target(abc.ABC):
+    """Base class for targets. Subclasses live in one module each and are listed in
+    ``compressor.targets.registry.RUNTIMES``; they must not import their runtime at
+    module import time (so ``compressor --help`` stays fast)."""
+
+    #: what ``compile`` consumes: an ONNX file, or the torch model
+    consumes: ClassVar[Literal["onnx", "torch"]] = "onnx"
+    #: the largest batch a compiled artifact accepts (None = any)
+    max_batch: ClassVar[int | None] = None
+
+    def __init__(self, spec: TargetSpec):
+        self.spec = spec
+
+    @classmethod
+    @abc.abstractmethod
+    def unavailable_reason(cls) -> str | None:
+        """None when the runtime can be used here, else why not and how to fix it."""
+
+    @abc.abstractmethod
+    def compile(self, model: ModelArtifact, out_dir: Path, *, precision: str) -> Artifact:
+        """Turn ``model`` into this runtime's artifact under ``out_dir``."""
+
+    @abc.abstractmethod
+    def load(self, artifact: Artifact, *, threads: int) -> Session:
+        """Load a compiled artifact into a ready-to-run session."""
+
+    def runtime_versions(self) -> dict[str, str]:
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.spec.name, "runtime": self.spec.runtime, "device": self.spec.device,
+                "versions": self.runtime_versions()}
+
+    def precision_for(self, variant_precision: str) -> str:
+        """The precision this target runs a variant at (e.g. OpenVINO fp32 -> f32)."""
+        return variant_precision

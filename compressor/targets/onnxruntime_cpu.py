@@ -1,0 +1,70 @@
+"""ONNX Runtime, CPU execution provider."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compressor.errors import TargetFailed
+from compressor.targets.base import Artifact, ModelArtifact, Target
+from compressor.utils.io import atomic_path
+
+_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+               "all": "ORT_ENABLE_ALL"}
+
+
+class OrtSession:
+    def __init__(self, path: Path, threads: int, options: dict[str, Any], providers: list[str] | None = None):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3
+        level = options.get("graph_optimization_level", "all")
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[level])
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
+        except Exception as e:
+            raise TargetFailed(f"ONNX Runtime cannot load {path.name}: {str(e).splitlines()[0]}") from None
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self._inputs = {i.name: i for i in self.session.get_inputs()}
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(None, feeds)
+
+    def input_meta(self) -> list[tuple[str, list, str]]:
+        types = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(int32)": "int32"}
+        return [(i.name, list(i.shape), types.get(i.type, "float32")) for i in self.session.get_inputs()]
+
+
+class OnnxRuntimeTarget(Target):
+    consumes = "onnx"
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "onnxruntime is not installed (pip install onnxruntime)"
+        return None
+
+    def compile(self, model: ModelArtifact, out_dir: Path, *, precision: str) -> Artifact:
+        assert model.onnx_path is not None
+        dst = out_dir / f"{model.variant}.onnx"
+        if model.onnx_path.resolve() != dst.resolve():
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(model.onnx_path, tmp)
+        return Artifact(dst, precision, [dst])
+
+    def load(self, artifact: Artifact, *, threads: int) -> OrtSession:
+        return OrtSession(artifact.path, threads, self.spec.options)
+
+    def runtime_versions(self) -> dict[str, str]:
+        import onnxruntime
+
+        return {"onnxruntime": onnxruntime.__version__}

@@ -1,0 +1,24 @@
+"""The one list of runtimes: name -> "module:Class", imported lazily."""
+
+from __future__ import annotations
+
+import importlib
+
+from compressor.errors import RecipeError
+from compressor.targets.base import Target
+from compressor.targets.spec import TargetSpec
+
+RUNTIMES: dict[str, str] = {
+    "onnxruntime": "compressor.targets.onnxruntime_cpu:OnnxRuntimeTarget",
+}
+
+
+def target_class(runtime: str) -> type[Target]:
+    if runtime not in RUNTIMES:
+        raise RecipeError(f"unknown runtime {runtime!r}; known runtimes: {', '.join(sorted(RUNTIMES))}")
+    module, _, cls = RUNTIMES[runtime].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_target(spec: TargetSpec) -> Target:
+    return target_class(spec.runtime)(spec)

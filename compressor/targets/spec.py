@@ -1,0 +1,75 @@
+"""Target definitions (``targets/*.yaml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from compressor.errors import RecipeError
+from compressor.recipe.schema import Strict
+
+TARGETS_DIR = Path(__file__).resolve().parents[2] / "targets"
+
+
+class TargetSpec(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    runtime: str = Field(description="key in compressor.targets.registry.RUNTIMES")
+    device: str = "cpu"
+    description: str = ""
+    precisions: list[Literal["fp32", "fp16", "bf16", "int8"]] = Field(default_factory=lambda: ["fp32", "int8"])
+    threads: int | None = Field(None, ge=1, description="overrides benchmark.threads")
+    quantization: dict[str, Any] = Field(
+        default_factory=dict, description="overrides of the quantize step's settings this runtime needs"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="runtime-specific options")
+
+
+def search_dirs(extra: list[Path] | None = None) -> list[Path]:
+    dirs = [*(extra or []), Path.cwd() / "targets", TARGETS_DIR]
+    seen, out = set(), []
+    for d in dirs:
+        r = d.resolve()
+        if r not in seen:
+            seen.add(r)
+            out.append(r)
+    return out
+
+
+def load_target_file(path: Path) -> TargetSpec:
+    from compressor.recipe.loader import load_yaml, validation_messages
+
+    data, lines = load_yaml(path.read_text(encoding="utf-8"), str(path))
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a target file must be a YAML mapping")
+    try:
+        return TargetSpec.model_validate(data)
+    except ValidationError as e:
+        raise RecipeError("; ".join(validation_messages(e, lines, str(path))[:3])) from None
+
+
+def available_targets(extra_dirs: list[Path] | None = None) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in search_dirs(extra_dirs):
+        if d.is_dir():
+            for f in sorted(d.glob("*.yaml")):
+                found.setdefault(f.stem, f)
+    return found
+
+
+def load_target(name_or_path: str, extra_dirs: list[Path] | None = None) -> TargetSpec:
+    """Load a target by name (``onnxruntime-cpu``) or by path to a YAML file."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return load_target_file(p)
+    found = available_targets(extra_dirs)
+    if name_or_path not in found:
+        raise RecipeError(
+            f"unknown target {name_or_path!r}; valid targets: {', '.join(sorted(found)) or '(none found)'}",
+            hint="run `compressor targets list`",
+        )
+    spec = load_target_file(found[name_or_path])
+    if spec.name != name_or_path:
+        raise RecipeError(f"{found[name_or_path]}: name {spec.name!r} differs from the file name {name_or_path!r}")
+    return spec
