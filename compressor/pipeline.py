@@ -40,6 +40,7 @@ class RunContext:
     run_dir: Path
     base_dir: Path | None
     progress: Reporter = QUIET
+    resume: bool = False  # reuse finished work found in run_dir (``compressor run --resume``)
     quant_overrides: dict[str, Any] = field(default_factory=dict)
     _cache: dict[str, Dataset] = field(default_factory=dict)
 
@@ -98,12 +99,12 @@ def resolve_targets(recipe: Recipe, base_dir: Path | None) -> list[TargetSpec]:
 
 
 def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path | None = None,
-               progress: Reporter = QUIET) -> Report:
+               progress: Reporter = QUIET, resume: bool = False) -> Report:
     """Run a whole recipe; writes artifacts, report.json and report.md into ``run_dir``."""
     base_dir = recipe_path.resolve().parent if recipe_path else None
     target_specs = resolve_targets(recipe, base_dir)  # fail on a bad target name before any work
     run_dir = run_dir or default_run_dir(recipe)
-    ctx = RunContext(recipe, run_dir, base_dir, progress)
+    ctx = RunContext(recipe, run_dir, base_dir, progress, resume)
     ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "recipe.resolved.yaml",
                       yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))

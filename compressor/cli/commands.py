@@ -34,7 +34,7 @@ def run(recipe: Path, out: Path | None, resume: bool, quiet: bool) -> None:
         raise click.UsageError("--resume needs --out pointing at the interrupted run folder")
     r = load_recipe(recipe)
     run_dir = out or default_run_dir(r)
-    report = run_recipe(r, recipe_path=recipe, run_dir=run_dir, progress=Reporter(enabled=not quiet))
+    report = run_recipe(r, recipe_path=recipe, run_dir=run_dir, progress=Reporter(enabled=not quiet), resume=resume)
     print_summary(report)
     click.echo(f"report: {run_dir / 'report.json'}")
     failed = [x for x in report.results if x.status == "failed"]

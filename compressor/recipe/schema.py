@@ -125,10 +125,14 @@ def _step_kind(value: Any) -> str | None:
 
 # Adding a step: a FooConfig + FooStep(Strict) with one field named ``foo``, then add
 # it to this union and to compressor/steps/registry.py.
+STEP_TYPES: dict[str, type[Strict]] = {
+    "quantize": QuantizeStep,
+}
+
 StepSpec = Annotated[
-    Union[Annotated[QuantizeStep, Tag("quantize")]],
+    Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in STEP_TYPES.items())],  # type: ignore[valid-type]
     Discriminator(_step_kind, custom_error_type="step", custom_error_message=(
-        "each step is a one-key mapping such as '- quantize: {...}'; known steps: quantize"
+        "each step is a one-key mapping such as '- quantize: {...}'; known steps: " + ", ".join(STEP_TYPES)
     )),
 ]
 
