@@ -47,3 +47,12 @@ def test_reports_validate_against_the_schema():
     bad["results"][0]["latency_ms"]["p50"] = "slow"
     with pytest.raises(Exception):
         validate(bad)
+
+
+def test_ci_example_workflow_runs_recipe_and_gate():
+    import yaml
+
+    wf = yaml.safe_load((DOCS.parents[1] / "examples" / "ci" / "github-actions.yml").read_text(encoding="utf-8"))
+    steps = " ".join(s.get("run", "") for s in wf["jobs"]["gate"]["steps"])
+    assert "pull_request" in wf[True] if True in wf else "pull_request" in wf["on"]  # YAML 1.1 reads `on` as True
+    assert "make setup" in steps and "compressor run" in steps and "compressor check" in steps and "--junit" in steps
