@@ -129,9 +129,11 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
         environment=describe_environment(recipe.benchmark.threads),
         steps=[s.to_dict() for s in step_reports], results=results,
     )
-    g = recipe.gates
-    limits = GateLimits(g.max_accuracy_drop, g.min_speedup, None, g.max_size_bytes)
-    report.gates = evaluate_gates(report, limits)
+    # record the recipe's gates so `compressor check` re-evaluates them; the latency-increase
+    # gate needs a previous report, so only `compressor check --baseline` can evaluate it
+    report.gate_limits = GateLimits.from_mapping(recipe.gates.model_dump()).limits() or None
+    run_limits = {k: v for k, v in (report.gate_limits or {}).items() if k != "max_latency_increase"}
+    report.gates = evaluate_gates(report, GateLimits.from_mapping(run_limits))
     write_report(report, run_dir)
     return report
 
@@ -256,6 +258,7 @@ def bench_variant(spec: TargetSpec, v: Variant, ctx: RunContext, eval_data: Data
             )
         samples = measured.pop("latency_samples_ms")
         atomic_write_json(out_dir / f"{v.name}.latency.json", samples)
+        row["latency_samples"] = str((out_dir / f"{v.name}.latency.json").relative_to(ctx.run_dir))
         row.update(measured)
         row["size_bytes"] = artifact.size_bytes
         row["artifact"] = str(artifact.path.relative_to(ctx.run_dir))
@@ -271,3 +274,6 @@ def write_report(report: Report, run_dir: Path) -> None:
 
     atomic_write_json(run_dir / "report.json", report.to_json())
     atomic_write_text(run_dir / "report.md", render_markdown(report))
+    from compressor.report.html import write_html
+
+    write_html(report, run_dir / "report.html", base_dir=run_dir)

@@ -21,6 +21,7 @@ class LatencyStats:
     max: float
     cv: float  # coefficient of variation of the samples (std / mean)
     n: int
+    p50_rse: float | None = None  # relative standard error of p50, see p50_relative_se
 
     @classmethod
     def from_samples_ms(cls, samples: np.ndarray) -> LatencyStats:
@@ -29,11 +30,28 @@ class LatencyStats:
         return cls(
             p50=float(np.percentile(s, 50)), p90=float(np.percentile(s, 90)), p99=float(np.percentile(s, 99)),
             mean=mean, std=float(s.std()), min=float(s.min()), max=float(s.max()),
-            cv=float(s.std() / mean) if mean > 0 else 0.0, n=int(len(s)),
+            cv=float(s.std() / mean) if mean > 0 else 0.0, n=int(len(s)), p50_rse=p50_relative_se(s),
         )
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+def p50_relative_se(samples: np.ndarray, max_blocks: int = 10) -> float | None:
+    """Relative standard error of the median, from the medians of consecutive blocks.
+
+    Samples are not independent on a shared machine: load from other processes
+    comes and goes over seconds, so the textbook SE of a median (1.25 * std/sqrt(n))
+    is far too optimistic. The spread of the medians of consecutive blocks sees that
+    slow drift. None when there are fewer than 40 samples.
+    """
+    s = np.asarray(samples, dtype=np.float64)
+    blocks = min(max_blocks, len(s) // 10)
+    if blocks < 4:
+        return None
+    medians = np.array([np.median(b) for b in np.array_split(s, blocks)])
+    p50 = float(np.median(s))
+    return float(medians.std(ddof=1) / np.sqrt(blocks) / p50) if p50 > 0 else None
 
 
 def measure_latency(

@@ -78,13 +78,17 @@ def bench_file(model: Path, target_name: str, *, data_source: str | None, split:
             iterations=iterations, min_duration_s=min_duration_s, batch_size=batch_size,
             eval_batch_size=target.max_batch or 64,
         ) if metric else _latency_only(session, data, warmup, iterations, min_duration_s, batch_size)
-        measured.pop("latency_samples_ms", None)
+        samples = measured.pop("latency_samples_ms", None)
         size = model.stat().st_size
     row = Result(variant=model.stem, target=spec.name, precision=target.precision_for(precision), size_bytes=size,
                  artifact=str(model), device=target.describe(), **measured)
     report = Report(recipe=f"bench:{model.name}", created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                     environment=describe_environment(threads), results=[row])
     if out:
+        if samples is not None:  # raw samples beside the report, for the latency-distribution plot
+            samples_path = out.with_name(f"{out.stem}.latency.json")
+            atomic_write_json(samples_path, samples)
+            row.latency_samples = samples_path.name
         atomic_write_json(out, report.to_json())
     return report
 
@@ -93,6 +97,7 @@ def _latency_only(session, data: Dataset, warmup: int, iterations: int, min_dura
     from compressor.bench.latency import measure_latency
 
     feeds = data.first(batch_size)
-    stats, _ = measure_latency(lambda: session.run(feeds), warmup=warmup, iterations=iterations,
-                               min_duration_s=min_duration_s)
-    return {"latency_ms": stats.to_dict(), "throughput_per_s": batch_size * 1000.0 / stats.mean}
+    stats, samples = measure_latency(lambda: session.run(feeds), warmup=warmup, iterations=iterations,
+                                     min_duration_s=min_duration_s)
+    return {"latency_ms": stats.to_dict(), "throughput_per_s": batch_size * 1000.0 / stats.mean,
+            "latency_samples_ms": samples.tolist()}

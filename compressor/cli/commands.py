@@ -143,12 +143,14 @@ def bench(model: Path, target_name: str, data_source: str | None, split: str, sa
 @click.option("--min-speedup", type=float, default=None, help="Compressed p50 speedup over the baseline, same target.")
 @click.option("--max-latency-increase", type=float, default=None, help="Percent p50 increase allowed versus --baseline.")
 @click.option("--max-size-bytes", type=int, default=None)
-@click.option("--latency-tolerance", type=float, default=3.0, show_default=True,
-              help="Noise allowance for latency gates, in multiples of the measured spread.")
+@click.option("--latency-tolerance", type=click.FloatRange(min=0), default=None,
+              help="Latency noise allowance: multiples of the two runs' combined p50 standard error [default: 3].")
+@click.option("--latency-floor", type=click.FloatRange(min=0), default=None,
+              help="Latency noise allowance never below this percent [default: 5].")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JUnit XML here.")
 def check(report_path: Path, baseline: Path | None, max_accuracy_drop: float | None, min_speedup: float | None,
-          max_latency_increase: float | None, max_size_bytes: int | None, latency_tolerance: float,
-          junit: Path | None) -> None:
+          max_latency_increase: float | None, max_size_bytes: int | None, latency_tolerance: float | None,
+          latency_floor: float | None, junit: Path | None) -> None:
     """CI gate: exit 0 when every gate holds, 1 when one fails, 2 on bad input.
 
     Gates come from the options, or else from the gates recorded in REPORT (the
@@ -158,5 +160,5 @@ def check(report_path: Path, baseline: Path | None, max_accuracy_drop: float | N
 
     code = run_check(report_path, baseline=baseline, max_accuracy_drop=max_accuracy_drop, min_speedup=min_speedup,
                      max_latency_increase=max_latency_increase, max_size_bytes=max_size_bytes,
-                     latency_tolerance=latency_tolerance, junit=junit)
+                     latency_tolerance=latency_tolerance, latency_floor=latency_floor, junit=junit)
     sys.exit(code)

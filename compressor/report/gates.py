@@ -1,14 +1,31 @@
-"""CI gates over a report: accuracy drop, speedup, latency increase, size."""
+"""CI gates over a report: accuracy drop, speedup, latency increase, size.
+
+Latency gates are noise-aware. A p50 measured twice on the same machine differs
+by a few percent even for an unchanged model, more on a shared machine, so
+``max_latency_increase`` forgives a noise allowance on top of its limit::
+
+    allowance % = max(latency_floor, latency_tolerance * 100 * sqrt(rse_old**2 + rse_new**2))
+
+where ``rse`` is each run's relative standard error of its p50 (``latency_ms.p50_rse``,
+from the medians of consecutive blocks of samples, so slow drift counts). The gate
+fails when the increase exceeds ``limit + allowance``. Defaults: floor 5 %, 3 x the
+combined standard error (see docs/ci.md and benchmarks/results/gate_flapping.md).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
+from typing import Any
 
 from compressor.bench.metrics import metric_drop
 from compressor.errors import ReportError
 from compressor.report.model import GateResult, Report, Result
 
 BASELINE_VARIANT = "baseline"
+DEFAULT_LATENCY_TOLERANCE = 3.0
+DEFAULT_LATENCY_FLOOR = 5.0
+GATE_NAMES = ("max_accuracy_drop", "min_speedup", "max_latency_increase", "max_size_bytes")
 
 
 @dataclass
@@ -17,36 +34,66 @@ class GateLimits:
     min_speedup: float | None = None
     max_latency_increase: float | None = None  # percent versus a baseline report
     max_size_bytes: int | None = None
-    latency_tolerance: float = 3.0  # multiples of the measured spread forgiven (noise-aware)
+    latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE  # multiples of the combined p50 standard error
+    latency_floor: float = DEFAULT_LATENCY_FLOOR  # percent always forgiven (run-to-run drift)
 
     def any(self) -> bool:
-        return any(v is not None for v in (self.max_accuracy_drop, self.min_speedup, self.max_latency_increase,
-                                           self.max_size_bytes))
+        return any(getattr(self, n) is not None for n in GATE_NAMES)
+
+    def limits(self) -> dict[str, float]:
+        """The gate limits that are set (what a report records as ``gate_limits``)."""
+        return {n: getattr(self, n) for n in GATE_NAMES if getattr(self, n) is not None}
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any] | None, **overrides: Any) -> GateLimits:
+        """Limits from a report's ``gate_limits`` (or a recipe's ``gates:``), with ``overrides``
+        (e.g. command-line options; None means "not given") taking precedence."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in (data or {}).items() if k in known and v is not None}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
 
 
 def candidates(report: Report) -> list[Result]:
     return [r for r in report.results if r.variant != BASELINE_VARIANT and r.status == "ok"]
 
 
+def _tag(r: Result) -> str:
+    return f"{r.variant}@{r.target}" + (f"@{r.host}" if r.host else "")
+
+
 def evaluate_gates(report: Report, limits: GateLimits, previous: Report | None = None) -> list[GateResult]:
-    """One GateResult per (gate, compressed result). A failed target fails every gate."""
+    """One GateResult per (gate, compressed result). A failed target fails a ``target_ok`` gate.
+
+    Raises ReportError (exit 2) when a gate needs a value the report does not have.
+    """
+    if previous is not None and previous.recipe != report.recipe:
+        raise ReportError(f"the baseline report is of recipe {previous.recipe!r}, this report of {report.recipe!r}",
+                          hint="compare reports of the same recipe")
     out: list[GateResult] = []
-    failed = [r for r in report.results if r.status == "failed"]
-    for r in failed:
-        out.append(GateResult(name="target_ok", limit=0, value=None, passed=False,
-                              detail=f"{r.variant}@{r.target}: {r.error}"))
+    for r in report.results:
+        if r.status == "failed":
+            out.append(GateResult(name="target_ok", limit=0, value=None, passed=False, detail=f"{_tag(r)}: {r.error}"))
+    if limits.any() and not candidates(report) and not out:
+        raise ReportError("the report has no compressed result that ran: nothing to gate")
     for r in candidates(report):
-        base = report.result(BASELINE_VARIANT, r.target)
-        tag = f"{r.variant}@{r.target}"
+        base = report.result(BASELINE_VARIANT, r.target, r.host)
+        tag = _tag(r)
         if limits.max_accuracy_drop is not None:
             if base is None or base.accuracy is None or r.accuracy is None:
-                raise ReportError(f"gate max_accuracy_drop needs accuracy for {tag} and its baseline; the report has none")
+                raise ReportError(f"gate max_accuracy_drop needs accuracy for {tag} and its baseline; the report has none",
+                                  hint="benchmark with evaluation data, or drop --max-accuracy-drop")
+            if base.accuracy.metric != r.accuracy.metric:
+                raise ReportError(f"gate max_accuracy_drop: {tag} measured {r.accuracy.metric}, its baseline "
+                                  f"{base.accuracy.metric}")
             drop = metric_drop(r.accuracy.metric, base.accuracy.value, r.accuracy.value)
+            unit = "pp" if r.accuracy.higher_is_better else "% worse"
             out.append(GateResult(name="max_accuracy_drop", limit=limits.max_accuracy_drop, value=round(drop, 4),
-                                  passed=drop <= limits.max_accuracy_drop, detail=f"{tag} {r.accuracy.metric}"))
+                                  passed=drop <= limits.max_accuracy_drop, detail=f"{tag} {r.accuracy.metric} {unit}"))
         if limits.min_speedup is not None:
             if base is None or base.latency_ms is None or r.latency_ms is None:
-                raise ReportError(f"gate min_speedup needs latency for {tag} and its baseline; the report has none")
+                raise ReportError(f"gate min_speedup needs latency for {tag} and its baseline; the report has none",
+                                  hint="min_speedup needs a report of `compressor run` (baseline and compressed)")
             speedup = base.latency_ms.p50 / r.latency_ms.p50
             out.append(GateResult(name="min_speedup", limit=limits.min_speedup, value=round(speedup, 3),
                                   passed=speedup >= limits.min_speedup, detail=f"{tag} p50 vs baseline"))
@@ -62,22 +109,34 @@ def evaluate_gates(report: Report, limits: GateLimits, previous: Report | None =
 
 def _latency_increase(r: Result, previous: Report | None, limits: GateLimits, tag: str) -> GateResult:
     if previous is None:
-        raise ReportError("gate max_latency_increase compares with a previous report: pass --baseline BASE.json")
-    old = previous.result(r.variant, r.target)
-    if old is None or old.latency_ms is None or r.latency_ms is None:
-        raise ReportError(f"gate max_latency_increase: {tag} has no latency in both reports")
+        raise ReportError("gate max_latency_increase compares with a previous report", hint="pass --baseline BASE.json")
+    old = previous.result(r.variant, r.target, r.host)
+    if old is None or old.status != "ok" or old.latency_ms is None or r.latency_ms is None:
+        raise ReportError(f"gate max_latency_increase: {tag} has no latency in the baseline report",
+                          hint="use a baseline report that measured the same variants and targets")
     increase = (r.latency_ms.p50 / old.latency_ms.p50 - 1.0) * 100.0
-    # noise-aware: the measured p50 wobbles run to run; forgive `latency_tolerance` times the
-    # larger coefficient of variation of the two p50s (estimated from each run's spread)
-    noise = limits.latency_tolerance * 100.0 * max(_p50_cv(r), _p50_cv(old))
-    allowed = limits.max_latency_increase + noise
+    allowance = latency_allowance(old, r, limits.latency_tolerance, limits.latency_floor)
     return GateResult(name="max_latency_increase", limit=limits.max_latency_increase, value=round(increase, 2),
-                      passed=increase <= allowed, detail=f"{tag} p50, noise allowance {noise:.1f}%")
+                      passed=increase <= limits.max_latency_increase + allowance,
+                      detail=f"{tag} p50 {old.latency_ms.p50:.4g} -> {r.latency_ms.p50:.4g} ms, noise allowance "
+                             f"{allowance:.1f}%")
 
 
-def _p50_cv(r: Result) -> float:
+def latency_allowance(old: Result, new: Result, tolerance: float = DEFAULT_LATENCY_TOLERANCE,
+                      floor: float = DEFAULT_LATENCY_FLOOR) -> float:
+    """Percent of p50 increase forgiven as measurement noise (see the module docstring)."""
+    combined = math.hypot(p50_rse(old), p50_rse(new))
+    return max(floor, tolerance * 100.0 * combined)
+
+
+def p50_rse(r: Result) -> float:
+    """Relative standard error of a result's p50 (0 when unknown)."""
     lat = r.latency_ms
-    if lat is None or not lat.n or lat.cv is None:
+    if lat is None:
         return 0.0
-    # standard error of a median ~ 1.2533 * std / sqrt(n), relative to the median
-    return 1.2533 * lat.cv / max(lat.n, 1) ** 0.5
+    if lat.p50_rse is not None:
+        return lat.p50_rse
+    if not lat.n or lat.cv is None:
+        return 0.0
+    # older reports: the i.i.d. standard error of a median, ~1.2533 * std / sqrt(n)
+    return 1.2533 * lat.cv / lat.n ** 0.5

@@ -6,6 +6,8 @@ from compressor.bench.metrics import metric_drop
 from compressor.report.gates import BASELINE_VARIANT
 from compressor.report.model import Report, Result
 
+__all__ = ["COLUMNS", "fmt_size", "render_markdown", "summary_rows"]
+
 
 def fmt_size(n: int | None) -> str:
     if n is None:
@@ -19,10 +21,13 @@ def fmt_size(n: int | None) -> str:
 
 def summary_rows(report: Report) -> list[dict[str, str]]:
     """The summary table, shared by markdown, the terminal and HTML."""
+    from compressor.report.plots import pareto_front
+
+    front = {id(r) for r in pareto_front(report.results)}
     rows = []
     for r in report.results:
-        base = report.result(BASELINE_VARIANT, r.target)
-        row = {"variant": r.variant, "target": r.target, "precision": r.precision}
+        base = report.result(BASELINE_VARIANT, r.target, r.host)
+        row = {"variant": r.variant, "target": r.target + (f"@{r.host}" if r.host else ""), "precision": r.precision}
         if r.status == "failed":
             row.update(status=f"FAILED: {r.error}")
             rows.append(row)
@@ -43,6 +48,7 @@ def summary_rows(report: Report) -> list[dict[str, str]]:
         row["size"] = fmt_size(r.size_bytes)
         row["compression"] = (f"{base.size_bytes / r.size_bytes:.2f}x" if base and base.size_bytes and r.size_bytes else "-")
         row["parity"] = _parity(r)
+        row["pareto"] = "*" if id(r) in front else ""
         row["status"] = "ok"
         rows.append(row)
     return rows
@@ -57,7 +63,7 @@ def _parity(r: Result) -> str:
 
 
 COLUMNS = ["variant", "target", "precision", "metric", "accuracy", "drop", "p50_ms", "p90_ms", "p99_ms", "speedup",
-           "size", "compression", "parity", "status"]
+           "size", "compression", "parity", "pareto", "status"]
 
 
 def render_markdown(report: Report) -> str:
@@ -69,12 +75,26 @@ def render_markdown(report: Report) -> str:
         lines.append(f"Machine: {env.get('cpu', '?')} ({', '.join(env.get('cpu_flags', [])) or 'no special flags'}), "
                      f"{env.get('threads', '?')} threads; runtimes: "
                      + ", ".join(f"{k} {v}" for k, v in env.get("runtimes", {}).items()) + ".")
+    if report.hosts:
+        from compressor.report.combine import device_table
+
+        lines += ["", "## Devices", ""]
+        for h in report.hosts:
+            lines.append(f"- **{h.get('host')}**: {h.get('cpu', '?')}, {h.get('threads', '?')} threads, "
+                         + ", ".join(f"{k} {v}" for k, v in (h.get("runtimes") or {}).items()))
+        header, rows = device_table(report)
+        lines += ["", "## p50 latency per device", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", "## Results", "", "Speedup and compression are against the baseline on the same target; parity is pass/fail "
               "against the FP32 reference with the top-1 agreement.", ""]
     lines.append("| " + " | ".join(COLUMNS) + " |")
     lines.append("|" + "---|" * len(COLUMNS))
     for row in summary_rows(report):
         lines.append("| " + " | ".join(row.get(c, "") for c in COLUMNS) + " |")
+    lines += ["", "`pareto` marks the results no other result beats on both p50 latency and accuracy. Latency is "
+              "per call at the benchmark batch size; p50_rse (relative standard error of the p50) is in report.json."]
+    if report.gate_limits:
+        lines += ["", "Recipe gates: " + ", ".join(f"{k} {v:g}" for k, v in report.gate_limits.items()) + "."]
     if report.gates:
         lines += ["", "## Gates", "", "| gate | limit | value | result | detail |", "|---|---|---|---|---|"]
         for g in report.gates:

@@ -19,69 +19,111 @@ class _Model(BaseModel):
 
 
 class Accuracy(_Model):
-    metric: str
-    value: float
-    higher_is_better: bool = True
-    samples: int | None = None
+    """The evaluation metric of one result."""
+
+    metric: str = Field(description="metric name: top1, macro_f1, mse, cosine, top1_agreement")
+    value: float = Field(description="the metric's value; fractions in [0, 1] for top1/macro_f1/cosine/agreement")
+    higher_is_better: bool = Field(True, description="false for error metrics such as mse")
+    samples: int | None = Field(None, description="number of evaluation samples")
 
 
 class Latency(_Model):
-    p50: float
-    p90: float
-    p99: float
-    mean: float
-    std: float
-    min: float | None = None
-    max: float | None = None
-    cv: float | None = None
-    n: int | None = None
+    """Latency of one inference call at the benchmark batch size, in milliseconds."""
+
+    p50: float = Field(description="median, ms")
+    p90: float = Field(description="90th percentile, ms")
+    p99: float = Field(description="99th percentile, ms")
+    mean: float = Field(description="mean, ms")
+    std: float = Field(description="standard deviation of the samples, ms")
+    min: float | None = Field(None, description="fastest sample, ms")
+    max: float | None = Field(None, description="slowest sample, ms")
+    cv: float | None = Field(None, description="coefficient of variation of the samples (std / mean)")
+    n: int | None = Field(None, description="number of timed samples")
+    p50_rse: float | None = Field(None, description="relative standard error of the p50 (fraction), from the spread "
+                                  "of the medians of consecutive blocks of samples; used by noise-aware latency gates")
 
 
 class Parity(_Model):
-    max_abs_diff: float
-    cosine: float | None = None
-    top1_agreement: float | None = None
-    tolerance: float | None = None
-    passed: bool | None = None
+    """Outputs of this result compared with the FP32 baseline's outputs on the evaluation data."""
+
+    max_abs_diff: float = Field(description="largest absolute difference of the first output")
+    cosine: float | None = Field(None, description="mean cosine similarity to the reference outputs")
+    top1_agreement: float | None = Field(None, description="fraction of equal arg-max predictions")
+    tolerance: float | None = Field(None, description="max_abs_diff allowed for float precisions")
+    passed: bool | None = Field(None, description="whether parity holds (tolerance, or agreement >= 0.90 for int8)")
 
 
 class Result(_Model):
-    variant: str
-    target: str
-    precision: str
-    status: Literal["ok", "failed"] = "ok"
-    error: str | None = None
+    """One (variant, target) measurement."""
+
+    variant: str = Field(description="baseline (input model, FP32), compressed-fp32 (after torch steps), compressed, "
+                         "or the file stem for `compressor bench`")
+    target: str = Field(description="target name (targets/<name>.yaml)")
+    precision: str = Field(description="precision the target ran: fp32, bf16, fp16, int8")
+    status: Literal["ok", "failed"] = Field("ok", description="failed: the target could not compile or run it")
+    error: str | None = Field(None, description="why the target failed (status failed only)")
     accuracy: Accuracy | None = None
     latency_ms: Latency | None = None
-    throughput_per_s: float | None = None
-    size_bytes: int | None = None
+    throughput_per_s: float | None = Field(None, description="batch_size * 1000 / mean latency")
+    size_bytes: int | None = Field(None, description="size of the deployed artifact (with external data), bytes")
     parity: Parity | None = None
-    artifact: str | None = None
-    device: dict[str, Any] | None = None
+    artifact: str | None = Field(None, description="artifact path, relative to the run folder")
+    latency_samples: str | None = Field(None, description="JSON file with the raw latency samples (ms), relative to "
+                                        "the report's folder")
+    device: dict[str, Any] | None = Field(None, description="the target's own description (runtime, device, options)")
+    host: str | None = Field(None, description="host name of the machine that measured it (set in merged reports)")
 
 
 class GateResult(_Model):
-    name: str
-    limit: float
-    value: float | None
+    """One evaluated CI gate."""
+
+    name: str = Field(description="max_accuracy_drop, min_speedup, max_latency_increase, max_size_bytes or target_ok")
+    limit: float = Field(description="the limit given (pp, x, percent or bytes)")
+    value: float | None = Field(description="the measured value, null when nothing could be measured")
     passed: bool
-    detail: str = ""
+    detail: str = Field("", description="which variant@target, and the noise allowance for latency gates")
 
 
 class Report(_Model):
-    schema_version: int = SCHEMA_VERSION
-    recipe: str
-    created: str | None = None
-    environment: dict[str, Any] = Field(default_factory=dict)
-    steps: list[dict[str, Any]] = Field(default_factory=list)
-    results: list[Result] = Field(default_factory=list)
-    gates: list[GateResult] = Field(default_factory=list)
+    """report.json: everything one run (or one `compressor bench`) measured."""
 
-    def result(self, variant: str, target: str) -> Result | None:
-        return next((r for r in self.results if r.variant == variant and r.target == target), None)
+    schema_version: int = Field(SCHEMA_VERSION, description="incremented on incompatible changes")
+    recipe: str = Field(description="recipe name; `bench:<file>` for `compressor bench`, `merged:...` for merges")
+    created: str | None = Field(None, description="UTC time the report was written, ISO 8601")
+    environment: dict[str, Any] = Field(default_factory=dict, description="the measuring machine: cpu, cpu_flags, "
+                                        "logical_cores, machine, os, python, host, threads, compressor, runtimes")
+    steps: list[dict[str, Any]] = Field(default_factory=list, description="one entry per step: name, kind, seconds, "
+                                        "details")
+    results: list[Result] = Field(default_factory=list)
+    gate_limits: dict[str, float] | None = Field(None, description="the recipe's gates: limits, re-evaluated by "
+                                                 "`compressor check` when no limits are given on its command line")
+    gates: list[GateResult] = Field(default_factory=list)
+    hosts: list[dict[str, Any]] | None = Field(None, description="merged reports: the environment of every device")
+
+    def result(self, variant: str, target: str, host: str | None = None) -> Result | None:
+        return next((r for r in self.results
+                     if r.variant == variant and r.target == target and (host is None or r.host == host)), None)
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
+
+
+def report_json_schema() -> dict[str, Any]:
+    """The JSON Schema of report.json (shipped as compressor/schemas/report.schema.json)."""
+    schema = Report.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"compressor-report-v{SCHEMA_VERSION}"
+    return schema
+
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "report.schema.json"
+
+
+def write_report_schema(path: Path = SCHEMA_FILE) -> Path:
+    """Regenerate the shipped schema file (``python -m compressor.report.model``)."""
+    from compressor.utils.io import atomic_write_text
+
+    return atomic_write_text(path, json.dumps(report_json_schema(), indent=2, sort_keys=True) + "\n")
 
 
 def load_report(path: str | Path) -> Report:
@@ -106,3 +148,7 @@ def load_report(path: str | Path) -> Report:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise ReportError(f"{path} is not a valid report: {loc}: {err['msg']}") from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(write_report_schema())
