@@ -19,7 +19,7 @@ from compressor.errors import CompressorError, TargetFailed
 from compressor.progress import QUIET, Reporter
 from compressor.recipe.schema import QuantizeConfig, Recipe
 from compressor.report.gates import GateLimits, evaluate_gates
-from compressor.report.model import Report, Result
+from compressor.report.model import GateResult, Report, Result
 from compressor.steps.base import Step, StepReport
 from compressor.steps.registry import make_step
 from compressor.targets.base import ModelArtifact
@@ -42,6 +42,7 @@ class RunContext:
     progress: Reporter = QUIET
     resume: bool = False  # reuse finished work found in run_dir (``compressor run --resume``)
     quant_overrides: dict[str, Any] = field(default_factory=dict)
+    torch_model: Any = None  # the torch model behind the ONNX-domain steps' input (torch-side engines, e.g. INC)
     _cache: dict[str, Dataset] = field(default_factory=dict)
 
     @property
@@ -132,6 +133,8 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
     g = recipe.gates
     limits = GateLimits(g.max_accuracy_drop, g.min_speedup, None, g.max_size_bytes)
     report.gates = evaluate_gates(report, limits)
+    # steps may add gates of their own (accuracy-aware quantization that kept a model failing its criterion)
+    report.gates += [GateResult.model_validate(g) for r in step_reports for g in r.details.get("gates", [])]
     write_report(report, run_dir)
     return report
 
@@ -196,6 +199,7 @@ def _onnx_domain(ctx: RunContext, steps: list[Step], source: Variant, targets: l
     for t in targets:
         groups.setdefault(json.dumps(t.quantization, sort_keys=True), []).append(t.name)
     variants = []
+    ctx.torch_model = source.torch_model
     for gi, (key, names) in enumerate(groups.items()):
         ctx.quant_overrides = json.loads(key)
         model: Path = source.onnx_path  # type: ignore[assignment]
