@@ -185,8 +185,18 @@ def inc_engine(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tun
                 q = prepare(export(copy.deepcopy(ctx.torch_model).eval(), args, dynamic_shapes=dyn), default)
                 run_fn(q)
                 q = convert(q)
+    import warnings
+
     try:
-        with atomic_path(dst) as tmp, _quiet():
+        from torchao.quantization.pt2e import move_exported_model_to_eval
+
+        q = move_exported_model_to_eval(q)  # a PT2E graph has no .eval(); this is its equivalent
+    except ImportError:
+        pass
+    try:
+        with atomic_path(dst) as tmp, _quiet(), warnings.catch_warnings():
+            # the exporter checks module.training, which exported graphs leave at True
+            warnings.filterwarnings("ignore", message="Exporting a model while it is in training mode")
             torch.onnx.export(q, args, str(tmp), dynamo=True, input_names=names, dynamic_shapes=dyn,
                               external_data=False, opset_version=ctx.recipe.model.opset)
     except Exception as e:  # noqa: BLE001 - the exporter raises many types
