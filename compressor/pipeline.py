@@ -19,7 +19,7 @@ from compressor.errors import CompressorError, TargetFailed
 from compressor.progress import QUIET, Reporter
 from compressor.recipe.schema import QuantizeConfig, Recipe
 from compressor.report.gates import GateLimits, evaluate_gates
-from compressor.report.model import Report, Result
+from compressor.report.model import GateResult, Report, Result
 from compressor.steps.base import Step, StepReport
 from compressor.steps.registry import make_step
 from compressor.targets.base import ModelArtifact
@@ -42,6 +42,7 @@ class RunContext:
     progress: Reporter = QUIET
     resume: bool = False  # reuse finished work found in run_dir (``compressor run --resume``)
     quant_overrides: dict[str, Any] = field(default_factory=dict)
+    torch_model: Any = None  # the torch model behind the ONNX-domain steps' input (torch-side engines, e.g. INC)
     _cache: dict[str, Dataset] = field(default_factory=dict)
 
     @property
@@ -134,6 +135,8 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
     report.gate_limits = GateLimits.from_mapping(recipe.gates.model_dump()).limits() or None
     run_limits = {k: v for k, v in (report.gate_limits or {}).items() if k != "max_latency_increase"}
     report.gates = evaluate_gates(report, GateLimits.from_mapping(run_limits))
+    # steps may add gates of their own (accuracy-aware quantization that kept a model failing its criterion)
+    report.gates += [GateResult.model_validate(g) for r in step_reports for g in r.details.get("gates", [])]
     write_report(report, run_dir)
     return report
 
@@ -198,6 +201,7 @@ def _onnx_domain(ctx: RunContext, steps: list[Step], source: Variant, targets: l
     for t in targets:
         groups.setdefault(json.dumps(t.quantization, sort_keys=True), []).append(t.name)
     variants = []
+    ctx.torch_model = source.torch_model
     for gi, (key, names) in enumerate(groups.items()):
         ctx.quant_overrides = json.loads(key)
         model: Path = source.onnx_path  # type: ignore[assignment]

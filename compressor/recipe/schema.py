@@ -95,8 +95,24 @@ class DataSpec(Strict):
 # ----------------------------------------------------------------------------- steps
 
 
+class AccuracyCriterion(Strict):
+    """Accuracy-aware quantization: tune until the drop against FP32 is at most ``max_drop``."""
+
+    max_drop: float = Field(1.0, ge=0, description="points (absolute) or percent of the FP32 value (relative)")
+    metric: Metric | None = Field(None, description="default: data.metric")
+    mode: Literal["absolute", "relative"] = "absolute"
+    max_trials: int = Field(20, ge=1, description="quantize+evaluate trials before giving up")
+    timeout_s: float = Field(900.0, gt=0, description="tuning time budget")
+    tuning_samples: int | None = Field(None, ge=1, description="evaluation subset for tuning (None: all)")
+    sensitivity_samples: int = Field(200, ge=1, description="evaluation subset for the per-layer analysis")
+    tune_calibration: bool = Field(True, description="also try percentile calibration, per-tensor, reduce_range")
+    latency_iterations: int = Field(20, ge=1, description="batch-1 ORT runs timed per trial")
+    on_failure: Literal["fail", "keep_best"] = "fail"
+
+
 class QuantizeConfig(Strict):
-    engine: Literal["onnxruntime"] = "onnxruntime"
+    engine: Literal["onnxruntime", "nncf", "inc"] = "onnxruntime"
+    accuracy_criterion: AccuracyCriterion | None = None
     mode: Literal["static", "dynamic"] = "static"
     calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
     percentile: float = Field(99.999, gt=90.0, le=100.0)

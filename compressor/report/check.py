@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from compressor.errors import ReportError
-from compressor.report.gates import GateLimits, evaluate_gates
+from compressor.report.gates import LIMIT_GATES, GateLimits, evaluate_gates
 from compressor.report.model import GateResult, Report, load_report
 
 
@@ -33,6 +33,7 @@ def run_check(report_path: Path, *, baseline: Path | None = None, max_accuracy_d
                             latency_tolerance=latency_tolerance, latency_floor=latency_floor)
     if limits.any() or previous is not None:
         gates = evaluate_gates(report, limits, previous)
+        gates += [g for g in report.gates if g.name not in LIMIT_GATES]
     elif report.gates:
         gates = list(report.gates)  # an older report without gate_limits: its recorded verdicts
     else:

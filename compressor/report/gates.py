@@ -23,6 +23,9 @@ from compressor.errors import ReportError
 from compressor.report.model import GateResult, Report, Result
 
 BASELINE_VARIANT = "baseline"
+# gates computed from limits; any other gate in a report was recorded by a step (e.g.
+# "<step>.accuracy_criterion") and is carried forward as recorded
+LIMIT_GATES = frozenset({"target_ok", "max_accuracy_drop", "min_speedup", "max_size_bytes", "max_latency_increase"})
 DEFAULT_LATENCY_TOLERANCE = 3.0
 DEFAULT_LATENCY_FLOOR = 5.0
 GATE_NAMES = ("max_accuracy_drop", "min_speedup", "max_latency_increase", "max_size_bytes")

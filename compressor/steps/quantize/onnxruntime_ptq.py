@@ -77,9 +77,14 @@ def _quiet():
 
 def quantize_onnx(
     src: Path, dst: Path, cfg: QuantizeConfig, calibration: Dataset | None, *, progress=None,
-    nodes_to_exclude: list[str] | None = None,
+    nodes_to_exclude: list[str] | None = None, calibration_cache: Path | None = None,
+    skip_preprocess: bool = False,
 ) -> dict[str, Any]:
-    """Quantize ``src`` to ``dst`` (atomically) with ORT; returns what was done."""
+    """Quantize ``src`` to ``dst`` (atomically) with ORT; returns what was done.
+
+    ``calibration_cache``: a JSON file of activation ranges, written on the first call
+    and reused after (tuning loops re-quantize many times with one calibration).
+    ``skip_preprocess``: ``src`` already went through :func:`preprocess`."""
     import onnx
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
@@ -89,8 +94,8 @@ def quantize_onnx(
     exclude = sorted(set(cfg.nodes_to_exclude) | set(nodes_to_exclude or []))
     with tempfile.TemporaryDirectory(prefix="compressor-quant-") as tmpdir:
         pre = Path(tmpdir) / "preprocessed.onnx"
-        details.update(preprocess(src, pre))
-        model_in = pre if details["preprocess"] != "none" else src
+        details.update({"preprocess": "done before"} if skip_preprocess else preprocess(src, pre))
+        model_in = pre if details["preprocess"] not in ("none", "done before") else src
         names = [i.name for i in onnx.load(str(model_in), load_external_data=False).graph.input]
         try:
             with atomic_path(dst) as tmp, _quiet():
@@ -115,6 +120,7 @@ def quantize_onnx(
                         activation_type=qtype[cfg.activation_type], weight_type=qtype[cfg.weight_type],
                         per_channel=cfg.per_channel, reduce_range=cfg.reduce_range, calibrate_method=method,
                         op_types_to_quantize=cfg.op_types, nodes_to_exclude=exclude, extra_options=extra,
+                        **({"calibration_cache_path": str(calibration_cache)} if calibration_cache else {}),
                     )
         except (StepError, DataError):
             raise
@@ -141,6 +147,10 @@ class QuantizeStep(Step):
 
     def run(self, model: Path, ctx: RunContext) -> Path:
         cfg = ctx.quant_config(self.config)
+        if cfg.engine != "onnxruntime" or cfg.accuracy_criterion is not None:
+            from compressor.steps.quantize.accuracy_aware import run_tuned
+
+            return run_tuned(self, model, ctx, cfg)
         dst = ctx.artifacts_dir / f"{self.name}.onnx"
         t0 = time.perf_counter()
         calib = ctx.calibration_data() if cfg.mode == "static" else None
