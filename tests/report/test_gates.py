@@ -158,3 +158,16 @@ def test_check_bad_input_exits_2_with_one_line(tmp_path, cli_runner, case):
     assert res.exit_code == 2, res.output
     errors = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(errors) == 1 and errors[0].startswith("Error: "), res.output
+
+
+def test_check_keeps_gates_recorded_by_steps(tmp_path, cli_runner):
+    from compressor.report.model import GateResult
+
+    report = make_report(gate_limits={"max_accuracy_drop": 1.0})
+    report.gates = [GateResult(name="01-quantize.accuracy_criterion", limit=0.5, value=0.8, passed=False,
+                               detail="kept the best trial")]
+    path = write_report(report, tmp_path)
+    res = cli_runner("check", path)
+    assert res.exit_code == 1
+    assert "PASS max_accuracy_drop" in res.output
+    assert "FAIL 01-quantize.accuracy_criterion: limit 0.5, measured 0.8" in res.output
