@@ -135,3 +135,35 @@ def malicious_files(folder: Path, marker_dir: Path) -> dict[str, Path]:
     raw4.write_bytes(pickle.dumps(ExecPayload(m(raw4.name)), protocol=4))
     files[raw4.name] = raw4
     return files
+
+
+def write_onnx_recipe(folder: Path, **overrides: Any) -> Path:
+    """An ONNX-input recipe on digits saved as .npz: its runs never import torch or
+    scikit-learn, so subprocess runs start fast. Exports the tiny model once, in-process."""
+    import numpy as np
+    import torch
+
+    from compressor.data import load_split
+
+    factory, weights = write_tiny_model(folder)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tiny_for_onnx", factory)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from compressor.export.onnx_export import export_onnx
+
+    export_onnx(mod.build().eval(), folder / "tiny.onnx",
+                [{"name": "input", "shape": [2, 1, 8, 8], "dtype": "float32", "dynamic": {}}])
+    arrays = {}
+    for split in ("train", "test"):
+        ds = load_split("digits", split)
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = ds.inputs["input"], ds.labels
+    np.savez(folder / "digits.npz", **arrays)
+    r = tiny_recipe_dict(name="tinyonnx", **overrides)
+    r["model"] = {"onnx": "tiny.onnx", "input_shape": [1, 1, 8, 8]}
+    r["data"]["source"] = {"npz": "digits.npz"}
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(r, sort_keys=False))
+    del torch
+    return path
