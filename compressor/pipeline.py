@@ -25,8 +25,12 @@ from compressor.steps.registry import make_step
 from compressor.targets.base import ModelArtifact
 from compressor.targets.registry import make_target
 from compressor.targets.spec import TargetSpec, load_target
-from compressor.utils.io import atomic_write_json, atomic_write_text
+from compressor.limits import check_limits
+from compressor.stepcache import StepCache, file_digest
+from compressor.utils.io import atomic_write_json, atomic_write_text, sha256_file
+from compressor.utils.killpoints import checkpoint
 from compressor.utils.paths import resolve_path
+from compressor.utils.seed import seed_everything
 
 BASELINE = "baseline"
 COMPRESSED = "compressed"
@@ -44,6 +48,7 @@ class RunContext:
     quant_overrides: dict[str, Any] = field(default_factory=dict)
     torch_model: Any = None  # the torch model behind the ONNX-domain steps' input (torch-side engines, e.g. INC)
     _cache: dict[str, Dataset] = field(default_factory=dict)
+    cache: StepCache | None = None  # finished work on disk (reused with ``resume``)
 
     @property
     def artifacts_dir(self) -> Path:
@@ -104,27 +109,34 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
     """Run a whole recipe; writes artifacts, report.json and report.md into ``run_dir``."""
     base_dir = recipe_path.resolve().parent if recipe_path else None
     target_specs = resolve_targets(recipe, base_dir)  # fail on a bad target name before any work
+    check_limits(recipe, base_dir)  # model size, eval set size, memory: before any work
+    seed_everything(recipe.seed, torch_too=recipe.model.domain == "torch")
     run_dir = run_dir or default_run_dir(recipe)
     ctx = RunContext(recipe, run_dir, base_dir, progress, resume)
+    ctx.cache = StepCache(run_dir, reuse=resume)
     ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "recipe.resolved.yaml",
                       yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
     steps = [make_step(kind, getattr(spec, kind), f"{i:02d}-{kind}")
              for i, (kind, spec) in enumerate(zip(recipe.step_kinds(), recipe.steps))]
+    checkpoint("run:start")
     eval_data = ctx.evaluation_data()
+    check_limits(recipe, base_dir, eval_bytes=sum(a.nbytes for a in eval_data.inputs.values()))
 
     # 1. the model and its baseline ONNX
-    variants, step_reports = _torch_domain(recipe, ctx, steps, eval_data, progress)
+    needs_torch = any(_consumes(t) == "torch" for t in target_specs)
+    variants, step_reports = _torch_domain(recipe, ctx, steps, eval_data, progress, needs_torch)
     # 2. ONNX-domain steps, once per distinct quantization profile the targets need
     variants += _onnx_domain(ctx, steps, variants[-1], target_specs, step_reports)
     # 3. the FP32 reference outputs every variant is compared with
     reference = _reference_outputs(variants[0].onnx_path, eval_data, recipe)
-    # 4. every (variant, target)
+    checkpoint("reference:done")
+    # 4. every (variant, target); finished results are recorded one by one for --resume
     results = []
     for spec in target_specs:
         for v in variants:
             if v.targets is None or spec.name in v.targets:
-                results.append(bench_variant(spec, v, ctx, eval_data, reference))
+                results.append(_bench_cached(spec, v, ctx, eval_data, reference))
     report = Report(
         recipe=recipe.name, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         environment=describe_environment(recipe.benchmark.threads),
@@ -138,11 +150,55 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
     # steps may add gates of their own (accuracy-aware quantization that kept a model failing its criterion)
     report.gates += [GateResult.model_validate(g) for r in step_reports for g in r.details.get("gates", [])]
     write_report(report, run_dir)
+    ctx.cache.write_log()
     return report
 
 
+def _consumes(spec: TargetSpec) -> str:
+    from compressor.targets.registry import target_class
+
+    try:
+        return target_class(spec.runtime).consumes
+    except CompressorError:
+        return "onnx"  # an unknown runtime fails later, as that target's result
+
+
+def _model_identity(spec: Any, base_dir: Path | None, specs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the baseline export depends on: factory source, kwargs, weights bytes, inputs, opset."""
+    from compressor.models.factory import resolve_file, split_spec
+
+    module, _ = split_spec(spec.factory)
+    factory_file = resolve_file(module, base_dir)
+    weights = resolve_path(spec.weights, base_dir) if spec.weights else None
+    return {"factory": spec.factory, "factory_sha": file_digest(factory_file), "kwargs": spec.factory_kwargs,
+            "weights_sha": file_digest(weights), "inputs": specs, "outputs": spec.output_names, "opset": spec.opset}
+
+
+def _report_from(d: dict[str, Any]) -> StepReport:
+    return StepReport(d["name"], d["kind"], seconds=d.get("seconds", 0.0), details=d.get("details", {}), cached=True)
+
+
+def _bench_cached(spec: TargetSpec, v: Variant, ctx: RunContext, eval_data: Dataset,
+                  reference: list[np.ndarray] | None) -> Result:
+    """:func:`bench_variant`, reusing a finished result of the same model/target/settings on resume."""
+    assert ctx.cache is not None
+    what = f"bench:{v.name}:{spec.name}"
+    key = ctx.cache.key("bench", variant=v.name, precision=v.precision, model=file_digest(v.onnx_path),
+                        target=spec.model_dump(mode="json"), benchmark=ctx.recipe.benchmark.model_dump(mode="json"),
+                        data=ctx.recipe.data.model_dump(mode="json"), seed=ctx.seed)
+    rec = ctx.cache.get(what, key)
+    if rec is not None:
+        ctx.progress.log(f"[bold]reused[/] {v.name} on {spec.name} (finished before the interruption)")
+        return Result.model_validate(rec["data"]["result"])
+    result = bench_variant(spec, v, ctx, eval_data, reference)
+    if result.status == "ok":  # failures (crash, timeout) are retried on resume
+        files = [ctx.run_dir / result.artifact] if result.artifact and (ctx.run_dir / result.artifact).is_file() else []
+        ctx.cache.put(what, key, {"result": result.model_dump(mode="json", exclude_none=True)}, files)
+    return result
+
+
 def _torch_domain(recipe: Recipe, ctx: RunContext, steps: list[Step], eval_data: Dataset,
-                  progress: Reporter) -> tuple[list[Variant], list[StepReport]]:
+                  progress: Reporter, needs_torch: bool = False) -> tuple[list[Variant], list[StepReport]]:
     spec = recipe.model
     if spec.domain == "onnx":
         from compressor.models.onnx_input import prepare_onnx_input
@@ -170,13 +226,33 @@ def _torch_domain(recipe: Recipe, ctx: RunContext, steps: list[Step], eval_data:
                                opset=spec.opset)
         return path, check_export_parity(m, path, parity_feeds)
 
-    base_path, base_parity = export(model, BASELINE)
-    reports = [StepReport("export-baseline", "export", details={"parity_vs_torch": base_parity})]
+    cache = ctx.cache or StepCache(ctx.run_dir, reuse=False)
+    model_key = cache.key("export-baseline", model=_model_identity(spec, ctx.base_dir, specs))
+    rec = cache.get("export:baseline", model_key)
+    if rec is not None:
+        base_path, base_parity = ctx.artifacts_dir / rec["data"]["output"], rec["data"]["parity"]
+        progress.log("[bold]reused[/] the baseline ONNX export")
+    else:
+        base_path, base_parity = export(model, BASELINE)
+        cache.put("export:baseline", model_key, {"output": base_path.name, "parity": base_parity}, [base_path])
+    reports = [StepReport("export-baseline", "export", details={"parity_vs_torch": base_parity}, cached=rec is not None)]
     variants = [Variant(BASELINE, "fp32", base_path, torch_model=model)]
     torch_steps = [s for s in steps if s.domain == "torch"]
-    if torch_steps:
+    name = COMPRESSED if not any(s.domain == "onnx" for s in steps) else f"{COMPRESSED}-fp32"
+    # The torch steps are cached as a chain, through the ONNX export of their result: a
+    # pruned module cannot be rebuilt from the factory, and storing it would mean pickling
+    # code. Targets that consume the torch model itself need the chain re-run (seeded).
+    chain_key = cache.key("torch-steps", input=model_key, seed=ctx.seed, data=recipe.data.model_dump(mode="json"),
+                          steps=[(s.kind, s.name, s.config.model_dump(mode="json")) for s in torch_steps])
+    rec = cache.get("torch-steps", chain_key) if torch_steps and not needs_torch else None
+    if rec is not None:
+        reports += [_report_from(d) for d in rec["data"]["reports"]]
+        variants.append(Variant(name, "fp32", ctx.artifacts_dir / rec["data"]["output"], torch_model=None))
+        progress.log(f"[bold]reused[/] {len(torch_steps)} torch-domain step(s) and their export")
+    elif torch_steps:
         import copy
 
+        first_report = len(reports)
         current = copy.deepcopy(model)
         for step in torch_steps:
             progress.log(f"[bold]step[/] {step.name}")
@@ -184,10 +260,11 @@ def _torch_domain(recipe: Recipe, ctx: RunContext, steps: list[Step], eval_data:
             current = step.run(current, ctx).eval()
             step.report.seconds = step.report.seconds or time.perf_counter() - t0
             reports.append(step.report)
-        name = COMPRESSED if not any(s.domain == "onnx" for s in steps) else f"{COMPRESSED}-fp32"
         path, par = export(current, name)
         reports.append(StepReport(f"export-{name}", "export", details={"parity_vs_torch": par}))
         variants.append(Variant(name, "fp32", path, torch_model=current))
+        cache.put("torch-steps", chain_key, {"output": path.name,
+                                             "reports": [r.to_dict() for r in reports[first_report:]]}, [path])
     return variants, reports
 
 
@@ -210,11 +287,26 @@ def _onnx_domain(ctx: RunContext, steps: list[Step], source: Variant, targets: l
             suffix = "" if len(groups) == 1 else f"-{gi}"
             step.name = step.name.split("-g")[0] + (f"-g{gi}" if suffix else "")
             step.report = StepReport(step.name, step.kind)
+            cache = ctx.cache or StepCache(ctx.run_dir, reuse=False)
+            key = cache.key("onnx-step", kind=step.kind, name=step.name, input=sha256_file(model),
+                            config=step.config.model_dump(mode="json"), overrides=ctx.quant_overrides,
+                            seed=ctx.seed, data=ctx.recipe.data.model_dump(mode="json"))
+            rec = cache.get(f"step:{step.name}", key)
+            if rec is not None:
+                model = ctx.run_dir / rec["data"]["output"]
+                step.report = _report_from(rec["data"]["report"])
+                precision = rec["data"]["precision"] or precision
+                ctx.progress.log(f"[bold]reused[/] {step.name} (finished before the interruption)")
+                reports.append(step.report)
+                continue
             ctx.progress.log(f"[bold]step[/] {step.name}" + (f" for {', '.join(names)}" if suffix else ""))
             model = step.run(model, ctx)
             precision = step.output_precision() or precision
             step.report.details["targets"] = names
             reports.append(step.report)
+            cache.put(f"step:{step.name}", key, {"output": str(model.relative_to(ctx.run_dir)),
+                                                 "report": step.report.to_dict(),
+                                                 "precision": step.output_precision()}, [model])
         variants.append(Variant(COMPRESSED, precision, model, source.torch_model, targets=names))
     ctx.quant_overrides = {}
     return variants
@@ -277,6 +369,7 @@ def write_report(report: Report, run_dir: Path) -> None:
     from compressor.report.markdown import render_markdown
 
     atomic_write_json(run_dir / "report.json", report.to_json())
+    checkpoint("report:json")
     atomic_write_text(run_dir / "report.md", render_markdown(report))
     from compressor.report.html import write_html
 

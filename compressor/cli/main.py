@@ -50,6 +50,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def _register() -> None:
     from compressor.cli import commands  # noqa: F401  (defines the commands on `cli`)
     from compressor.cli import report  # noqa: F401  (report render|compare|merge)
+    from compressor.cli import inspect  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

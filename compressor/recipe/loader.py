@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,23 +13,25 @@ from compressor.errors import RecipeError
 from compressor.recipe.schema import Recipe
 
 Path_ = tuple[Any, ...]
+_PLAIN_KEY = re.compile(r"^[\w.-]+$")
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 def _construct(node: yaml.Node, path: Path_, lines: dict[Path_, int], loader: yaml.SafeLoader) -> Any:
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
-        # safe loading: only plain mappings and lists; a tag such as !!python/object is refused
-        raise RecipeError(f"line {node.start_mark.line + 1}: YAML tag {node.tag!r} is not allowed in a recipe")
+        # a tagged collection (!!python/object, !!set, ...) is never plain recipe data
+        raise RecipeError(f"{loader.name}: line {node.start_mark.line + 1}: YAML tag {node.tag!r} is not allowed",
+                          hint="recipes are plain YAML: remove the '!!' tag")
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         loader.flatten_mapping(node)
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)) and key is not None:
-                raise RecipeError(f"line {key_node.start_mark.line + 1}: mapping keys must be scalars")
+                raise RecipeError(f"{loader.name}: line {key_node.start_mark.line + 1}: mapping keys must be scalars")
             if key in out:
-                raise RecipeError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+                raise RecipeError(f"{loader.name}: line {key_node.start_mark.line + 1}: duplicate key {key!r}")
             lines[(*path, key)] = key_node.start_mark.line + 1
             out[key] = _construct(value_node, (*path, key), lines, loader)
         return out
@@ -39,25 +42,31 @@ def _construct(node: yaml.Node, path: Path_, lines: dict[Path_, int], loader: ya
 
 def load_yaml(text: str, source: str = "<recipe>") -> tuple[Any, dict[Path_, int]]:
     """Parse YAML safely (no Python tags) and return (data, {key path: line})."""
-    loader = yaml.SafeLoader(text)
     lines: dict[Path_, int] = {}
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # the reader already rejects control characters here
+        loader.name = source
         node = loader.get_single_node()
         if node is None:
             return None, lines
         return _construct(node, (), lines, loader), lines
-    except RecipeError as e:
-        raise RecipeError(f"{source}: {e.message}") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        raise RecipeError(f"{source}: invalid YAML at {where}: {e.problem or e.context}") from None
+        problem = " ".join(str(e.problem or e.context).split())
+        raise RecipeError(f"{source}: invalid YAML at {where}: {problem}") from None
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, max(e.position, 0)) + 1
+        raise RecipeError(f"{source}: invalid YAML at line {line}: character #x{e.character:04x} is not allowed",
+                          hint="remove control characters from the file") from None
     except yaml.YAMLError as e:
-        raise RecipeError(f"{source}: invalid YAML: {e}") from None
+        raise RecipeError(f"{source}: invalid YAML: {' '.join(str(e).split())}") from None
     except RecursionError:
         raise RecipeError(f"{source}: YAML nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -66,7 +75,9 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            # odd keys (newlines, control characters, spaces) are quoted so the message stays one line
+            text = str(part) if _PLAIN_KEY.match(str(part)) else repr(part)
+            out += ("." if out else "") + text
     return out or "<top level>"
 
 
@@ -103,7 +114,7 @@ def validation_messages(err: ValidationError, lines: dict[Path_, int], source: s
         loc = _yaml_loc(tuple(e["loc"]), lines)
         line = _line_for(loc, lines)
         where = f"{source}:{line}" if line else source
-        msg = e["msg"]
+        msg = " ".join(str(e["msg"]).split())
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see `compressor recipe schema`)"
         elif e["type"] == "missing":

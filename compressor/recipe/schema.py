@@ -173,6 +173,14 @@ class GateSpec(Strict):
     max_size_bytes: int | None = Field(None, ge=1)
 
 
+class LimitsSpec(Strict):
+    """Resource limits checked before any work starts (see docs/reliability.md)."""
+
+    max_model_bytes: int | None = Field(None, ge=1, description="refuse model files (weights / ONNX + external data) larger than this")
+    max_eval_bytes: int | None = Field(None, ge=1, description="refuse evaluation sets larger than this (inputs, as float32)")
+    check_memory: bool = Field(True, description="refuse runs whose estimated peak memory exceeds the available RAM")
+
+
 class Recipe(Strict):
     """A compression recipe (see README, "Recipe reference")."""
 
@@ -185,6 +193,7 @@ class Recipe(Strict):
     targets: list[str] = Field(default_factory=lambda: ["onnxruntime-cpu"], min_length=1)
     benchmark: BenchmarkSpec = BenchmarkSpec()
     gates: GateSpec = GateSpec()
+    limits: LimitsSpec = LimitsSpec()
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from compressor.utils.killpoints import checkpoint
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -37,6 +39,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"nothing was written to {tmp}")
+        checkpoint(f"atomic:{path.name}")  # tests kill here: the complete temp file must not count
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,118 @@
+"""Finished work of a run, keyed by what produced it, so ``--resume`` redoes only the rest.
+
+A record ``<run_dir>/cache/<key>.json`` says "this work finished and produced these
+files with these sha256s". The key hashes the input artifact's sha256, the step's
+resolved config and the versions of the libraries involved, so a changed input, a
+changed setting or a library upgrade never reuses a stale result. Records and
+artifacts are written atomically and the record is written *after* its artifacts,
+so a record exists only for finished work; a file whose hash no longer matches
+invalidates the record.
+
+What is cached: every ONNX artifact (exported baseline, the exported model after the
+torch-domain steps, each ONNX-step output) with its step report, and every finished
+(variant, target) benchmark result. Torch-domain steps are cached as a chain through
+their exported ONNX model (see docs/reliability.md for why).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compressor.utils.io import atomic_write_json, sha256_file, sha256_json
+from compressor.utils.killpoints import checkpoint
+
+LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "openvino", "nncf", "executorch", "torchao",
+             "torch-pruning", "neural-compressor", "safetensors", "tensorrt")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of everything that can change a step's output (part of every key)."""
+    from importlib import metadata
+
+    from compressor import __version__
+
+    out = {"compressor": __version__, "python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+@dataclass
+class StepCache:
+    """Read (when resuming) and write records of finished work under ``run_dir/cache``."""
+
+    run_dir: Path
+    reuse: bool
+    log: list[dict[str, Any]] = field(default_factory=list)
+    _versions: dict[str, str] | None = None
+
+    @property
+    def root(self) -> Path:
+        return self.run_dir / "cache"
+
+    def key(self, what: str, **parts: Any) -> str:
+        if self._versions is None:
+            self._versions = library_versions()
+        return sha256_json({"what": what, **parts, "versions": self._versions})[:32]
+
+    def get(self, what: str, key: str) -> dict[str, Any] | None:
+        """The record for ``key`` when resuming and all of its files are intact."""
+        if not self.reuse:
+            return None
+        path = self.root / f"{key}.json"
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        for rel, digest in record.get("files", {}).items():
+            f = self.run_dir / rel
+            if not f.is_file() or sha256_file(f) != digest:
+                return None
+        self.log.append({"work": what, "key": key, "reused": True})
+        return record
+
+    def put(self, what: str, key: str, data: dict[str, Any], files: list[Path] = ()) -> None:
+        """Record finished work (after its files are complete on disk)."""
+        checkpoint(f"written:{what}")  # tests kill here: files complete, no record yet
+        record = {"work": what, "data": data,
+                  "files": {str(f.relative_to(self.run_dir)): sha256_file(f) for f in files}}
+        atomic_write_json(self.root / f"{key}.json", record)
+        self.log.append({"work": what, "key": key, "reused": False})
+        checkpoint(f"done:{what}")
+
+    def write_log(self) -> None:
+        atomic_write_json(self.run_dir / "work_log.json", self.log)
+
+
+def file_digest(path: Path | None) -> str | None:
+    return None if path is None or not Path(path).is_file() else sha256_file(path)
+
+
+# --------------------------------------------------------------------------- report comparison
+
+VOLATILE_KEYS = {"created", "seconds", "cached", "latency_ms", "throughput_per_s"}
+
+
+def comparable_report(report: dict[str, Any]) -> dict[str, Any]:
+    """A report.json without what legitimately differs between two runs of one recipe:
+    timestamps, step durations, the ``cached`` flags, latency and throughput."""
+
+    def strip(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in VOLATILE_KEYS}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+
+    out = strip(report)
+    out.get("environment", {}).pop("host", None)
+    # speedup gates depend on latency
+    out["gates"] = [g for g in out.get("gates", []) if g.get("name") not in ("min_speedup", "max_latency_increase")]
+    return out
