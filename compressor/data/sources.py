@@ -56,14 +56,26 @@ def _fashion(split: str) -> Dataset:
                    {"classes": FASHION_MNIST_CLASSES})
 
 
-def _digits(split: str) -> Dataset:
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits, read from the CSV it ships. Reading the file directly
+    keeps this path free of sklearn's own imports (which may import torch)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the 'digits' data source needs scikit-learn installed", hint="pip install scikit-learn")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
     try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        raise DataError("the 'digits' data source needs scikit-learn", hint="pip install scikit-learn") from None
-    d = load_digits()
-    x = (d.images.astype(np.float32) / 16.0)[:, None]
-    y = d.target.astype(np.int64)
+        raw = np.loadtxt(path, delimiter=",", dtype=np.float32)
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read scikit-learn's digits data at {path}: {e}") from None
+    return raw[:, :-1].reshape(-1, 8, 8), raw[:, -1].astype(np.int64)
+
+
+def _digits(split: str) -> Dataset:
+    images, target = _digits_arrays()
+    x = (images / 16.0)[:, None]
+    y = target
     # fixed, seeded 80/20 split so train and test never overlap
     idx = np.random.default_rng(0).permutation(len(x))
     cut = int(0.8 * len(x))

@@ -80,3 +80,20 @@ def test_nan_is_reported_with_count():
 def test_mismatched_lengths():
     with pytest.raises(DataError, match="differ in length"):
         Dataset({"input": np.zeros((3, 1))}, np.zeros(4))
+
+
+def test_digits_matches_scikit_learn_without_importing_it():
+    import subprocess
+    import sys
+
+    code = ("import sys; from compressor.data import load_split; load_split('digits', 'test'); "
+            "print(sorted(m for m in ('sklearn', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    from sklearn.datasets import load_digits
+
+    from compressor.data.sources import _digits_arrays
+
+    images, target = _digits_arrays()
+    ref = load_digits()
+    assert np.array_equal(images, ref.images) and np.array_equal(target, ref.target)
