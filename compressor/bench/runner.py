@@ -78,6 +78,7 @@ def benchmark_session(
     batch_size: int,
     eval_batch_size: int,
     progress: Callable[[str, int, int], None] | None = None,
+    extra_metrics: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Accuracy on ``eval_data``, parity against ``reference``, and latency at ``batch_size``."""
     n = len(eval_data)
@@ -85,6 +86,11 @@ def benchmark_session(
                           None if progress is None else (lambda k: progress("evaluate", k, n)))
     result: dict[str, Any] = {"accuracy": evaluate(outputs, eval_data, metric, reference)}
     result["parity"] = parity(outputs, reference, precision)
+    if extra_metrics:
+        # every requested metric by name, the primary one included, e.g. {"top1": .., "macro_f1": ..}
+        result["metrics"] = {result["accuracy"]["metric"]: result["accuracy"]["value"]}
+        for m in extra_metrics:
+            result["metrics"][m] = evaluate(outputs, eval_data, m, reference)["value"]
     feeds = eval_data.first(batch_size)
     feeds = {n_: feeds[n_] if n_ in feeds else next(iter(feeds.values())) for n_ in session.input_names}
     total = iterations
