@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from family_training import ensure_weights, fashion_arrays, load_weights, train_loop  # noqa: E402
 
 LATENT = 16
-TRAIN = {"epochs": 4, "batch_size": 128, "lr": 2e-3, "seed": 0, "hidden": 400, "latent": LATENT, "beta": 1.0}
+TRAIN = {"epochs": 2, "batch_size": 128, "lr": 2e-3, "seed": 0, "hidden": 400, "latent": LATENT, "beta": 1.0}
 
 
 class Encoder(nn.Module):

@@ -44,8 +44,9 @@ def run_batches(session: Session, data: Dataset, batch_size: int,
 
 def evaluate(outputs: list[np.ndarray], data: Dataset, metric: str, reference: list[np.ndarray] | None) -> dict[str, Any]:
     labels = data.labels
-    if metric == "mse" and labels is None:
-        labels = next(iter(data.inputs.values()))  # autoencoders reconstruct their input
+    if metric == "mse" and (labels is None or labels.size != outputs[0].size) and len(data.inputs) == 1:
+        # autoencoders reconstruct their input: class labels (e.g. Fashion-MNIST's) are no MSE target
+        labels = next(iter(data.inputs.values()))
     value = compute_metric(metric, outputs[0], labels, None if reference is None else reference[0])
     return {"metric": metric, "value": value, "higher_is_better": metric_info(metric).higher_is_better,
             "samples": len(data)}
