@@ -350,7 +350,7 @@ def bench_variant(spec: TargetSpec, v: Variant, ctx: RunContext, eval_data: Data
                 session, eval_data=eval_data, metric=ctx.recipe.data.metric, reference=reference,
                 precision=precision, warmup=b.warmup, iterations=b.iterations, min_duration_s=b.min_duration_s,
                 batch_size=b.batch_size, eval_batch_size=min(b.eval_batch_size, target.max_batch or b.eval_batch_size),
-                progress=lambda stage, k, n: update(k, n, stage),
+                progress=lambda stage, k, n: update(k, n, stage), extra_metrics=ctx.recipe.data.metrics,
             )
         samples = measured.pop("latency_samples_ms")
         atomic_write_json(out_dir / f"{v.name}.latency.json", samples)

@@ -77,6 +77,8 @@ class DataSpec(Strict):
     evaluation: SplitSpec = SplitSpec(split="test", samples=None)
     train: SplitSpec = SplitSpec(split="train", samples=None)
     metric: Metric = "top1"
+    metrics: list[Metric] = Field(default_factory=list,
+                                  description="extra metrics reported beside 'metric' (gates use 'metric' only)")
 
     @field_validator("source")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -50,17 +51,30 @@ def preprocess(src: Path, dst: Path) -> dict[str, Any]:
     inference asserts on some transformer graphs: retry without it and record that."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    src, dst = src.resolve(), dst.resolve()
     try:
-        with _quiet():
+        # when symbolic shape inference is incomplete, ORT dumps sym_shape_infer_temp.onnx
+        # (+ external data) into the working folder: keep that inside dst's folder
+        with _quiet(), _working_dir(dst.parent):
             quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
         return {"preprocess": "full"}
     except Exception as first:  # noqa: BLE001 - ORT raises AssertionError, Exception, ...
         try:
-            with _quiet():
+            with _quiet(), _working_dir(dst.parent):
                 quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
             return {"preprocess": "skip_symbolic_shape", "preprocess_note": f"{type(first).__name__}: {str(first)[:200]}"}
         except Exception as e:  # noqa: BLE001
             return {"preprocess": "none", "preprocess_note": f"{type(e).__name__}: {str(e)[:200]}"}
+
+
+@contextlib.contextmanager
+def _working_dir(path: Path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
 
 
 @contextlib.contextmanager
@@ -75,6 +89,56 @@ def _quiet():
         logger.setLevel(level)
 
 
+def _quantize(model_in: Path, dst: Path, cfg: QuantizeConfig, calibration: Dataset | None, names: list[str],
+              exclude: list[str], progress, calibration_cache: Path | None = None) -> None:
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
+                                          quantize_static)
+
+    qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    with atomic_path(dst) as tmp, _quiet():
+        if cfg.mode == "dynamic":
+            quantize_dynamic(
+                str(model_in), str(tmp), weight_type=qtype[cfg.weight_type], per_channel=cfg.per_channel,
+                reduce_range=cfg.reduce_range, op_types_to_quantize=cfg.op_types, nodes_to_exclude=exclude,
+                extra_options={"WeightSymmetric": cfg.symmetric_weights},
+            )
+        else:
+            if calibration is None or len(calibration) == 0:
+                raise StepError("static quantization needs calibration data", hint="set data.calibration")
+            calibration.check_finite()
+            reader = DatasetReader(calibration, names, cfg.calibration_batch_size, progress)
+            method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                      "percentile": CalibrationMethod.Percentile}[cfg.calibration]
+            extra = {"ActivationSymmetric": cfg.symmetric_activations, "WeightSymmetric": cfg.symmetric_weights}
+            if cfg.calibration == "percentile":
+                extra["CalibPercentile"] = cfg.percentile
+            quantize_static(
+                str(model_in), str(tmp), reader, quant_format=QuantFormat.QDQ,
+                activation_type=qtype[cfg.activation_type], weight_type=qtype[cfg.weight_type],
+                per_channel=cfg.per_channel, reduce_range=cfg.reduce_range, calibrate_method=method,
+                op_types_to_quantize=cfg.op_types, nodes_to_exclude=exclude, extra_options=extra,
+                **({"calibration_cache_path": str(calibration_cache)} if calibration_cache else {}),
+            )
+
+
+def _without_initializer_shapes(src: Path, dst: Path, details: dict[str, Any]) -> Path:
+    """The dynamo exporter records value_info for initializers (e.g. a Linear head's
+    weight); ORT's quantizer rewrites those tensors and its shape inference then fails
+    ("Inferred shape and existing shape differ"). Drop that redundant value_info."""
+    import onnx
+
+    model = onnx.load(str(src))
+    inits = {i.name for i in model.graph.initializer}
+    keep = [v for v in model.graph.value_info if v.name not in inits]
+    if len(keep) == len(model.graph.value_info):
+        return src
+    details["dropped_initializer_value_info"] = len(model.graph.value_info) - len(keep)
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(keep)
+    onnx.save(model, str(dst))
+    return dst
+
+
 def quantize_onnx(
     src: Path, dst: Path, cfg: QuantizeConfig, calibration: Dataset | None, *, progress=None,
     nodes_to_exclude: list[str] | None = None, calibration_cache: Path | None = None,
@@ -86,46 +150,34 @@ def quantize_onnx(
     and reused after (tuning loops re-quantize many times with one calibration).
     ``skip_preprocess``: ``src`` already went through :func:`preprocess`."""
     import onnx
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
-                                          quantize_static)
 
-    qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
     details: dict[str, Any] = {"engine": "onnxruntime", "mode": cfg.mode}
     exclude = sorted(set(cfg.nodes_to_exclude) | set(nodes_to_exclude or []))
     with tempfile.TemporaryDirectory(prefix="compressor-quant-") as tmpdir:
+        src = _without_initializer_shapes(src, Path(tmpdir) / "clean.onnx", details)
         pre = Path(tmpdir) / "preprocessed.onnx"
         details.update({"preprocess": "done before"} if skip_preprocess else preprocess(src, pre))
         model_in = pre if details["preprocess"] not in ("none", "done before") else src
         names = [i.name for i in onnx.load(str(model_in), load_external_data=False).graph.input]
         try:
-            with atomic_path(dst) as tmp, _quiet():
-                if cfg.mode == "dynamic":
-                    quantize_dynamic(
-                        str(model_in), str(tmp), weight_type=qtype[cfg.weight_type], per_channel=cfg.per_channel,
-                        reduce_range=cfg.reduce_range, op_types_to_quantize=cfg.op_types, nodes_to_exclude=exclude,
-                        extra_options={"WeightSymmetric": cfg.symmetric_weights},
-                    )
-                else:
-                    if calibration is None or len(calibration) == 0:
-                        raise StepError("static quantization needs calibration data", hint="set data.calibration")
-                    calibration.check_finite()
-                    reader = DatasetReader(calibration, names, cfg.calibration_batch_size, progress)
-                    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                              "percentile": CalibrationMethod.Percentile}[cfg.calibration]
-                    extra = {"ActivationSymmetric": cfg.symmetric_activations, "WeightSymmetric": cfg.symmetric_weights}
-                    if cfg.calibration == "percentile":
-                        extra["CalibPercentile"] = cfg.percentile
-                    quantize_static(
-                        str(model_in), str(tmp), reader, quant_format=QuantFormat.QDQ,
-                        activation_type=qtype[cfg.activation_type], weight_type=qtype[cfg.weight_type],
-                        per_channel=cfg.per_channel, reduce_range=cfg.reduce_range, calibrate_method=method,
-                        op_types_to_quantize=cfg.op_types, nodes_to_exclude=exclude, extra_options=extra,
-                        **({"calibration_cache_path": str(calibration_cache)} if calibration_cache else {}),
-                    )
+            _quantize(model_in, dst, cfg, calibration, names, exclude, progress, calibration_cache)
         except (StepError, DataError):
             raise
         except Exception as e:  # noqa: BLE001
-            raise StepError(f"ONNX Runtime quantization failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+            if model_in == src:
+                raise StepError(f"ONNX Runtime quantization failed: {type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else ''}") from e
+            # a partially pre-processed transformer graph can carry stale shapes that ORT's
+            # own shape inference rejects: quantize the exported model as it is, and say so
+            details.update(preprocess="none", preprocess_note=f"quantizing the pre-processed model failed "
+                           f"({type(e).__name__}: {str(e)[:160]}); quantized the exported model instead")
+            try:
+                _quantize(src, dst, cfg, calibration, names, exclude, progress, calibration_cache)
+            except (StepError, DataError):
+                raise
+            except Exception as e2:  # noqa: BLE001
+                raise StepError(f"ONNX Runtime quantization failed: {type(e2).__name__}: "
+                                f"{str(e2).splitlines()[0] if str(e2) else ''}") from e2
     details.update({
         "calibration": cfg.calibration if cfg.mode == "static" else None,
         "calibration_samples": len(calibration) if (cfg.mode == "static" and calibration is not None) else 0,

@@ -1,0 +1,140 @@
+"""Model families benchmark: every family recipe in recipes/ run end to end, FP32 vs
+INT8 (each quantization mode that applies) on every target the recipe names.
+
+    nice python benchmarks/families.py [--only mlp,lstm] [--quick]
+
+Writes the runs to benchmarks/out/families/ and the table to
+benchmarks/results/families.md. Speedups are p50 latency ratios measured side by
+side in the same run (the machine is shared and noisy: ratios, not absolute times).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from compressor.bench.metrics import metric_drop  # noqa: E402
+from compressor.pipeline import run_recipe  # noqa: E402
+from compressor.recipe.loader import load_recipe  # noqa: E402
+from compressor.utils.io import atomic_write_text  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "out" / "families"
+RESULT = ROOT / "benchmarks" / "results" / "families.md"
+
+# family -> (recipe, quantize modes to measure, evaluation samples in --quick mode, example weights to ensure)
+FAMILIES: dict[str, tuple[str, list[str], int | None, tuple[str, ...]]] = {
+    "mlp": ("mlp.yaml", ["static", "dynamic"], 10000, ("mlp.py", "ensure")),
+    "lstm": ("lstm.yaml", ["dynamic", "static"], 2000, ("rnn.py", "ensure", "lstm")),
+    "gru": ("gru.yaml", ["dynamic", "static"], 2000, ("rnn.py", "ensure", "gru")),
+    "vae": ("vae.yaml", ["static", "dynamic"], 10000, ("vae.py", "ensure")),
+    "vae_decoder": ("vae_decoder.yaml", ["static", "dynamic"], 10000, ("vae.py", "ensure")),
+    "vae_encoder": ("vae_encoder.yaml", ["static", "dynamic"], 10000, ("vae.py", "ensure")),
+    "minilm": ("minilm.yaml", ["dynamic"], 1000, ("minilm.py", "ensure_head")),
+    "minilm_embedding": ("minilm_embedding.yaml", ["dynamic"], 300, ("minilm.py", "ensure_head")),
+    "mobilenet_v2": ("mobilenet_v2.yaml", ["static"], 100, ()),
+}
+
+
+def _ensure(spec: tuple[str, ...]) -> None:
+    if not spec:
+        return
+    file, fn, *args = spec
+    mod_spec = importlib.util.spec_from_file_location(f"bench_{Path(file).stem}", ROOT / "examples" / file)
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    getattr(mod, fn)(*args)
+
+
+def run_family(name: str, mode: str, quick: bool) -> dict:
+    recipe_file, _, quick_samples, ensure = FAMILIES[name]
+    _ensure(ensure)
+    path = ROOT / "recipes" / recipe_file
+    recipe = load_recipe(path)
+    q = recipe.steps[0].quantize
+    update = {"mode": mode}
+    if mode == "static" and q.op_types is not None:
+        update["op_types"] = None
+    recipe.steps[0].quantize = q.model_copy(update=update)
+    if quick and quick_samples:
+        recipe.data.evaluation = recipe.data.evaluation.model_copy(update={"samples": quick_samples})
+    t0 = time.perf_counter()
+    report = run_recipe(recipe, recipe_path=path, run_dir=OUT / f"{name}-{mode}")
+    rows = []
+    for target in recipe.targets:
+        base, comp = report.result("baseline", target), report.result("compressed", target)
+        row = {"family": name, "mode": mode, "target": target, "seconds": round(time.perf_counter() - t0, 1)}
+        if base is None or comp is None or base.status != "ok" or comp.status != "ok":
+            row["error"] = (comp.error if comp else None) or (base.error if base else "missing")
+            rows.append(row)
+            continue
+        m = base.accuracy.metric
+        row.update(metric=m, fp32=base.accuracy.value, int8=comp.accuracy.value, samples=base.accuracy.samples,
+                   drop=metric_drop(m, base.accuracy.value, comp.accuracy.value),
+                   drop_unit="pp" if base.accuracy.higher_is_better else "%",
+                   fp32_ms=base.latency_ms.p50, int8_ms=comp.latency_ms.p50,
+                   speedup=base.latency_ms.p50 / comp.latency_ms.p50,
+                   extra={k: (getattr(base, "metrics", None) or {}).get(k) for k in (getattr(comp, "metrics", None) or {})},
+                   extra_int8=getattr(comp, "metrics", None) or {}, agreement=comp.parity.top1_agreement if comp.parity else None)
+        rows.append(row)
+    return {"rows": rows}
+
+
+def render(rows: list[dict], command: str) -> str:
+    lines = ["# Model families: FP32 vs INT8", "",
+             f"Measured {dt.date.today().isoformat()} on the shared 2-core development machine (heavily loaded by other "
+             "jobs while this ran: absolute latencies are noisy, speedups are p50 ratios measured side by side in one run).",
+             "", f"Reproduce: `{command}`", "",
+             "| family | target | INT8 mode | metric | samples | FP32 | INT8 | drop | FP32 p50 ms | INT8 p50 ms | speedup | extra metrics (FP32 -> INT8) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['family']} | {r['target']} | {r['mode']} | FAILED: {r['error']} |||||||||")
+            continue
+        extra = ", ".join(f"{k} {r['extra'].get(k, float('nan')):.4f} -> {v:.4f}" for k, v in r["extra_int8"].items()
+                          if k != r["metric"]) or "-"
+        lines.append(f"| {r['family']} | {r['target']} | {r['mode']} | {r['metric']} | {r['samples']} | {r['fp32']:.4f} | "
+                     f"{r['int8']:.4f} | {r['drop']:+.2f} {r['drop_unit']} | {r['fp32_ms']:.3f} | {r['int8_ms']:.3f} | "
+                     f"{r['speedup']:.2f}x | {extra} |")
+    lines += ["", "drop: percentage points for top1 / macro-F1 / cosine / top-1 agreement; percent increase for MSE "
+              "(lower is better). openvino-cpu is not in this branch; its column comes when that target is merged.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default=",".join(FAMILIES), help="comma-separated families")
+    ap.add_argument("--modes", default=None, help="restrict INT8 modes, e.g. dynamic")
+    ap.add_argument("--quick", action="store_true", help="fewer evaluation samples (see FAMILIES)")
+    args = ap.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    only = args.only.split(",")
+    # keep earlier rows of families not re-run now, so families can be measured in separate runs
+    old = json.loads((OUT / "rows.json").read_text()) if (OUT / "rows.json").exists() else []
+    rows: list[dict] = [r for r in old if r["family"] not in only]
+    for name in only:
+        for mode in FAMILIES[name][1]:
+            if args.modes and mode not in args.modes.split(","):
+                continue
+            print(f"== {name} ({mode})", flush=True)
+            try:
+                rows += run_family(name, mode, args.quick)["rows"]
+            except Exception as e:  # one family failing must not lose the others' numbers
+                rows.append({"family": name, "mode": mode, "target": "-", "error": f"{type(e).__name__}: {e}"})
+            print(json.dumps(rows[-1], default=str), flush=True)
+            (OUT / "rows.json").write_text(json.dumps(rows, indent=1, default=str))
+    command = "nice python benchmarks/families.py --quick (families run separately with --only)"
+    atomic_write_text(RESULT, render(rows, command.strip()))
+    print(RESULT.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Data factory of real photo crops for ImageNet-weight models (no ImageNet labels
+offline): varied crops of scikit-learn's two sample photos from
+``examples/mobilenet_v2.py:sample_images``, unlabelled, so recipes measure agreement
+with the FP32 model (``metric: top1_agreement`` or ``cosine``).
+
+The "train" split (calibration) and the "test" split (evaluation) are drawn with
+different seeds, so INT8 is never evaluated on the crops it was calibrated on.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SEEDS = {"train": 1, "test": 2}
+
+
+def photo_crops(split: str = "test", n: int = 200):
+    """``{"input": float32 [n, 3, 224, 224]}`` ImageNet-normalised crops, no labels."""
+    from compressor.data import Dataset
+    from compressor.errors import DataError
+
+    if split not in SEEDS:
+        raise DataError(f"photo crops have splits 'train' and 'test', not {split!r}")
+    from mobilenet_v2 import sample_images
+
+    return Dataset({"input": sample_images(n, seed=SEEDS[split])}, None, f"photo-crops/{split}")
