@@ -148,6 +148,8 @@ class BenchmarkSpec(Strict):
     threads: int = Field(2, ge=1)
     eval_batch_size: int = Field(64, ge=1)
     timeout_s: float = Field(900.0, gt=0, description="per-target compile+benchmark time limit")
+    isolate: bool = Field(True, description="compile+benchmark each (variant, target) in a child process, so a "
+                          "crashing or hanging runtime fails only its own result")
 
 
 class GateSpec(Strict):
