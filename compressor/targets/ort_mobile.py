@@ -15,11 +15,13 @@ Here the ``.ort`` file runs in the full onnxruntime package, which reads the for
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +53,13 @@ def convert_to_ort(onnx_path: Path, out_dir: Path, stem: str, *, target_platform
             shutil.copyfile(external, src.with_name(external.name))
         try:
             # the converter prints progress on stdout: keep the CLI's output clean
-            with contextlib.redirect_stdout(io.StringIO()), _quiet_logger("ort_format_model"):
+            with contextlib.redirect_stdout(io.StringIO()), _quiet_logger("ort_format_model"), \
+                    warnings.catch_warnings():
+                # the converter's config writer leaves a file handle to the GC
+                warnings.simplefilter("ignore", ResourceWarning)
                 convert_onnx_models_to_ort(src, output_dir=work / "out", optimization_styles=[style],
                                            target_platform=target_platform)
+                gc.collect()
         except Exception as e:  # noqa: BLE001
             raise TargetFailed(f"ORT-format conversion of {onnx_path.name} failed: "
                                f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
