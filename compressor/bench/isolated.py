@@ -92,6 +92,11 @@ def _child_main(conn: Any, job: TargetJob) -> None:
             last[0] = now
             conn.send(("progress", stage, k, n))
 
+    import warnings
+
+    # library deprecation chatter from a child would interleave with the parent's progress
+    warnings.simplefilter("ignore", FutureWarning)
+    warnings.simplefilter("ignore", DeprecationWarning)
     try:
         conn.send(("ok", run_job(job, progress)))
     except CompressorError as e:

@@ -49,6 +49,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     from compressor.cli import commands  # noqa: F401  (defines the commands on `cli`)
+    from compressor.cli import targets_cli  # noqa: F401  (targets trt-check)
 
 
 def main(argv: list[str] | None = None) -> None:

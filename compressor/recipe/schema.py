@@ -106,6 +106,7 @@ class QuantizeConfig(Strict):
     symmetric_activations: bool = False
     symmetric_weights: bool = True
     reduce_range: bool = False
+    quantize_bias: bool = Field(True, description="INT32 bias Q/DQ (ORT); TensorRT wants float bias")
     op_types: list[str] | None = Field(None, description="quantize only these op types (default: all supported)")
     nodes_to_exclude: list[str] = Field(default_factory=list)
     calibration_batch_size: int = Field(32, ge=1)

@@ -108,6 +108,8 @@ def quantize_onnx(
                     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                               "percentile": CalibrationMethod.Percentile}[cfg.calibration]
                     extra = {"ActivationSymmetric": cfg.symmetric_activations, "WeightSymmetric": cfg.symmetric_weights}
+                    if not cfg.quantize_bias:
+                        extra["QuantizeBias"] = False
                     if cfg.calibration == "percentile":
                         extra["CalibPercentile"] = cfg.percentile
                     quantize_static(
