@@ -49,24 +49,35 @@ TRT_CFG = dict(activation_type="int8", weight_type="int8", symmetric_activations
                per_channel=True, quantize_bias=False)
 
 
-def test_trt_check_accepts_signed_symmetric_qdq(tmp_path):
-    result = check_trt_ready(quantized(tmp_path, "s8s8", **TRT_CFG))
+@pytest.fixture(scope="module")
+def s8s8(tmp_path_factory):
+    """The small CNN quantized the way the tensorrt target asks (S8/S8 symmetric, float bias)."""
+    return quantized(tmp_path_factory.mktemp("s8s8"), "s8s8", **TRT_CFG)
+
+
+@pytest.fixture(scope="module")
+def u8s8(tmp_path_factory):
+    """The small CNN quantized with ORT's CPU settings (U8 activations, INT32 bias)."""
+    return quantized(tmp_path_factory.mktemp("u8s8"), "u8s8", activation_type="uint8", weight_type="int8",
+                     per_channel=True)
+
+
+def test_trt_check_accepts_signed_symmetric_qdq(s8s8):
+    result = check_trt_ready(s8s8)
     assert result.ok, result.problems
     assert result.qdq_nodes >= 6 and result.opset >= 13
 
 
-def test_trt_check_rejects_u8_activations_with_zero_points(tmp_path):
-    result = check_trt_ready(quantized(tmp_path, "u8s8", activation_type="uint8", weight_type="int8",
-                                       per_channel=True))
+def test_trt_check_rejects_u8_activations_with_zero_points(u8s8):
+    result = check_trt_ready(u8s8)
     assert not result.ok
     assert any("zero point is UINT8" in p for p in result.problems)
     assert any("is not 0" in p for p in result.problems)  # asymmetric U8 activations
     assert any("INT32-quantized bias" in p for p in result.problems)  # ORT's default quantize_bias
 
 
-def test_trt_check_rejects_nonzero_int8_zero_point_and_wrong_axis(tmp_path):
-    path = quantized(tmp_path, "s8s8", **TRT_CFG)
-    model = onnx.load(str(path))
+def test_trt_check_rejects_nonzero_int8_zero_point_and_wrong_axis(tmp_path, s8s8):
+    model = onnx.load(str(s8s8))
     dq_w = next(n for n in model.graph.node if n.op_type == "DequantizeLinear"
                 and any(i.name == n.input[0] for i in model.graph.initializer) and "cw" in n.input[0])
     for a in dq_w.attribute:
@@ -94,14 +105,12 @@ def test_trt_check_flags_old_opset_fp32_and_unsupported_ops(tmp_path):
     assert any("no QuantizeLinear/DequantizeLinear" in p for p in problems)
 
 
-def test_trt_check_cli(tmp_path):
+def test_trt_check_cli(tmp_path, s8s8, u8s8):
     _register()
     runner = CliRunner()
-    good = runner.invoke(cli, ["targets", "trt-check", str(quantized(tmp_path, "s8s8", **TRT_CFG))])
+    good = runner.invoke(cli, ["targets", "trt-check", str(s8s8)])
     assert good.exit_code == 0 and "trt-ready" in good.output and "NOT" not in good.output
-    (tmp_path / "u8").mkdir()
-    bad = runner.invoke(cli, ["targets", "trt-check", "--json",
-                              str(quantized(tmp_path / "u8", "u8s8", activation_type="uint8"))])
+    bad = runner.invoke(cli, ["targets", "trt-check", "--json", str(u8s8)])
     assert bad.exit_code == 1 and json.loads(bad.output)["ok"] is False
     missing = runner.invoke(cli, ["targets", "trt-check", str(tmp_path / "nope.onnx")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
@@ -145,10 +154,10 @@ def test_tensorrt_unavailable_reason_names_the_fix():
 @pytest.mark.tensorrt
 @pytest.mark.skipif(TRT_REASON is not None, reason=f"unavailable: {TRT_REASON}")
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_tensorrt_engine_end_to_end(tmp_path, precision):
+def test_tensorrt_engine_end_to_end(tmp_path, s8s8, precision):
     from compressor.targets.base import ModelArtifact
 
-    src = quantized(tmp_path, "s8s8", **TRT_CFG) if precision == "int8" else small_cnn(tmp_path / "fp32.onnx")
+    src = s8s8 if precision == "int8" else small_cnn(tmp_path / "fp32.onnx")
     target = TensorRtTarget(load_target("tensorrt"))
     art = target.compile(ModelArtifact("m", precision, src, []), tmp_path / "out", precision=precision)
     session = target.load(art, threads=1)
