@@ -100,6 +100,12 @@ class ExecuTorchXnnpackTarget(Target):
     def compile(self, model: ModelArtifact, out_dir: Path, *, precision: str) -> Artifact:
         import torch
 
+        if model.torch_model is None and model.onnx_path is not None and model.onnx_path.suffix == ".pte":
+            # an already exported program (`compressor bench model.pte --target executorch-xnnpack`)
+            dst = out_dir / f"{model.variant}.pte"
+            if model.onnx_path.resolve() != dst.resolve():
+                atomic_write_bytes(dst, model.onnx_path.read_bytes())
+            return Artifact(dst, precision, [dst], meta={"input_names": ["input"]})
         if model.torch_model is None:
             raise TargetFailed(f"target {self.spec.name} needs the torch model (this recipe gives an ONNX model)",
                                hint="use model.factory + weights for ExecuTorch")
