@@ -325,8 +325,11 @@ def _reference_outputs(baseline_onnx: Path | None, eval_data: Dataset, recipe: R
 def bench_variant(spec: TargetSpec, v: Variant, ctx: RunContext, eval_data: Dataset,
                   reference: list[np.ndarray] | None) -> Result:
     """Compile, load and benchmark one variant on one target. A failure of the target
-    is recorded in the result; the run goes on with the other targets."""
-    from compressor.bench.runner import benchmark_session
+    (an error, a crash or a hang of its runtime) is recorded in the result; the run
+    goes on with the other targets. With ``benchmark.isolate`` (default) the runtime
+    part runs in a child process limited to ``benchmark.timeout_s``."""
+    from compressor.bench.isolated import TargetJob, run_isolated, run_job
+    from compressor.targets.registry import RUNTIMES
 
     b = ctx.recipe.benchmark
     row: dict[str, Any] = {"variant": v.name, "target": spec.name, "precision": v.precision}
@@ -335,30 +338,33 @@ def bench_variant(spec: TargetSpec, v: Variant, ctx: RunContext, eval_data: Data
         reason = target.unavailable_reason()
         if reason:
             raise TargetFailed(f"unavailable: {reason}")
-        precision = target.precision_for(v.precision)
-        row["precision"] = precision
+        row["precision"] = target.precision_for(v.precision)
         out_dir = ctx.artifacts_dir / spec.name
         out_dir.mkdir(parents=True, exist_ok=True)
-        artifact = target.compile(
-            ModelArtifact(v.name, v.precision, v.onnx_path, [], v.torch_model,
-                          meta={"calibration": ctx.calibration_data, "seed": ctx.seed}),
-            out_dir, precision=v.precision,
+        model = ModelArtifact(v.name, v.precision, v.onnx_path, [], v.torch_model,
+                              meta={"calibration": ctx.calibration_data, "seed": ctx.seed})
+        artifact = None
+        if target.consumes == "torch":
+            # torch stays in this process: the child gets the compiled artifact
+            with ctx.progress.task(f"compiling {v.name} for {spec.name}"):
+                artifact = target.compile(model, out_dir, precision=v.precision)
+        job = TargetJob(
+            runtime=RUNTIMES[spec.runtime], spec=spec, variant=v.name, precision=v.precision, out_dir=out_dir,
+            run_dir=ctx.run_dir, eval_data=eval_data, reference=reference, metric=ctx.recipe.data.metric,
+            threads=spec.threads or b.threads, extra_metrics=list(ctx.recipe.data.metrics),
+            bench={"warmup": b.warmup, "iterations": b.iterations, "min_duration_s": b.min_duration_s,
+                   "batch_size": b.batch_size, "eval_batch_size": b.eval_batch_size},
+            model=None if artifact else ModelArtifact(v.name, v.precision, v.onnx_path, [], None,
+                                                      meta={"seed": ctx.seed}),
+            artifact=artifact,
         )
-        session = target.load(artifact, threads=spec.threads or b.threads)
         with ctx.progress.task(f"benchmarking {v.name} on {spec.name}") as update:
-            measured = benchmark_session(
-                session, eval_data=eval_data, metric=ctx.recipe.data.metric, reference=reference,
-                precision=precision, warmup=b.warmup, iterations=b.iterations, min_duration_s=b.min_duration_s,
-                batch_size=b.batch_size, eval_batch_size=min(b.eval_batch_size, target.max_batch or b.eval_batch_size),
-                progress=lambda stage, k, n: update(k, n, stage), extra_metrics=ctx.recipe.data.metrics,
-            )
-        samples = measured.pop("latency_samples_ms")
-        atomic_write_json(out_dir / f"{v.name}.latency.json", samples)
-        row["latency_samples"] = str((out_dir / f"{v.name}.latency.json").relative_to(ctx.run_dir))
+            def progress(stage: str, k: int, n: int) -> None:
+                update(k, n, stage)
+
+            measured = (run_isolated(job, timeout_s=b.timeout_s, progress=progress) if b.isolate
+                        else run_job(job, progress))
         row.update(measured)
-        row["size_bytes"] = artifact.size_bytes
-        row["artifact"] = str(artifact.path.relative_to(ctx.run_dir))
-        row["device"] = target.describe()
     except CompressorError as e:
         row.update(status="failed", error=str(e))
         ctx.progress.log(f"[red]target {spec.name} failed for {v.name}:[/] {e}")

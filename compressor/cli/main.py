@@ -51,6 +51,7 @@ def _register() -> None:
     from compressor.cli import commands  # noqa: F401  (defines the commands on `cli`)
     from compressor.cli import report  # noqa: F401  (report render|compare|merge)
     from compressor.cli import inspect  # noqa: F401
+    from compressor.cli import targets_cli  # noqa: F401  (targets trt-check)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -124,6 +124,7 @@ class QuantizeConfig(Strict):
     symmetric_activations: bool = False
     symmetric_weights: bool = True
     reduce_range: bool = False
+    quantize_bias: bool = Field(True, description="INT32 bias Q/DQ (ORT); TensorRT wants float bias")
     op_types: list[str] | None = Field(None, description="quantize only these op types (default: all supported)")
     nodes_to_exclude: list[str] = Field(default_factory=list)
     calibration_batch_size: int = Field(32, ge=1)
@@ -166,6 +167,8 @@ class BenchmarkSpec(Strict):
     threads: int = Field(2, ge=1)
     eval_batch_size: int = Field(64, ge=1)
     timeout_s: float = Field(900.0, gt=0, description="per-target compile+benchmark time limit")
+    isolate: bool = Field(True, description="compile+benchmark each (variant, target) in a child process, so a "
+                          "crashing or hanging runtime fails only its own result")
 
 
 class GateSpec(Strict):

@@ -10,6 +10,10 @@ from compressor.targets.spec import TargetSpec
 
 RUNTIMES: dict[str, str] = {
     "onnxruntime": "compressor.targets.onnxruntime_cpu:OnnxRuntimeTarget",
+    "openvino": "compressor.targets.openvino_cpu:OpenVinoCpuTarget",
+    "ort-format": "compressor.targets.ort_mobile:OrtMobileTarget",
+    "executorch": "compressor.targets.executorch_xnnpack:ExecuTorchXnnpackTarget",
+    "tensorrt": "compressor.targets.tensorrt_gpu:TensorRtTarget",
 }
 
 

@@ -110,6 +110,8 @@ def _quantize(model_in: Path, dst: Path, cfg: QuantizeConfig, calibration: Datas
             method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                       "percentile": CalibrationMethod.Percentile}[cfg.calibration]
             extra = {"ActivationSymmetric": cfg.symmetric_activations, "WeightSymmetric": cfg.symmetric_weights}
+            if not cfg.quantize_bias:
+                extra["QuantizeBias"] = False
             if cfg.calibration == "percentile":
                 extra["CalibPercentile"] = cfg.percentile
             quantize_static(

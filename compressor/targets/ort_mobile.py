@@ -1,0 +1,174 @@
+"""ONNX Runtime Mobile: the ORT format (``.ort``) plus a reduced-operator config.
+
+The conversion is ONNX Runtime's own (``onnxruntime.tools.convert_onnx_models_to_ort``).
+It writes the ``.ort`` model and ``required_operators.config``, the list of operators
+a reduced ONNX Runtime build for the device needs. Options:
+
+- ``target_platform``: ``arm`` (default: phones, Raspberry Pi; no x86-only NCHWc
+  layouts) or ``amd64``;
+- ``optimization_style``: ``fixed`` (optimizations baked into the file, for one
+  platform) or ``runtime`` (optimizations saved and replayed when the model loads).
+
+Here the ``.ort`` file runs in the full onnxruntime package, which reads the format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from compressor.errors import RecipeError, TargetFailed
+from compressor.targets.base import Artifact, ModelArtifact, Target
+from compressor.targets.onnxruntime_cpu import OrtSession
+
+PLATFORMS = ("arm", "amd64")
+STYLES = ("fixed", "runtime")
+
+
+def convert_to_ort(onnx_path: Path, out_dir: Path, stem: str, *, target_platform: str = "arm",
+                   optimization_style: str = "fixed") -> tuple[Path, Path]:
+    """Convert ``onnx_path`` to ``out_dir/<stem>.ort`` and ``<stem>.required_operators.config``.
+
+    The converter works in a temporary folder; the results are moved into place
+    (config first), so an interrupted conversion leaves no partial ``.ort``."""
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+    style = {"fixed": OptimizationStyle.Fixed, "runtime": OptimizationStyle.Runtime}[optimization_style]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{stem}.ort-", dir=out_dir))
+    try:
+        src = work / "in" / "model.onnx"
+        src.parent.mkdir()
+        shutil.copyfile(onnx_path, src)
+        external = onnx_path.with_name(onnx_path.name + ".data")
+        if external.exists():  # the dynamo exporter writes weights beside the graph
+            shutil.copyfile(external, src.with_name(external.name))
+        try:
+            # the converter prints progress on stdout: keep the CLI's output clean
+            with contextlib.redirect_stdout(io.StringIO()), _quiet_logger("ort_format_model"), \
+                    warnings.catch_warnings():
+                # the converter's config writer leaves a file handle to the GC
+                warnings.simplefilter("ignore", ResourceWarning)
+                convert_onnx_models_to_ort(src, output_dir=work / "out", optimization_styles=[style],
+                                           target_platform=target_platform)
+                gc.collect()
+        except Exception as e:  # noqa: BLE001
+            raise TargetFailed(f"ORT-format conversion of {onnx_path.name} failed: "
+                               f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+        ort_files = sorted((work / "out").glob("*.ort"))
+        configs = sorted((work / "out").glob("*.config"))
+        if len(ort_files) != 1 or len(configs) != 1:
+            raise TargetFailed(f"ORT-format conversion of {onnx_path.name} wrote {[p.name for p in ort_files]} "
+                               f"and {[p.name for p in configs]}, expected one .ort and one .config")
+        ort_path, config_path = out_dir / f"{stem}.ort", out_dir / f"{stem}.required_operators.config"
+        os.replace(configs[0], config_path)
+        os.replace(ort_files[0], ort_path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return ort_path, config_path
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str):
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def read_operator_config(path: Path) -> dict[str, list[str]]:
+    """``{"ai.onnx;17": ["Conv", ...]}`` from a required-operators config file
+    (lines ``<domain>;<opset>;<op>,<op>,...``)."""
+    ops: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, names = line.rpartition(";")
+            ops[key] = sorted(x for x in names.split(",") if x)
+    return ops
+
+
+class OrtFormatSession(OrtSession):
+    """An ONNX Runtime session on a ``.ort`` file."""
+
+    def __init__(self, path: Path, threads: int, *, replay_runtime_optimizations: bool):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3
+        so.add_session_config_entry("session.load_model_format", "ORT")
+        if replay_runtime_optimizations:
+            # our own conversion output, so replaying its saved optimizations is safe
+            so.add_session_config_entry("session.enable_saved_runtime_optimizations", "1")
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001
+            raise TargetFailed(f"ONNX Runtime cannot load {path.name}: {str(e).strip().splitlines()[0]}") from None
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self._inputs = {i.name: i for i in self.session.get_inputs()}
+
+
+class OrtMobileTarget(Target):
+    consumes = "onnx"
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.target_platform = str(spec.options.get("target_platform", "arm"))
+        self.optimization_style = str(spec.options.get("optimization_style", "fixed"))
+        if self.target_platform not in PLATFORMS:
+            raise RecipeError(f"target {spec.name}: options.target_platform must be one of {', '.join(PLATFORMS)}, "
+                              f"not {self.target_platform!r}")
+        if self.optimization_style not in STYLES:
+            raise RecipeError(f"target {spec.name}: options.optimization_style must be one of {', '.join(STYLES)}, "
+                              f"not {self.optimization_style!r}")
+        self._operators: dict[str, list[str]] = {}
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        try:
+            import onnxruntime.tools.convert_onnx_models_to_ort  # noqa: F401
+        except ImportError:
+            return "onnxruntime (with its tools) is not installed (pip install onnxruntime)"
+        return None
+
+    def compile(self, model: ModelArtifact, out_dir: Path, *, precision: str) -> Artifact:
+        if model.onnx_path is None:
+            raise TargetFailed(f"target {self.spec.name} needs an ONNX model")
+        ort_path, config = convert_to_ort(model.onnx_path, out_dir, model.variant,
+                                          target_platform=self.target_platform,
+                                          optimization_style=self.optimization_style)
+        # size = what ships to the device: the .ort file (the config is a build input)
+        return Artifact(ort_path, precision, [ort_path], meta={"operator_config": str(config)})
+
+    def load(self, artifact: Artifact, *, threads: int) -> OrtSession:
+        if artifact.path.suffix != ".ort":
+            raise TargetFailed(f"target {self.spec.name} loads ORT-format models (.ort), not {artifact.path.name}",
+                               hint="compile the model for this target first")
+        config = artifact.meta.get("operator_config")
+        if config and Path(config).exists():
+            self._operators = read_operator_config(Path(config))
+        return OrtFormatSession(artifact.path, threads,
+                                replay_runtime_optimizations=self.optimization_style == "runtime")
+
+    def runtime_versions(self) -> dict[str, str]:
+        import onnxruntime
+
+        return {"onnxruntime": onnxruntime.__version__}
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "format": "ort", "target_platform": self.target_platform,
+                "optimization_style": self.optimization_style, "required_operators": self._operators}
