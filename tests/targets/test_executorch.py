@@ -4,7 +4,7 @@ run in executorch.runtime in the child process, parity, latency, report rows."""
 from __future__ import annotations
 
 import pytest
-from targets_fixtures import write_recipe
+from tests.targets.targets_fixtures import write_recipe
 
 from compressor.pipeline import run_recipe
 from compressor.recipe import load_recipe

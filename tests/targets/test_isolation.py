@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from targets_fixtures import load_json, write_recipe
+from tests.targets.targets_fixtures import load_json, write_recipe
 
 from compressor.cli.main import _register, cli
 from compressor.targets.registry import RUNTIMES

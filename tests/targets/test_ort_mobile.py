@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from targets_fixtures import write_recipe
+from tests.targets.targets_fixtures import write_recipe
 
 from compressor.errors import RecipeError
 from compressor.pipeline import run_recipe

@@ -51,7 +51,7 @@ def test_unknown_target_lists_the_valid_ones():
 
 
 def test_unknown_target_in_a_recipe_fails_before_any_work(tmp_path, tt_model_dir):
-    from targets_fixtures import write_recipe
+    from tests.targets.targets_fixtures import write_recipe
 
     recipe = write_recipe(tmp_path, tt_model_dir, ["onnxruntime-cpu", "tensor-rt"])
     _register()

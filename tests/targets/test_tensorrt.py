@@ -10,7 +10,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
-from targets_fixtures import write_recipe
+from tests.targets.targets_fixtures import write_recipe
 
 from compressor.cli.main import _register, cli
 from compressor.data.dataset import Dataset

@@ -1,10 +1,8 @@
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from accuracy_fixtures import write_hostile_model  # noqa: E402
+from tests.accuracy_fixtures import write_hostile_model
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from accuracy_fixtures import write_recipe
+from tests.accuracy_fixtures import write_recipe
 from compressor.cli.main import _register, cli
 
 _register()
