@@ -159,7 +159,7 @@ class PruneStep(Step):
             except Exception as e:
                 where = trail[-1] if trail else "?"
                 raise StepError(
-                    f"prune: the pruned model fails in layer {where!r} ({L.first_line(e)}); its forward uses "
+                    f"prune: the pruned model fails at or right after layer {where!r} ({L.first_line(e)}); its forward uses "
                     "channels in a way the dependency graph cannot follow (e.g. slicing or fixed reshapes)",
                     hint=f"add {where!r} and the layers feeding it to prune.ignored_layers",
                 ) from None
