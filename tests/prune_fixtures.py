@@ -5,7 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread: on cores shared with other processes, 2 threads ran these
+    tiny models about 15x slower (threads spin at barriers)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 TINY_MODELS = '''
 import torch
@@ -47,7 +60,7 @@ def build_small(num_classes=10):
 '''
 
 
-def write_model(tmp: Path, train_epochs: int = 0) -> tuple[Path, Path]:
+def write_model(tmp: Path, train_epochs: int = 0, **build_kwargs: Any) -> tuple[Path, Path]:
     """tiny.py and tiny.safetensors (briefly trained on digits when train_epochs > 0)."""
     import torch
     from safetensors.torch import save_file
@@ -58,8 +71,9 @@ def write_model(tmp: Path, train_epochs: int = 0) -> tuple[Path, Path]:
     src = tmp / "tiny.py"
     src.write_text(TINY_MODELS)
     torch.manual_seed(0)
-    model = import_callable(f"{src}:build", None)()
+    model = import_callable(f"{src}:build", None)(**build_kwargs)
     if train_epochs:
+        torch.set_num_threads(1)  # see one_torch_thread (module fixtures run before it)
         ds = load_split("digits", "train", None)
         x = torch.from_numpy(ds.inputs[ds.input_names[0]]).float().reshape(-1, 1, 8, 8)
         y = torch.from_numpy(ds.labels).long()

@@ -106,8 +106,19 @@ def train(model: torch.nn.Module, ctx: RunContext, cfg: TrainingConfig, step_nam
     """
     import torch
 
-    extra = extra or {}
-    resume = ctx.resume if resume is None else resume
+    threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train(model, ctx, cfg, step_name, loss_fn, extra or {}, ctx.resume if resume is None else resume, label)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(model: torch.nn.Module, ctx: RunContext, cfg: TrainingConfig, step_name: str, loss_fn: LossFn,
+           extra: dict[str, torch.nn.Module], resume: bool, label: str) -> TrainResult:
+    import torch
+
     seed = ctx.seed if cfg.seed is None else cfg.seed
     data = ctx.train_data()
     if data.labels is None:

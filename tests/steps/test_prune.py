@@ -12,7 +12,7 @@ from compressor.models.loader import input_specs
 from compressor.recipe.loader import parse_recipe
 from compressor.recipe.schema import PruneConfig
 from compressor.steps.prune.step import PruneStep
-from tests.prune_fixtures import load_model, make_ctx, recipe_dict, write_model
+from tests.prune_fixtures import load_model, make_ctx, one_torch_thread, recipe_dict, write_model  # noqa: F401
 
 
 @pytest.fixture(scope="module")
