@@ -168,7 +168,9 @@ def _train(model: torch.nn.Module, ctx: RunContext, cfg: TrainingConfig, step_na
             for i, idx in enumerate(order, 1):
                 xb = [_augment(x[idx], cfg.augmentation, gen) for x in x_all]
                 yb = y_all[idx]
-                loss, logits = loss_fn(model, xb, yb)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                    loss, logits = loss_fn(model, xb, yb)
+                loss = loss.float()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

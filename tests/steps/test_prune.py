@@ -111,3 +111,11 @@ def test_two_four_sparsity_pattern(tmp_path, tiny):
     assert "stem.0" in details["skipped_layers"]  # 1 input channel cannot hold 2:4 groups
     w = pruned.mix[0].weight.detach().movedim(1, -1).reshape(-1, 4)
     assert int((w != 0).sum(1).max()) <= 2
+
+
+def test_iterative_pruning_with_finetuning_between_rounds(tmp_path, tiny):
+    _, _, pruned, details = _prune(tmp_path, tiny, ratio=0.5, iterative_steps=2,
+                                   finetune_between={"epochs": 1, "batch_size": 128, "eval_samples": 50})
+    first, last = details["rounds"]
+    assert first["finetune"]["epochs"] == 1 and "finetune" not in last
+    assert last["params"] < first["params"]
