@@ -39,7 +39,9 @@ def configure(path: Path, args: argparse.Namespace):
         if kind in ("distill", "finetune"):
             cfg = cfg.model_copy(update={"epochs": args.epochs, "eval_samples": args.epoch_eval_samples,
                                          "early_stopping": None, "threads": args.train_threads,
-                                         "bf16": args.bf16, "lr": args.lr})
+                                         "bf16": args.bf16, "lr": args.lr,
+                                         # no model selection on the test split the report measures
+                                         "restore_best": False})
         steps.append(type(spec)(**{kind: cfg}))
     bench = recipe.benchmark.model_copy(update={"iterations": args.iterations})
     return recipe.model_copy(update={"data": data, "steps": steps, "benchmark": bench})
