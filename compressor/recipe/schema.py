@@ -134,6 +134,107 @@ class QuantizeStep(Strict):
     quantize: QuantizeConfig = QuantizeConfig()
 
 
+class EarlyStopping(Strict):
+    patience: int = Field(3, ge=1, description="epochs without improvement before stopping")
+    min_delta: float = Field(0.0, ge=0.0, description="an improvement smaller than this (accuracy fraction) does not count")
+
+
+class TrainingConfig(Strict):
+    """The shared training loop of finetune/distill (and fine-tuning between pruning steps)."""
+
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
+    schedule: Literal["cosine", "step", "none"] = "cosine"
+    step_size: int = Field(1, ge=1, description="epochs per decay for schedule: step")
+    gamma: float = Field(0.1, gt=0, le=1, description="decay factor for schedule: step")
+    seed: int | None = Field(None, description="default: the recipe seed")
+    augmentation: Literal["none", "shift", "shift_flip"] = Field(
+        "none", description="image augmentation: random +-2 px shifts (and horizontal flips)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    train_samples: int | None = Field(None, ge=1, description="train on a random subset of this size (speed)")
+    eval_samples: int | None = Field(None, ge=1, description="evaluate each epoch on the first N evaluation samples")
+    early_stopping: EarlyStopping | None = Field(None, description="stop when evaluation accuracy stops improving")
+    restore_best: bool = Field(True, description="end with the weights of the best-evaluated epoch")
+    bf16: bool = Field(False, description="bfloat16 autocast for the forward passes (about 2x faster on CPUs "
+                       "with AMX/AVX512-BF16; evaluation stays float32)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads while training (default: torch's); "
+                                "1 is much faster than 2 on a machine whose cores are shared")
+
+
+class FinetuneConfig(TrainingConfig):
+    pass
+
+
+class FinetuneStep(Strict):
+    finetune: FinetuneConfig = FinetuneConfig()
+
+
+class PruneConfig(Strict):
+    mode: Literal["structured", "unstructured", "nm"] = Field(
+        "structured", description="structured channels (smaller + faster) or zero-masking sparsity (neither on CPU)")
+    ratio: float = Field(0.5, gt=0.0, lt=1.0, description="fraction of channels (or weights) to remove")
+    importance: Literal["l1", "l2", "taylor", "random"] = "l2"
+    global_pruning: bool = Field(False, description="rank channels across layers instead of a uniform ratio per layer")
+    round_to: int | None = Field(None, ge=1, description="keep channel counts multiples of this (SIMD widths 8/16)")
+    ignored_layers: list[str] = Field(default_factory=list, description="module name globs or module type names")
+    ignore_classifier: bool = Field(True, description="never prune the output layer's classes")
+    iterative_steps: int = Field(1, ge=1, description="reach the ratio in this many pruning rounds")
+    finetune_between: TrainingConfig | None = Field(None, description="training after each pruning round but the last")
+    taylor_batches: int = Field(4, ge=1, description="batches of gradients for importance: taylor")
+    taylor_batch_size: int = Field(64, ge=1)
+    n: int = Field(2, ge=1, description="mode nm: keep n of every m weights")
+    m: int = Field(4, ge=2)
+    max_layer_ratio: float = Field(0.9, gt=0, le=1.0, description="global pruning never removes more of one layer")
+
+    @model_validator(mode="after")
+    def _nm(self) -> PruneConfig:
+        if self.n >= self.m:
+            raise ValueError(f"n:m sparsity needs n < m, got {self.n}:{self.m}")
+        return self
+
+
+class PruneStep(Strict):
+    prune: PruneConfig = PruneConfig()
+
+
+class ModuleSource(Strict):
+    """A second torch model (teacher or student) built from a factory."""
+
+    factory: str = Field(description="file.py:callable or package.module:callable")
+    factory_kwargs: dict[str, Any] = Field(default_factory=dict)
+    weights: str | None = Field(None, description=".safetensors or weights-only .pt/.pth")
+
+
+class HintConfig(Strict):
+    student_layer: str
+    teacher_layer: str
+    weight: float = Field(1.0, gt=0)
+
+
+class DistillConfig(TrainingConfig):
+    teacher: Union[Literal["auto", "before", "original"], ModuleSource] = Field(
+        "auto", description="before: the model as it stood before this step; original: the recipe's model; "
+        "auto: 'before' for a separate student, 'original' when the student is the current model")
+    student: Union[Literal["current"], ModuleSource] = Field(
+        "current", description="current: the model so far (e.g. pruned), or a smaller architecture")
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft (KL) loss; 1-alpha goes to hard-label CE")
+    hint: list[HintConfig] = Field(default_factory=list, description="feature losses between named layers")
+
+    @field_validator("hint", mode="before")
+    @classmethod
+    def _one_hint(cls, v: Any) -> Any:
+        return [v] if isinstance(v, dict) else v
+
+
+class DistillStep(Strict):
+    distill: DistillConfig = DistillConfig()
+
+
 def _step_kind(value: Any) -> str | None:
     if isinstance(value, dict) and len(value) == 1:
         return next(iter(value))
@@ -146,6 +247,9 @@ def _step_kind(value: Any) -> str | None:
 # it to this union and to compressor/steps/registry.py.
 STEP_TYPES: dict[str, type[Strict]] = {
     "quantize": QuantizeStep,
+    "prune": PruneStep,
+    "distill": DistillStep,
+    "finetune": FinetuneStep,
 }
 
 StepSpec = Annotated[

@@ -9,6 +9,9 @@ from compressor.steps.base import Step
 
 STEPS: dict[str, str] = {
     "quantize": "compressor.steps.quantize.onnxruntime_ptq:QuantizeStep",
+    "prune": "compressor.steps.prune.step:PruneStep",
+    "distill": "compressor.steps.distill.step:DistillStep",
+    "finetune": "compressor.steps.finetune:FinetuneStep",
 }
 
 

@@ -1,0 +1,1 @@
+"""Knowledge distillation: soft-label KL + hard-label CE + optional hint losses."""

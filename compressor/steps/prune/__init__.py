@@ -1,0 +1,1 @@
+"""Structured channel pruning (Torch-Pruning) and weight sparsity."""
