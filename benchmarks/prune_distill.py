@@ -93,7 +93,7 @@ def main() -> None:
         for s in report.steps:
             for row in (s.get("details") or {}).get("history", []):
                 timing.append(f"  - {s['name']} epoch {row['epoch']}: loss {row['loss']:.4f}, "
-                              f"eval acc (first {args.epoch_eval_samples}) {row['eval_accuracy']:.4f}, {row['seconds']:.0f} s")
+                              f"eval acc (first {args.epoch_eval_samples}) {row['val_accuracy']:.4f}, {row['seconds']:.0f} s")
         env = report.environment
     lines += ["", "Wall time on this machine (2 shared cores):", *timing, "",
               f"Environment: {env.get('cpu', '?')}, threads {env.get('threads', '?')}"]

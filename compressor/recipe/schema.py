@@ -156,9 +156,9 @@ class TrainingConfig(Strict):
         "none", description="image augmentation: random +-2 px shifts (and horizontal flips)")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     train_samples: int | None = Field(None, ge=1, description="train on a random subset of this size (speed)")
-    eval_samples: int | None = Field(None, ge=1, description="evaluate each epoch on the first N evaluation samples")
-    early_stopping: EarlyStopping | None = Field(None, description="stop when evaluation accuracy stops improving")
-    restore_best: bool = Field(True, description="end with the weights of the best-evaluated epoch")
+    eval_samples: int | None = Field(None, ge=1, description="validate each epoch on N samples held out of the training split (default 10%, at most 2000); never the evaluation split")
+    early_stopping: EarlyStopping | None = Field(None, description="stop when validation accuracy stops improving")
+    restore_best: bool = Field(True, description="end with the weights of the epoch with the best validation accuracy")
     bf16: bool = Field(False, description="bfloat16 autocast for the forward passes (about 2x faster on CPUs "
                        "with AMX/AVX512-BF16; evaluation stays float32)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads while training (default: torch's); "

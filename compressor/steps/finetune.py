@@ -38,17 +38,17 @@ class FinetuneStep(Step):
     config: FinetuneConfig
 
     def run(self, model: torch.nn.Module, ctx: RunContext) -> torch.nn.Module:
-        from compressor.steps.training import evaluate, train
+        from compressor.steps.training import evaluate, split_validation, train
 
         done = checkpoint.finished(ctx, self.name, model)
         if done is not None:
             self.report.details = {**done, "resumed": "finished in an earlier run"}
             self.report.cached = True
             return model
-        eval_data = ctx.evaluation_data().subset(self.config.eval_samples)
+        eval_data = split_validation(ctx, self.config)[1]
         before = evaluate(model, eval_data)
         result = train(model, ctx, self.config, self.name, cross_entropy_loss(self.config.label_smoothing),
                        label=self.name)
-        self.report.details = {"eval_accuracy_before": before, **result.summary()}
+        self.report.details = {"val_accuracy_before": before, **result.summary()}
         checkpoint.mark_finished(ctx, self.name, model, self.report.details)
         return model

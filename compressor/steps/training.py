@@ -42,7 +42,7 @@ class TrainResult:
     def summary(self) -> dict[str, Any]:
         return {"epochs_run": len(self.history), "resumed_from_epoch": self.resumed_from_epoch,
                 "stopped_early": self.stopped_early, "best_epoch": self.best_epoch,
-                "best_eval_accuracy": self.best_accuracy, "history": self.history}
+                "best_val_accuracy": self.best_accuracy, "history": self.history}
 
 
 def to_tensors(batch: dict[str, np.ndarray], names: Sequence[str]) -> list[torch.Tensor]:
@@ -120,11 +120,8 @@ def _train(model: torch.nn.Module, ctx: RunContext, cfg: TrainingConfig, step_na
     import torch
 
     seed = ctx.seed if cfg.seed is None else cfg.seed
-    data = ctx.train_data()
-    if data.labels is None:
-        raise DataError(f"training data {data.name!r} has no labels", hint="use a labelled data source for training steps")
+    data, eval_data = split_validation(ctx, cfg, seed)
     data = data.subset(cfg.train_samples, seed=seed)
-    eval_data = ctx.evaluation_data().subset(cfg.eval_samples)
     names = data.input_names
     x_all = [torch.from_numpy(np.ascontiguousarray(data.inputs[n])) for n in names]
     y_all = torch.from_numpy(data.labels.astype(np.int64))
@@ -182,7 +179,7 @@ def _train(model: torch.nn.Module, ctx: RunContext, cfg: TrainingConfig, step_na
                     update(i, len(order), f"loss {total_loss / seen:.4f} acc {correct / seen:.3f}")
         acc = evaluate(model, eval_data)
         row = {"epoch": epoch, "loss": round(total_loss / max(seen, 1), 5), "train_accuracy": round(correct / max(seen, 1), 5),
-               "eval_accuracy": round(acc, 5), "lr": float(sched.get_last_lr()[0]),
+               "val_accuracy": round(acc, 5), "lr": float(sched.get_last_lr()[0]),
                "seconds": round(time.perf_counter() - t0, 2), "pid": os.getpid()}
         result.history.append(row)
         min_delta = cfg.early_stopping.min_delta if cfg.early_stopping else 0.0
@@ -201,6 +198,22 @@ def _train(model: torch.nn.Module, ctx: RunContext, cfg: TrainingConfig, step_na
         model.load_state_dict(best_state)
     model.eval()
     return result
+
+
+def split_validation(ctx: RunContext, cfg: TrainingConfig, seed: int | None = None) -> tuple[Dataset, Dataset]:
+    """(train, validation): ``cfg.eval_samples`` (default 10%, at most 2,000) samples held
+    out of the training split, seeded. Epoch selection and early stopping look only at
+    them, never at the evaluation split the report scores, so the reported accuracy is
+    not chosen on test data."""
+    data = ctx.train_data()
+    if data.labels is None:
+        raise DataError(f"training data {data.name!r} has no labels", hint="use a labelled data source for training steps")
+    n_val = cfg.eval_samples or min(2000, max(1, len(data) // 10))
+    if n_val >= len(data):
+        raise DataError(f"training data {data.name!r} has {len(data)} samples: too few to hold out {n_val} for validation",
+                        hint="lower eval_samples")
+    perm = np.random.default_rng(ctx.seed if seed is None else seed).permutation(len(data))
+    return data.take(np.sort(perm[n_val:])), data.take(np.sort(perm[:n_val]))
 
 
 def _save_epoch(out_dir: Any, epoch: int, model: Any, extra: dict[str, Any], opt: Any, sched: Any, gen: Any,
@@ -229,8 +242,8 @@ def _resume_point(out_dir: Any) -> int:
 def _best(history: list[dict[str, Any]]) -> tuple[int | None, float | None]:
     if not history:
         return None, None
-    row = max(history, key=lambda r: (r["eval_accuracy"], -r["epoch"]))
-    return int(row["epoch"]), float(row["eval_accuracy"])
+    row = max(history, key=lambda r: (r["val_accuracy"], -r["epoch"]))
+    return int(row["epoch"]), float(row["val_accuracy"])
 
 
 def _read_state(path: Any) -> dict[str, Any]:

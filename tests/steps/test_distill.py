@@ -34,8 +34,8 @@ def test_distillation_lowers_the_loss(tmp_path, trained):
     losses = [row["loss"] for row in d["history"]]
     assert d["teacher"] == "original"  # auto: the student is the current model
     assert losses[-1] < 0.7 * losses[0], losses
-    assert d["best_eval_accuracy"] > d["student_eval_accuracy_before"]
-    assert d["teacher_eval_accuracy"] > 0.8
+    assert d["best_val_accuracy"] > d["student_val_accuracy_before"]
+    assert d["teacher_val_accuracy"] > 0.8
     assert out is student
     assert (ctx.run_dir / "checkpoints" / "01-distill" / "done.json").exists()
 

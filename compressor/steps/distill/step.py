@@ -60,7 +60,7 @@ class DistillStep(Step):
     def run(self, model: torch.nn.Module, ctx: RunContext) -> torch.nn.Module:
         import torch
 
-        from compressor.steps.training import evaluate, train
+        from compressor.steps.training import evaluate, split_validation, train
 
         cfg = self.config
         student = model if cfg.student == "current" else build_module(cfg.student, ctx)
@@ -78,7 +78,7 @@ class DistillStep(Step):
                 teacher.eval()(*example)
                 student.eval()(*example)
             adapters = {f"adapter{i}": h.build_adapter() for i, h in enumerate(hints)}
-            eval_data = ctx.evaluation_data().subset(cfg.eval_samples)
+            eval_data = split_validation(ctx, cfg)[1]
             teacher_acc, before = evaluate(teacher, eval_data), evaluate(student, eval_data)
             result = train(student, ctx, cfg, self.name, distill_loss(teacher, cfg.temperature, cfg.alpha, hints),
                            extra=adapters, label=self.name)
@@ -87,7 +87,7 @@ class DistillStep(Step):
                 h.remove()
         self.report.details = {"teacher": teacher_kind, "student": "current" if cfg.student == "current" else cfg.student.factory,
                                "temperature": cfg.temperature, "alpha": cfg.alpha,
-                               "teacher_eval_accuracy": teacher_acc, "student_eval_accuracy_before": before,
+                               "teacher_val_accuracy": teacher_acc, "student_val_accuracy_before": before,
                                **result.summary()}
         checkpoint.mark_finished(ctx, self.name, student, self.report.details)
         return student

@@ -124,7 +124,7 @@ class PruneStep(Step):
                 # the structure changes every round, so these inner runs do not resume
                 res = train(model, ctx, ft, f"{self.name}-round{r}", cross_entropy_loss(ft.label_smoothing),
                             resume=False, label=f"{self.name} round {r} fine-tune")
-                row["finetune"] = {"epochs": len(res.history), "eval_accuracy": res.history[-1]["eval_accuracy"]}
+                row["finetune"] = {"epochs": len(res.history), "val_accuracy": res.history[-1]["val_accuracy"]}
             rounds.append(row)
         return {"importance": cfg.importance, "global_pruning": cfg.global_pruning, "round_to": cfg.round_to,
                 "iterative_steps": cfg.iterative_steps, "rounds": rounds}
