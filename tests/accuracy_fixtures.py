@@ -6,6 +6,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from tests.tiny_training import train_on_digits
+
 HOSTILE_MODEL = '''
 import torch.nn as nn
 
@@ -34,31 +36,15 @@ def build():
 
 def write_hostile_model(d: Path) -> Path:
     """Writes hostile.py and hostile.safetensors (trained ~10 s on digits) into ``d``."""
-    import importlib.util
-
     import torch
     from safetensors.torch import save_file
 
-    from compressor.data import load_split
+    def zero_outlier_readout(model) -> None:
+        with torch.no_grad():  # the classifier never reads the outlier channel
+            model.head.weight[:, 16] = 0.0
 
     (d / "hostile.py").write_text(HOSTILE_MODEL)
-    spec = importlib.util.spec_from_file_location("hostile_for_tests", d / "hostile.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    torch.manual_seed(0)
-    model = mod.build()
-    train = load_split("digits", "train")
-    x, y = torch.from_numpy(train.inputs["input"]), torch.from_numpy(train.labels)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(8):
-        perm = torch.randperm(len(x))
-        for i in range(0, len(x), 64):
-            idx = perm[i:i + 64]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-            with torch.no_grad():  # the classifier never reads the outlier channel
-                model.head.weight[:, 16] = 0.0
+    model = train_on_digits(d / "hostile.py", d / "hostile.safetensors", epochs=8, after_step=zero_outlier_readout)
     with torch.no_grad():  # the outlier: a large, input-dependent value in channel 16
         model.mid.weight[16] = 400.0
         model.mid.bias[16] = 2000.0

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.tiny_training import train_on_digits
+
 TINY_MODEL = '''
 import torch.nn as nn
 
@@ -22,39 +24,12 @@ def build(num_classes: int = 10) -> nn.Module:
 '''
 
 
-def _train_tiny(model_file: Path, weights: Path) -> None:
-    """A few hundred steps on digits: a real (if small) trained model, ~90% accurate."""
-    import importlib.util
-
-    import torch
-    from safetensors.torch import save_file
-
-    from compressor.data import load_split
-
-    spec = importlib.util.spec_from_file_location("tiny_model_for_tests", model_file)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    torch.manual_seed(0)
-    model = mod.build()
-    train = load_split("digits", "train")
-    x, y = torch.from_numpy(train.inputs["input"]), torch.from_numpy(train.labels)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(12):
-        perm = torch.randperm(len(x))
-        for i in range(0, len(x), 64):
-            idx = perm[i:i + 64]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    save_file(model.eval().state_dict(), str(weights))
-
-
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A folder with tiny.py (factory) and tiny.safetensors (trained weights)."""
     d = tmp_path_factory.mktemp("tiny_model")
     (d / "tiny.py").write_text(TINY_MODEL)
-    _train_tiny(d / "tiny.py", d / "tiny.safetensors")
+    train_on_digits(d / "tiny.py", d / "tiny.safetensors", epochs=12)
     return d
 
 
