@@ -9,7 +9,6 @@ from compressor.export.onnx_export import export_onnx
 from compressor.recipe.schema import QuantizeConfig
 from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx
 import onnxruntime as ort
-from pathlib import Path
 
 
 def main() -> None:

@@ -66,7 +66,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--train-samples", type=int, default=10000, help="training subset (60000 = all)")
     ap.add_argument("--eval-samples", type=int, default=10000, help="test images for the final accuracy")
-    ap.add_argument("--epoch-eval-samples", type=int, default=1000, help="test images checked after each epoch")
+    ap.add_argument("--epoch-eval-samples", type=int, default=1000,
+                    help="training images held out for per-epoch validation (never test images)")
     ap.add_argument("--train-threads", type=int, default=1, help="torch threads for training (1 beats 2 on busy cores)")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast while training")
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -93,7 +94,7 @@ def main() -> None:
         for s in report.steps:
             for row in (s.get("details") or {}).get("history", []):
                 timing.append(f"  - {s['name']} epoch {row['epoch']}: loss {row['loss']:.4f}, "
-                              f"eval acc (first {args.epoch_eval_samples}) {row['val_accuracy']:.4f}, {row['seconds']:.0f} s")
+                              f"val acc ({args.epoch_eval_samples} held-out train images) {row['val_accuracy']:.4f}, {row['seconds']:.0f} s")
         env = report.environment
     lines += ["", "Wall time on this machine (2 shared cores):", *timing, "",
               f"Environment: {env.get('cpu', '?')}, threads {env.get('threads', '?')}"]

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +9,7 @@ import numpy as np
 
 from compressor.errors import ExportError, ParityError
 from compressor.utils.io import atomic_path
+from compressor.utils.quiet import quiet
 
 
 def example_inputs(input_specs: list[dict[str, Any]], batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
@@ -54,7 +51,7 @@ def export_onnx(
         dynamic_shapes.append({a: torch.export.Dim(n if n.isidentifier() else f"d{a}", min=1) for a, n in axes.items()})
     path = Path(path)
     try:
-        with atomic_path(path) as tmp, _quiet():
+        with atomic_path(path) as tmp, quiet("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", ignore_warnings=True):
             torch.onnx.export(
                 model,
                 args,
@@ -74,22 +71,6 @@ def export_onnx(
             hint="check that the model runs on model.input_shape and avoids data-dependent control flow",
         ) from e
     return path
-
-
-@contextlib.contextmanager
-def _quiet():
-    """The dynamo exporter prints progress lines and warnings; keep the CLI output clean."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
 
 
 def torch_outputs(model: Any, feeds: dict[str, np.ndarray], input_names: list[str]) -> list[np.ndarray]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reliability.resume_harness import kill_and_resume, run_cli
+from tests.reliability.resume_harness import kill_and_resume
 from tests.reliability_fixtures import write_onnx_recipe
 
 KILL_POINTS = [

@@ -7,10 +7,7 @@ its trials in the shared history; without one it is the engine's default PTQ.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
-import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,24 +19,16 @@ from compressor.errors import BackendUnavailable, StepError
 from compressor.recipe.schema import QuantizeConfig
 from compressor.steps.quantize.accuracy_aware import Tuner, ort_latency_ms, ort_outputs, quantized_nodes
 from compressor.utils.io import atomic_path
+from compressor.utils.quiet import quiet
+
+
+def _quiet_engines():
+    """NNCF and INC print progress bars and INFO lines; keep the CLI output clean."""
+    return quiet("nncf", "neural_compressor", "torch.onnx", "torch.export", stderr=True)
+
 
 if TYPE_CHECKING:
     from compressor.pipeline import RunContext
-
-
-@contextlib.contextmanager
-def _quiet():
-    """NNCF and INC print progress bars and INFO lines; keep the CLI output clean."""
-    loggers = [logging.getLogger(n) for n in ("nncf", "neural_compressor", "torch.onnx", "torch.export")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
 
 
 def _higher_is_better(tuner: Tuner | None, engine: str) -> None:
@@ -75,7 +64,7 @@ def nncf_engine(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tu
     details: dict[str, Any] = {"engine": "nncf", "nncf": nncf.__version__, "format": "QDQ",
                                "calibration_samples": len(items), "preset": "nncf default (performance)"}
     t0 = time.perf_counter()
-    with _quiet():
+    with _quiet_engines():
         q = nncf.quantize(proto, nncf.Dataset(items), subset_size=len(items))
     plain = work / "nncf-ptq.onnx"
     with atomic_path(plain) as tmp:
@@ -98,7 +87,7 @@ def nncf_engine(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tu
             return compute_metric(ev.metric, np.concatenate(outs), labels, np.concatenate([r for _, _, r in its])), per
 
         drop_type = nncf.DropType.ABSOLUTE if crit.mode == "absolute" else nncf.DropType.RELATIVE
-        with _quiet():
+        with _quiet_engines():
             q2 = nncf.quantize_with_accuracy_control(
                 proto, nncf.Dataset(items), nncf.Dataset(val), validation_fn=validate,
                 max_drop=crit.max_drop / 100.0, drop_type=drop_type, subset_size=len(items),
@@ -153,7 +142,7 @@ def inc_engine(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tun
     base = copy.deepcopy(ctx.torch_model).eval()
     details: dict[str, Any] = {"engine": "inc", "format": "QDQ (PT2E, torch dynamo export)",
                                "calibration_samples": len(calib)}
-    with _quiet():
+    with _quiet_engines():
         graph = export(base, args, dynamic_shapes=dyn)
         if graph is None:
             raise StepError("INC could not export the torch model for PT2E quantization (torch.export failed)",
@@ -194,7 +183,7 @@ def inc_engine(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tun
     except ImportError:
         pass
     try:
-        with atomic_path(dst) as tmp, _quiet(), warnings.catch_warnings():
+        with atomic_path(dst) as tmp, _quiet_engines(), warnings.catch_warnings():
             # the exporter checks module.training, which exported graphs leave at True
             warnings.filterwarnings("ignore", message="Exporting a model while it is in training mode")
             torch.onnx.export(q, args, str(tmp), dynamo=True, input_names=names, dynamic_shapes=dyn,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
-import logging
 import os
 import tempfile
 import time
@@ -18,6 +16,7 @@ from compressor.errors import DataError, StepError
 from compressor.recipe.schema import QuantizeConfig
 from compressor.steps.base import Step
 from compressor.utils.io import atomic_path
+from compressor.utils.quiet import quiet
 
 if TYPE_CHECKING:
     from compressor.pipeline import RunContext
@@ -55,12 +54,12 @@ def preprocess(src: Path, dst: Path) -> dict[str, Any]:
     try:
         # when symbolic shape inference is incomplete, ORT dumps sym_shape_infer_temp.onnx
         # (+ external data) into the working folder: keep that inside dst's folder
-        with _quiet(), _working_dir(dst.parent):
+        with quiet(), _working_dir(dst.parent):
             quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
         return {"preprocess": "full"}
     except Exception as first:  # noqa: BLE001 - ORT raises AssertionError, Exception, ...
         try:
-            with _quiet(), _working_dir(dst.parent):
+            with quiet(), _working_dir(dst.parent):
                 quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
             return {"preprocess": "skip_symbolic_shape", "preprocess_note": f"{type(first).__name__}: {str(first)[:200]}"}
         except Exception as e:  # noqa: BLE001
@@ -77,25 +76,13 @@ def _working_dir(path: Path):
         os.chdir(old)
 
 
-@contextlib.contextmanager
-def _quiet():
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        logger.setLevel(level)
-
-
 def _quantize(model_in: Path, dst: Path, cfg: QuantizeConfig, calibration: Dataset | None, names: list[str],
               exclude: list[str], progress, calibration_cache: Path | None = None) -> None:
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
 
     qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
-    with atomic_path(dst) as tmp, _quiet():
+    with atomic_path(dst) as tmp, quiet():
         if cfg.mode == "dynamic":
             quantize_dynamic(
                 str(model_in), str(tmp), weight_type=qtype[cfg.weight_type], per_channel=cfg.per_channel,
