@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup venv data weights demo test test-fast lint clean
+.PHONY: setup venv data weights weights-all demo test test-fast clean
 
 setup: venv data
 
@@ -30,6 +30,14 @@ data:
 # Train the example models once; cached under ~/.cache/compressor (COMPRESSOR_CACHE).
 weights: setup
 	$(PY) examples/train.py fashion_cnn
+
+# The other model families' example weights (MLP, LSTM/GRU, VAE, MiniLM head), for
+# recipes/{mlp,lstm,gru,vae*,minilm*}.yaml; cached the same way.
+weights-all: weights
+	$(PY) examples/mlp.py
+	$(PY) examples/rnn.py
+	$(PY) examples/vae.py
+	$(PY) examples/minilm.py
 
 demo: weights
 	$(VENV)/bin/compressor run recipes/quickstart.yaml --out runs/quickstart
