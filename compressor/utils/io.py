@@ -39,12 +39,20 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"nothing was written to {tmp}")
+        # mkstemp makes the file 0600; give the result the mode a plain open() would have
+        os.chmod(tmp, 0o666 & ~_umask())
         checkpoint(f"atomic:{path.name}")  # tests kill here: the complete temp file must not count
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
