@@ -84,9 +84,9 @@ def targets() -> None:
 @targets.command("list")
 def targets_list() -> None:
     """List targets and whether each can run on this machine (and why not)."""
-    from rich.console import Console
     from rich.table import Table
 
+    from compressor.cli.render import console_for_output
     from compressor.targets.registry import target_class
     from compressor.targets.spec import available_targets, load_target_file
 
@@ -100,7 +100,7 @@ def targets_list() -> None:
             continue
         table.add_row(spec.name, spec.runtime, spec.device, ", ".join(spec.precisions),
                       "[green]yes[/]" if reason is None else f"[yellow]no: {reason}[/]")
-    Console().print(table)
+    console_for_output().print(table)
 
 
 @cli.command()
