@@ -110,10 +110,26 @@ class AccuracyCriterion(Strict):
     tune_calibration: bool = Field(True, description="also try percentile calibration, per-tensor, reduce_range")
     latency_iterations: int = Field(20, ge=1, description="batch-1 ORT runs timed per trial")
     on_failure: Literal["fail", "keep_best"] = "fail"
+    tuning_data: Literal["evaluation", "train"] = Field(
+        "evaluation", description="data the tuner scores trials on: the evaluation set, or data.train "
+        "(a held-out split, so the reported evaluation numbers are not tuned on)")
+
+
+class NncfOptions(Strict):
+    """Settings of ``engine: nncf`` (``nncf.quantize`` on the ONNX model)."""
+
+    preset: Literal["performance", "mixed"] = Field(
+        "performance", description="performance: symmetric activations; mixed: asymmetric (U8 with zero "
+        "point) activations, symmetric weights")
+    bias_correction: Literal["fast", "full"] = Field(
+        "fast", description="fast: NNCF's default fast bias correction; full: the slower BiasCorrection "
+        "algorithm (layer by layer on the calibration data; about 2x the quantize time)")
+    subset_size: int | None = Field(None, ge=1, description="calibration samples NNCF uses (default: all)")
 
 
 class QuantizeConfig(Strict):
     engine: Literal["onnxruntime", "nncf", "inc"] = "onnxruntime"
+    nncf: NncfOptions = NncfOptions()
     accuracy_criterion: AccuracyCriterion | None = None
     mode: Literal["static", "dynamic"] = "static"
     calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
