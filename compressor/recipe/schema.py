@@ -144,6 +144,10 @@ class QuantizeConfig(Strict):
     op_types: list[str] | None = Field(None, description="quantize only these op types (default: all supported)")
     nodes_to_exclude: list[str] = Field(default_factory=list)
     calibration_batch_size: int = Field(32, ge=1)
+    moving_average: bool = Field(
+        False, description="minmax calibration: average each batch's min/max (ORT CalibMovingAverage) instead of "
+        "the global extremes; tighter ranges, use with calibration_batch_size: 1. Keep the classifier in FP32 "
+        "(nodes_to_exclude): a tight logit range clips the top logits and ties the top-1")
 
 
 class QuantizeStep(Strict):

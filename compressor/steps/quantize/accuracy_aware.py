@@ -238,7 +238,7 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
     def trial(c: QuantizeConfig, exclude: list[str], desc: dict[str, Any], data: Dataset | None = None) -> tuple[dict, Path]:
         nonlocal last_info
         path = work / f"trial{len(tuner.trials) + 1:03d}.onnx"
-        cache = work / f"calib-{c.calibration}-{c.percentile}.json"
+        cache = work / f"calib-{c.calibration}-{c.percentile}-ma{int(c.moving_average)}-b{c.calibration_batch_size}.json"
         last_info = quantize_onnx(src, path, c, calib, nodes_to_exclude=exclude, calibration_cache=cache,
                                   skip_preprocess=True)
         value = tuner.evaluator.score(_safe_outputs(path, tuner.evaluator.data, threads))
@@ -328,7 +328,7 @@ def sensitivity(src: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner, w
     if cached.is_file():
         return json.loads(cached.read_text())["order"]
     ev = Evaluator(data, tuner.evaluator.metric, ort_outputs(src, data, threads), crit)
-    cache = work / f"calib-{cfg.calibration}-{cfg.percentile}.json"
+    cache = work / f"calib-{cfg.calibration}-{cfg.percentile}-ma{int(cfg.moving_average)}-b{cfg.calibration_batch_size}.json"
     full = work / "sens-full.onnx"
     quantize_onnx(src, full, cfg, calib, calibration_cache=cache, skip_preprocess=True)
     nodes = quantized_nodes(full)
