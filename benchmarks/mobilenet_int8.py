@@ -4,6 +4,7 @@ the accuracy drop on a labelled set after a short Fashion-MNIST fine-tune.
 
     nice python benchmarks/mobilenet_int8.py                 # agreement + latency + fashion
     nice python benchmarks/mobilenet_int8.py --skip-fashion  # photos only (about 5 minutes)
+    nice python benchmarks/mobilenet_int8.py --skip-photos --skip-fashion --executorch   # ExecuTorch part
 
 Data: calibration = 64 crops of scikit-learn's two sample photos (seed 1, the recipe's
 "train" split), evaluation = 200 other crops (seed 2, the recipe's "test" split); see
@@ -176,6 +177,43 @@ def photos_part(out: Path, quick: bool) -> dict:
     return res
 
 
+def executorch_part(out: Path, quick: bool) -> dict:
+    """ExecuTorch FP32 vs INT8 (the target's own PT2E + XNNPACK lowering): what is delegated,
+    whether every conv (depthwise included) is quantized, and the latency ratio side by side."""
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    import mobilenet_v2 as mn
+    from compressor.targets.executorch_xnnpack import ExecuTorchSession, quantize_pt2e
+
+    model = mn.build(pretrained=True).eval()
+    calib = mn.sample_images(16 if quick else 64, seed=1)
+    example = (torch.from_numpy(calib[:1]),)
+    res: dict = {}
+    paths = {}
+    for prec in ("fp32", "int8"):
+        net = model
+        if prec == "int8":
+            net = quantize_pt2e(model, example, [(torch.from_numpy(calib[i:i + 1]),) for i in range(len(calib))])
+            convs = [n for n in net.graph.nodes if n.op == "call_function" and "conv2d" in str(n.target)]
+            res["int8_convs"] = len(convs)
+            res["int8_depthwise_convs"] = sum(1 for n in convs if len(n.args) > 6 and n.args[6] > 1)
+            res["int8_convs_with_quantized_input"] = sum(1 for n in convs if "dequantize" in str(n.args[0].target))
+        prog = to_edge_transform_and_lower(torch.export.export(net, example), partitioner=[XnnpackPartitioner()])
+        ops = collections.Counter(str(n.target) for n in prog.exported_program().graph.nodes if n.op == "call_function")
+        res[f"{prec}_top_level_ops"] = dict(ops)  # all delegated: one executorch_call_delegate (+ getitem)
+        paths[prec] = out / f"mnv2.{prec}.pte"
+        paths[prec].write_bytes(prog.to_executorch().buffer)
+    sessions = {k: ExecuTorchSession(p, threads=THREADS, input_names=["input"]) for k, p in paths.items()}
+    feeds = {"input": calib[:1]}
+    p50 = interleaved_p50({k: (lambda s=s: s.run(feeds)) for k, s in sessions.items()}, rounds=2 if quick else 7)
+    res["latency_p50_ms"] = p50
+    res["int8_vs_fp32"] = p50["fp32"] / p50["int8"]
+    print("executorch", json.dumps(res), flush=True)
+    return res
+
+
 def fashion_part(out: Path, quick: bool) -> dict:
     from fashion_finetune import finetune_and_quantize
 
@@ -187,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-fashion", action="store_true")
     ap.add_argument("--skip-photos", action="store_true")
+    ap.add_argument("--executorch", action="store_true", help="also the ExecuTorch FP32/INT8 part (slow export)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "mobilenet_int8")
     args = ap.parse_args(argv)
     import torch
@@ -198,11 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {}
     if not args.skip_photos:
         result["photos"] = photos_part(args.out, args.quick)
+    if args.executorch:
+        result["executorch"] = executorch_part(args.out, args.quick)
     if not args.skip_fashion:
         result["fashion"] = fashion_part(args.out, args.quick)
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
     result["meta"] = {"threads": THREADS, "loadavg_at_end": load, "seconds": round(time.perf_counter() - t0)}
-    dst = args.out.parent / "mobilenet_int8.json"
+    dst = args.out.parent / ("mobilenet_int8.json" if not args.skip_photos else "mobilenet_int8.extra.json")
     dst.write_text(json.dumps(result, indent=1))
     print(f"wrote {dst} in {result['meta']['seconds']} s (load average {' '.join(load)})")
     return 0

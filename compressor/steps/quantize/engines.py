@@ -104,6 +104,7 @@ def nncf_engine(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tu
         def validate(m: Any, its: Any) -> tuple[float, list[float]]:
             import onnxruntime as ort
 
+            its = list(its)  # NNCF passes an iterable (its IterationCounter), not a list
             s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
             outs = [s.run(None, {n: f.get(n, next(iter(f.values()))) for n in names})[0] for f, _, _ in its]
             per = [compute_metric(ev.metric, o, y, r) for o, (_, y, r) in zip(outs, its)]
@@ -111,13 +112,17 @@ def nncf_engine(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tu
             return compute_metric(ev.metric, np.concatenate(outs), labels, np.concatenate([r for _, _, r in its])), per
 
         drop_type = nncf.DropType.ABSOLUTE if crit.mode == "absolute" else nncf.DropType.RELATIVE
-        with _quiet():
-            q2 = nncf.quantize_with_accuracy_control(
-                proto, nncf.Dataset(items), nncf.Dataset(val), validation_fn=validate,
-                max_drop=crit.max_drop / 100.0, drop_type=drop_type, **common,
-                advanced_accuracy_restorer_parameters=nncf.AdvancedAccuracyRestorerParameters(
-                    max_num_iterations=max(1, crit.max_trials - 1)),
-            )
+        try:
+            with _quiet():
+                q2 = nncf.quantize_with_accuracy_control(
+                    proto, nncf.Dataset(items), nncf.Dataset(val), validation_fn=validate,
+                    max_drop=crit.max_drop / 100.0, drop_type=drop_type, **common,
+                    advanced_accuracy_restorer_parameters=nncf.AdvancedAccuracyRestorerParameters(
+                        max_num_iterations=max(1, crit.max_trials - 1)),
+                )
+        except Exception as e:  # noqa: BLE001 - NNCF raises many types; keep the trial history
+            raise StepError(f"nncf.quantize_with_accuracy_control failed: {type(e).__name__}: "
+                            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
         final = work / "nncf-qwac.onnx"
         with atomic_path(final) as tmp:
             onnx.save(q2, str(tmp))

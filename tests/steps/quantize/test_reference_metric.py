@@ -75,3 +75,21 @@ def test_nncf_unknown_excluded_node_is_a_clear_error(hostile_dir, tmp_path):
     res = _run_nncf(hostile_dir, tmp_path, "{subset_size: 16}", "[no_such_node]")
     assert res.exit_code == 1, res.output
     assert "NNCF rejected" in res.output and "no_such_node" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.slow
+def test_nncf_accuracy_control_runs_with_an_agreement_metric(hostile_dir, tmp_path):
+    # plain NNCF PTQ breaks the hostile tensor, so quantize_with_accuracy_control must run
+    # (its validation_fn receives an iterable, not a list: this once crashed)
+    q = ("{engine: nncf, nncf: {subset_size: 64}, accuracy_criterion: "
+         "{max_drop: 2.0, metric: top1_agreement, max_trials: 6, on_failure: keep_best}}")
+    recipe = write_recipe(hostile_dir, q, name="qwac", evaluation=120)
+    res = CliRunner().invoke(cli, ["run", str(recipe), "--out", str(tmp_path / "q")])
+    assert res.exit_code in (0, 1), res.output
+    assert "Traceback" not in res.output
+    report = json.loads((tmp_path / "q" / "report.json").read_text())
+    tuning = next(s for s in report["steps"] if s["kind"] == "quantize")["details"]["tuning"]
+    labels = [t["label"] for t in tuning["trials"]]
+    assert labels[0] == "nncf.quantize" and tuning["trials"][0]["passed"] is False, tuning["trials"]
+    assert labels[-1] == "nncf.quantize_with_accuracy_control"
+    assert tuning["trials"][-1]["fallback"], "accuracy control reverted no quantizer"
