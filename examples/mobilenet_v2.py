@@ -136,13 +136,21 @@ def _photos() -> list[np.ndarray]:
     return [data.images[names.index(n)] for n in ("china.jpg", "flower.jpg")]
 
 
-def _crop_resize(img: np.ndarray, top: int, left: int, size: int, flip: bool) -> np.ndarray:
+def _crop_resize(img: np.ndarray, top: int, left: int, size: int, flip: bool,
+                 jitter: tuple[float, float, float] | None = None) -> np.ndarray:
     from PIL import Image
 
     patch = Image.fromarray(img[top:top + size, left:left + size]).resize((224, 224), Image.Resampling.BILINEAR)
     arr = np.asarray(patch, dtype=np.float32) / 255.0
     if flip:
         arr = arr[:, ::-1]
+    if jitter is not None:  # brightness, contrast, saturation factors (torchvision ColorJitter's definitions)
+        b, c, s = jitter
+        arr = arr * b
+        grey = arr @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        arr = (arr - grey.mean()) * c + grey.mean()
+        grey = (arr @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+        arr = np.clip((arr - grey) * s + grey, 0.0, 1.0)
     return ((arr - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
 
 
@@ -160,12 +168,15 @@ def reference_images() -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
-def sample_images(n_crops: int = 64, seed: int = 0) -> np.ndarray:
+def sample_images(n_crops: int = 64, seed: int = 0, *, scale: tuple[float, float] = (0.35, 1.0),
+                  jitter: float = 0.0) -> np.ndarray:
     """``n_crops`` varied views of the two photos: float32 [n_crops, 3, 224, 224], normalised.
 
-    Alternates the photos; each view is a random square crop of 35-100% of the
-    short side at a random position, randomly mirrored, resized to 224.
-    Deterministic for a given seed.
+    Alternates the photos; each view is a random square crop of ``scale`` (fraction
+    of the short side, default 35-100%) at a random position, randomly mirrored,
+    resized to 224; with ``jitter`` > 0 also a random brightness, contrast and
+    saturation factor each in [1 - jitter, 1 + jitter] (more varied calibration
+    material). Deterministic for a given seed and settings.
     """
     rng = np.random.default_rng(seed)
     photos = _photos()
@@ -173,7 +184,9 @@ def sample_images(n_crops: int = 64, seed: int = 0) -> np.ndarray:
     for i in range(n_crops):
         img = photos[i % len(photos)]
         h, w = img.shape[:2]
-        size = int(min(h, w) * rng.uniform(0.35, 1.0))
+        size = int(min(h, w) * rng.uniform(*scale))
         top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-        out[i] = _crop_resize(img, top, left, size, flip=bool(rng.integers(0, 2)))
+        flip = bool(rng.integers(0, 2))
+        colour = tuple(float(f) for f in rng.uniform(1 - jitter, 1 + jitter, 3)) if jitter > 0 else None
+        out[i] = _crop_resize(img, top, left, size, flip=flip, jitter=colour)
     return out

@@ -3,8 +3,10 @@ offline): varied crops of scikit-learn's two sample photos from
 ``examples/mobilenet_v2.py:sample_images``, unlabelled, so recipes measure agreement
 with the FP32 model (``metric: top1_agreement`` or ``cosine``).
 
-The "train" split (calibration) and the "test" split (evaluation) are drawn with
-different seeds, so INT8 is never evaluated on the crops it was calibrated on.
+The "train" split (calibration), the "test" split (evaluation) and the "val" split
+(for accuracy-aware tuning: ``accuracy_criterion.tuning_data: train`` with
+``data.train: {split: val}``) are drawn with different seeds, so INT8 is never
+evaluated on the crops it was calibrated or tuned on.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SEEDS = {"train": 1, "test": 2}
+SEEDS = {"train": 1, "test": 2, "val": 3}
 
 
 def photo_crops(split: str = "test", n: int = 200):
@@ -23,7 +25,7 @@ def photo_crops(split: str = "test", n: int = 200):
     from compressor.errors import DataError
 
     if split not in SEEDS:
-        raise DataError(f"photo crops have splits 'train' and 'test', not {split!r}")
+        raise DataError(f"photo crops have splits {', '.join(map(repr, SEEDS))}, not {split!r}")
     from mobilenet_v2 import sample_images
 
     return Dataset({"input": sample_images(n, seed=SEEDS[split])}, None, f"photo-crops/{split}")

@@ -110,10 +110,26 @@ class AccuracyCriterion(Strict):
     tune_calibration: bool = Field(True, description="also try percentile calibration, per-tensor, reduce_range")
     latency_iterations: int = Field(20, ge=1, description="batch-1 ORT runs timed per trial")
     on_failure: Literal["fail", "keep_best"] = "fail"
+    tuning_data: Literal["evaluation", "train"] = Field(
+        "evaluation", description="data the tuner scores trials on: the evaluation set, or data.train "
+        "(a held-out split, so the reported evaluation numbers are not tuned on)")
+
+
+class NncfOptions(Strict):
+    """Settings of ``engine: nncf`` (``nncf.quantize`` on the ONNX model)."""
+
+    preset: Literal["performance", "mixed"] = Field(
+        "performance", description="performance: symmetric activations; mixed: asymmetric (U8 with zero "
+        "point) activations, symmetric weights")
+    bias_correction: Literal["fast", "full"] = Field(
+        "fast", description="fast: NNCF's default fast bias correction; full: the slower BiasCorrection "
+        "algorithm (layer by layer on the calibration data; about 2x the quantize time)")
+    subset_size: int | None = Field(None, ge=1, description="calibration samples NNCF uses (default: all)")
 
 
 class QuantizeConfig(Strict):
     engine: Literal["onnxruntime", "nncf", "inc"] = "onnxruntime"
+    nncf: NncfOptions = NncfOptions()
     accuracy_criterion: AccuracyCriterion | None = None
     mode: Literal["static", "dynamic"] = "static"
     calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
@@ -128,6 +144,10 @@ class QuantizeConfig(Strict):
     op_types: list[str] | None = Field(None, description="quantize only these op types (default: all supported)")
     nodes_to_exclude: list[str] = Field(default_factory=list)
     calibration_batch_size: int = Field(32, ge=1)
+    moving_average: bool = Field(
+        False, description="minmax calibration: average each batch's min/max (ORT CalibMovingAverage) instead of "
+        "the global extremes; tighter ranges, use with calibration_batch_size: 1. Keep the classifier in FP32 "
+        "(nodes_to_exclude): a tight logit range clips the top logits and ties the top-1")
 
 
 class QuantizeStep(Strict):

@@ -124,16 +124,24 @@ class Tuner:
 
     def details(self) -> dict[str, Any]:
         c = self.criterion
-        return {"metric": self.evaluator.metric, "max_drop": c.max_drop, "mode": c.mode,
+        return {"metric": self.evaluator.metric, "max_drop": c.max_drop, "mode": c.mode, "tuning_data": c.tuning_data,
                 "samples": len(self.evaluator.data), "fp32_metric": round(self.evaluator.baseline, 6),
                 "trials": self.trials, "seconds": round(time.perf_counter() - self.t0, 2)}
 
 
+def tuning_data(ctx: RunContext, crit: AccuracyCriterion) -> Dataset:
+    """The data trials are scored on: the evaluation set, or ``data.train`` when
+    ``tuning_data: train`` keeps the evaluation set out of the tuning."""
+    return ctx.train_data() if crit.tuning_data == "train" else ctx.evaluation_data()
+
+
 def _evaluation(ctx: RunContext, source: Path, crit: AccuracyCriterion, samples: int | None) -> Evaluator:
     metric = crit.metric or ctx.recipe.data.metric
-    data = ctx.evaluation_data().subset(samples, seed=ctx.seed) if samples else ctx.evaluation_data()
+    full = tuning_data(ctx, crit)
+    data = full.subset(samples, seed=ctx.seed) if samples else full
     if len(data) == 0:
-        raise DataError("accuracy-aware quantization needs evaluation data", hint="set data.evaluation")
+        raise DataError(f"accuracy-aware quantization needs {crit.tuning_data} data",
+                        hint=f"set data.{crit.tuning_data}")
     reference = ort_outputs(source, data, ctx.recipe.benchmark.threads)
     return Evaluator(data, metric, reference, crit)
 
@@ -230,7 +238,7 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
     def trial(c: QuantizeConfig, exclude: list[str], desc: dict[str, Any], data: Dataset | None = None) -> tuple[dict, Path]:
         nonlocal last_info
         path = work / f"trial{len(tuner.trials) + 1:03d}.onnx"
-        cache = work / f"calib-{c.calibration}-{c.percentile}.json"
+        cache = work / f"calib-{c.calibration}-{c.percentile}-ma{int(c.moving_average)}-b{c.calibration_batch_size}.json"
         last_info = quantize_onnx(src, path, c, calib, nodes_to_exclude=exclude, calibration_cache=cache,
                                   skip_preprocess=True)
         value = tuner.evaluator.score(_safe_outputs(path, tuner.evaluator.data, threads))
@@ -311,16 +319,16 @@ def sensitivity(src: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner, w
 
     crit = tuner.criterion
     threads = ctx.recipe.benchmark.threads
-    data = ctx.evaluation_data().subset(crit.sensitivity_samples, seed=ctx.seed)
+    data = tuning_data(ctx, crit).subset(crit.sensitivity_samples, seed=ctx.seed)
     calib = ctx.calibration_data()
-    key = sha256_json({"model": sha256_file(src), "cfg": cfg.model_dump(mode="json", exclude={"accuracy_criterion"}),
+    key = sha256_json({"tuning_data": crit.tuning_data, "model": sha256_file(src), "cfg": cfg.model_dump(mode="json", exclude={"accuracy_criterion"}),
                        "metric": tuner.evaluator.metric, "samples": len(data), "calib": len(calib), "seed": ctx.seed,
                        "ort": onnxruntime.__version__, "v": 2})
     cached = cache_dir() / "accuracy_aware" / f"{key[:32]}.json"
     if cached.is_file():
         return json.loads(cached.read_text())["order"]
     ev = Evaluator(data, tuner.evaluator.metric, ort_outputs(src, data, threads), crit)
-    cache = work / f"calib-{cfg.calibration}-{cfg.percentile}.json"
+    cache = work / f"calib-{cfg.calibration}-{cfg.percentile}-ma{int(cfg.moving_average)}-b{cfg.calibration_batch_size}.json"
     full = work / "sens-full.onnx"
     quantize_onnx(src, full, cfg, calib, calibration_cache=cache, skip_preprocess=True)
     nodes = quantized_nodes(full)

@@ -61,11 +61,24 @@ def nncf_engine(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tu
     items = [{n: f.get(n, next(iter(f.values()))) for n in names} for f, _ in calib.batches(1)]
     work = ctx.artifacts_dir / f"{dst.stem}.tuning"
     work.mkdir(parents=True, exist_ok=True)
+    opts = cfg.nncf
+    subset = min(opts.subset_size or len(items), len(items))
     details: dict[str, Any] = {"engine": "nncf", "nncf": nncf.__version__, "format": "QDQ",
-                               "calibration_samples": len(items), "preset": "nncf default (performance)"}
+                               "calibration_samples": subset, "preset": opts.preset,
+                               "bias_correction": opts.bias_correction}
+    common = {"subset_size": subset, "fast_bias_correction": opts.bias_correction == "fast",
+              "preset": {"performance": nncf.QuantizationPreset.PERFORMANCE,
+                         "mixed": nncf.QuantizationPreset.MIXED}[opts.preset]}
+    if cfg.nodes_to_exclude:  # validate=True: a name that matches no node is an error, not a no-op
+        common["ignored_scope"] = nncf.IgnoredScope(names=list(cfg.nodes_to_exclude), validate=True)
+        details["nodes_excluded"] = list(cfg.nodes_to_exclude)
     t0 = time.perf_counter()
-    with _quiet_engines():
-        q = nncf.quantize(proto, nncf.Dataset(items), subset_size=len(items))
+    try:
+        with _quiet_engines():
+            q = nncf.quantize(proto, nncf.Dataset(items), **common)
+    except nncf.ValidationError as e:  # e.g. an excluded node name that is not in the graph
+        raise StepError(f"NNCF rejected the settings: {str(e).strip().splitlines()[0]}",
+                        hint="check quantize.nodes_to_exclude against the ONNX node names") from None
     plain = work / "nncf-ptq.onnx"
     with atomic_path(plain) as tmp:
         onnx.save(q, str(tmp))
@@ -80,6 +93,7 @@ def nncf_engine(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tu
         def validate(m: Any, its: Any) -> tuple[float, list[float]]:
             import onnxruntime as ort
 
+            its = list(its)  # NNCF passes an iterable (its IterationCounter), not a list
             s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
             outs = [s.run(None, {n: f.get(n, next(iter(f.values()))) for n in names})[0] for f, _, _ in its]
             per = [compute_metric(ev.metric, o, y, r) for o, (_, y, r) in zip(outs, its)]
@@ -87,13 +101,17 @@ def nncf_engine(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tu
             return compute_metric(ev.metric, np.concatenate(outs), labels, np.concatenate([r for _, _, r in its])), per
 
         drop_type = nncf.DropType.ABSOLUTE if crit.mode == "absolute" else nncf.DropType.RELATIVE
-        with _quiet_engines():
-            q2 = nncf.quantize_with_accuracy_control(
-                proto, nncf.Dataset(items), nncf.Dataset(val), validation_fn=validate,
-                max_drop=crit.max_drop / 100.0, drop_type=drop_type, subset_size=len(items),
-                advanced_accuracy_restorer_parameters=nncf.AdvancedAccuracyRestorerParameters(
-                    max_num_iterations=max(1, crit.max_trials - 1)),
-            )
+        try:
+            with _quiet_engines():
+                q2 = nncf.quantize_with_accuracy_control(
+                    proto, nncf.Dataset(items), nncf.Dataset(val), validation_fn=validate,
+                    max_drop=crit.max_drop / 100.0, drop_type=drop_type, **common,
+                    advanced_accuracy_restorer_parameters=nncf.AdvancedAccuracyRestorerParameters(
+                        max_num_iterations=max(1, crit.max_trials - 1)),
+                )
+        except Exception as e:  # noqa: BLE001 - NNCF raises many types; keep the trial history
+            raise StepError(f"nncf.quantize_with_accuracy_control failed: {type(e).__name__}: "
+                            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
         final = work / "nncf-qwac.onnx"
         with atomic_path(final) as tmp:
             onnx.save(q2, str(tmp))

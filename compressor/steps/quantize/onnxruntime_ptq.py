@@ -101,6 +101,11 @@ def _quantize(model_in: Path, dst: Path, cfg: QuantizeConfig, calibration: Datas
                 extra["QuantizeBias"] = False
             if cfg.calibration == "percentile":
                 extra["CalibPercentile"] = cfg.percentile
+            if cfg.moving_average:
+                if cfg.calibration != "minmax":
+                    raise StepError(f"moving_average applies to minmax calibration, not {cfg.calibration}",
+                                    hint="set calibration: minmax or drop moving_average")
+                extra["CalibMovingAverage"] = True
             quantize_static(
                 str(model_in), str(tmp), reader, quant_format=QuantFormat.QDQ,
                 activation_type=qtype[cfg.activation_type], weight_type=qtype[cfg.weight_type],
@@ -170,6 +175,7 @@ def quantize_onnx(
     details.update({
         "calibration": cfg.calibration if cfg.mode == "static" else None,
         "calibration_samples": len(calibration) if (cfg.mode == "static" and calibration is not None) else 0,
+        "moving_average": cfg.moving_average, "calibration_batch_size": cfg.calibration_batch_size,
         "per_channel": cfg.per_channel, "activation_type": cfg.activation_type if cfg.mode == "static" else "dynamic",
         "weight_type": cfg.weight_type, "nodes_excluded": exclude, "format": "QDQ" if cfg.mode == "static" else "QOperator",
     })
