@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 import importlib.util
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -70,7 +71,8 @@ def run_family(name: str, mode: str, quick: bool) -> dict:
     rows = []
     for target in recipe.targets:
         base, comp = report.result("baseline", target), report.result("compressed", target)
-        row = {"family": name, "mode": mode, "target": target, "seconds": round(time.perf_counter() - t0, 1)}
+        row = {"family": name, "mode": mode, "target": target, "seconds": round(time.perf_counter() - t0, 1),
+               "date": dt.date.today().isoformat(), "load1": round(os.getloadavg()[0], 1)}
         if base is None or comp is None or base.status != "ok" or comp.status != "ok":
             row["error"] = (comp.error if comp else None) or (base.error if base else "missing")
             rows.append(row)
@@ -87,11 +89,15 @@ def run_family(name: str, mode: str, quick: bool) -> dict:
     return {"rows": rows}
 
 
-def render(rows: list[dict], command: str) -> str:
+def render(rows: list[dict]) -> str:
+    dates = sorted({r["date"] for r in rows if "date" in r}) or [dt.date.today().isoformat()]
+    loads = [r["load1"] for r in rows if "load1" in r]
+    load = f" (1-minute load average {min(loads):.1f}-{max(loads):.1f} when the runs finished)" if loads else ""
     lines = ["# Model families: FP32 vs INT8", "",
-             f"Measured {dt.date.today().isoformat()} on the shared 2-core development machine (heavily loaded by other "
-             "jobs while this ran: absolute latencies are noisy, speedups are p50 ratios measured side by side in one run).",
-             "", f"Reproduce: `{command}`", "",
+             f"Measured {', '.join(dates)} on the shared 2-core development machine{load}, other engineers' jobs "
+             "running beside it: absolute latencies are noisy, speedups are p50 ratios measured side by side in one run.",
+             "", "Reproduce (each family was run with its own command; rows of families not named by --only are kept):",
+             "", *[f"    {c}" for c in dict.fromkeys(r.get("command", "?") for r in rows)], "",
              "| family | target | INT8 mode | metric | samples | FP32 | INT8 | drop | FP32 p50 ms | INT8 p50 ms | speedup | extra metrics (FP32 -> INT8) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -104,7 +110,7 @@ def render(rows: list[dict], command: str) -> str:
                      f"{r['int8']:.4f} | {r['drop']:+.2f} {r['drop_unit']} | {r['fp32_ms']:.3f} | {r['int8_ms']:.3f} | "
                      f"{r['speedup']:.2f}x | {extra} |")
     lines += ["", "drop: percentage points for top1 / macro-F1 / cosine / top-1 agreement; percent increase for MSE "
-              "(lower is better). openvino-cpu is not in this branch; its column comes when that target is merged.", ""]
+              "(lower is better). speedup: FP32 p50 / INT8 p50 on the same target.", ""]
     return "\n".join(lines)
 
 
@@ -124,14 +130,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.modes and mode not in args.modes.split(","):
                 continue
             print(f"== {name} ({mode})", flush=True)
+            command = "nice python benchmarks/families.py " + " ".join(sys.argv[1:] if argv is None else argv)
             try:
-                rows += run_family(name, mode, args.quick)["rows"]
+                rows += [{**r, "command": command} for r in run_family(name, mode, args.quick)["rows"]]
             except Exception as e:  # one family failing must not lose the others' numbers
-                rows.append({"family": name, "mode": mode, "target": "-", "error": f"{type(e).__name__}: {e}"})
+                rows.append({"family": name, "mode": mode, "target": "-", "error": f"{type(e).__name__}: {e}",
+                             "command": command})
             print(json.dumps(rows[-1], default=str), flush=True)
             (OUT / "rows.json").write_text(json.dumps(rows, indent=1, default=str))
-    command = "nice python benchmarks/families.py --quick (families run separately with --only)"
-    atomic_write_text(RESULT, render(rows, command.strip()))
+    atomic_write_text(RESULT, render(rows))
     print(RESULT.read_text())
     return 0
 
