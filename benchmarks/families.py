@@ -114,6 +114,19 @@ def render(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _save_rows(rows: list[dict]) -> list[dict]:
+    """Merge this run's rows into rows.json, keeping the rows of (family, mode) pairs not re-run now (families
+    can be measured in separate, even concurrent, runs); re-read at every write so a concurrent run's rows survive."""
+    path = OUT / "rows.json"
+    old = json.loads(path.read_text()) if path.exists() else []
+    ran = {(r["family"], r["mode"]) for r in rows}
+    merged = [r for r in old if (r["family"], r["mode"]) not in ran] + rows
+    order = list(FAMILIES)
+    merged.sort(key=lambda r: order.index(r["family"]) if r["family"] in order else len(order))  # stable: modes stay
+    atomic_write_text(path, json.dumps(merged, indent=1, default=str))
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default=",".join(FAMILIES), help="comma-separated families")
@@ -122,9 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     only = args.only.split(",")
-    # keep earlier rows of families not re-run now, so families can be measured in separate runs
-    old = json.loads((OUT / "rows.json").read_text()) if (OUT / "rows.json").exists() else []
-    rows: list[dict] = [r for r in old if r["family"] not in only]
+    rows: list[dict] = []
+    merged: list[dict] = _save_rows(rows)
     for name in only:
         for mode in FAMILIES[name][1]:
             if args.modes and mode not in args.modes.split(","):
@@ -137,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"family": name, "mode": mode, "target": "-", "error": f"{type(e).__name__}: {e}",
                              "command": command})
             print(json.dumps(rows[-1], default=str), flush=True)
-            (OUT / "rows.json").write_text(json.dumps(rows, indent=1, default=str))
-    atomic_write_text(RESULT, render(rows))
+            merged = _save_rows(rows)
+    atomic_write_text(RESULT, render(merged))
     print(RESULT.read_text())
     return 0
 
