@@ -1,7 +1,7 @@
 """Model families benchmark: every family recipe in recipes/ run end to end, FP32 vs
 INT8 (each quantization mode that applies) on every target the recipe names.
 
-    nice python benchmarks/families.py [--only mlp,lstm] [--quick]
+    nice python benchmarks/families.py [--only mlp,lstm] [--modes dynamic] [--quick] [--render-only]
 
 Writes the runs to benchmarks/out/families/ and the table to
 benchmarks/results/families.md. Speedups are p50 latency ratios measured side by
@@ -87,6 +87,11 @@ def run_family(name: str, mode: str, quick: bool) -> dict:
     return {"rows": rows}
 
 
+def _fmt(v: float) -> str:
+    # MSE values are ~0.02: keep 4 significant digits there, 4 decimals for fractions near 1
+    return f"{v:.4f}" if abs(v) >= 0.1 else f"{v:.4g}"
+
+
 def render(rows: list[dict]) -> str:
     dates = sorted({r["date"] for r in rows if "date" in r}) or [dt.date.today().isoformat()]
     loads = [r["load1"] for r in rows if "load1" in r]
@@ -104,8 +109,8 @@ def render(rows: list[dict]) -> str:
             continue
         extra = ", ".join(f"{k} {r['extra'].get(k, float('nan')):.4f} -> {v:.4f}" for k, v in r["extra_int8"].items()
                           if k != r["metric"]) or "-"
-        lines.append(f"| {r['family']} | {r['target']} | {r['mode']} | {r['metric']} | {r['samples']} | {r['fp32']:.4g} | "
-                     f"{r['int8']:.4g} | {r['drop']:+.2f} {r['drop_unit']} | {r['fp32_ms']:.3f} | {r['int8_ms']:.3f} | "
+        lines.append(f"| {r['family']} | {r['target']} | {r['mode']} | {r['metric']} | {r['samples']} | {_fmt(r['fp32'])} | "
+                     f"{_fmt(r['int8'])} | {r['drop']:+.2f} {r['drop_unit']} | {r['fp32_ms']:.3f} | {r['int8_ms']:.3f} | "
                      f"{r['speedup']:.2f}x | {extra} |")
     lines += ["", "drop: percentage points for top1 / macro-F1 / cosine / top-1 agreement; percent increase for MSE "
               "(lower is better). speedup: FP32 p50 / INT8 p50 on the same target.", ""]
@@ -130,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(FAMILIES), help="comma-separated families")
     ap.add_argument("--modes", default=None, help="restrict INT8 modes, e.g. dynamic")
     ap.add_argument("--quick", action="store_true", help="fewer evaluation samples (see FAMILIES)")
+    ap.add_argument("--render-only", action="store_true", help="rewrite the results table from rows.json, run nothing")
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    only = args.only.split(",")
+    only = [] if args.render_only else args.only.split(",")
     rows: list[dict] = []
     merged: list[dict] = _save_rows(rows)
     for name in only:
@@ -140,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.modes and mode not in args.modes.split(","):
                 continue
             print(f"== {name} ({mode})", flush=True)
-            command = "nice python benchmarks/families.py " + " ".join(sys.argv[1:] if argv is None else argv)
+            env = f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} " if "OMP_WAIT_POLICY" in os.environ else ""
+            command = f"{env}nice python benchmarks/families.py " + " ".join(sys.argv[1:] if argv is None else argv)
             try:
                 rows += [{**r, "command": command} for r in run_family(name, mode, args.quick)["rows"]]
             except Exception as e:  # one family failing must not lose the others' numbers
