@@ -1,7 +1,7 @@
 """Model families benchmark: every family recipe in recipes/ run end to end, FP32 vs
 INT8 (each quantization mode that applies) on every target the recipe names.
 
-    nice python benchmarks/families.py [--only mlp,lstm] [--quick]
+    nice python benchmarks/families.py [--only mlp,lstm] [--modes dynamic] [--quick] [--render-only]
 
 Writes the runs to benchmarks/out/families/ and the table to
 benchmarks/results/families.md. Speedups are p50 latency ratios measured side by
@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 import importlib.util
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,8 +38,8 @@ FAMILIES: dict[str, tuple[str, list[str], int | None, tuple[str, ...]]] = {
     "vae": ("vae.yaml", ["static", "dynamic"], 10000, ("vae.py", "ensure")),
     "vae_decoder": ("vae_decoder.yaml", ["static", "dynamic"], 10000, ("vae.py", "ensure")),
     "vae_encoder": ("vae_encoder.yaml", ["static", "dynamic"], 10000, ("vae.py", "ensure")),
-    "minilm": ("minilm.yaml", ["dynamic"], 1000, ("minilm.py", "ensure_head")),
-    "minilm_embedding": ("minilm_embedding.yaml", ["dynamic"], 300, ("minilm.py", "ensure_head")),
+    "minilm": ("minilm.yaml", ["dynamic", "static"], 1000, ("minilm.py", "ensure_head")),
+    "minilm_embedding": ("minilm_embedding.yaml", ["dynamic", "static"], 300, ()),  # the embedder has no trained part
     "mobilenet_v2": ("mobilenet_v2.yaml", ["static"], 100, ()),
 }
 
@@ -59,10 +60,8 @@ def run_family(name: str, mode: str, quick: bool) -> dict:
     path = ROOT / "recipes" / recipe_file
     recipe = load_recipe(path)
     q = recipe.steps[0].quantize
-    update = {"mode": mode}
-    if mode == "static" and q.op_types is not None:
-        update["op_types"] = None
-    recipe.steps[0].quantize = q.model_copy(update=update)
+    # op_types stay as the recipe has them (MiniLM: MatMul only, in both modes)
+    recipe.steps[0].quantize = q.model_copy(update={"mode": mode})
     if quick and quick_samples:
         recipe.data.evaluation = recipe.data.evaluation.model_copy(update={"samples": quick_samples})
     t0 = time.perf_counter()
@@ -70,7 +69,8 @@ def run_family(name: str, mode: str, quick: bool) -> dict:
     rows = []
     for target in recipe.targets:
         base, comp = report.result("baseline", target), report.result("compressed", target)
-        row = {"family": name, "mode": mode, "target": target, "seconds": round(time.perf_counter() - t0, 1)}
+        row = {"family": name, "mode": mode, "target": target, "seconds": round(time.perf_counter() - t0, 1),
+               "date": dt.date.today().isoformat(), "load1": round(os.getloadavg()[0], 1)}
         if base is None or comp is None or base.status != "ok" or comp.status != "ok":
             row["error"] = (comp.error if comp else None) or (base.error if base else "missing")
             rows.append(row)
@@ -87,11 +87,20 @@ def run_family(name: str, mode: str, quick: bool) -> dict:
     return {"rows": rows}
 
 
-def render(rows: list[dict], command: str) -> str:
+def _fmt(v: float) -> str:
+    # MSE values are ~0.02: keep 4 significant digits there, 4 decimals for fractions near 1
+    return f"{v:.4f}" if abs(v) >= 0.1 else f"{v:.4g}"
+
+
+def render(rows: list[dict]) -> str:
+    dates = sorted({r["date"] for r in rows if "date" in r}) or [dt.date.today().isoformat()]
+    loads = [r["load1"] for r in rows if "load1" in r]
+    load = f" (1-minute load average {min(loads):.1f}-{max(loads):.1f} when the runs finished)" if loads else ""
     lines = ["# Model families: FP32 vs INT8", "",
-             f"Measured {dt.date.today().isoformat()} on the shared 2-core development machine (heavily loaded by other "
-             "jobs while this ran: absolute latencies are noisy, speedups are p50 ratios measured side by side in one run).",
-             "", f"Reproduce: `{command}`", "",
+             f"Measured {', '.join(dates)} on the shared 2-core development machine{load}, other engineers' jobs "
+             "running beside it: absolute latencies are noisy, speedups are p50 ratios measured side by side in one run.",
+             "", "Reproduce (each family was run with its own command; rows of families not named by --only are kept):",
+             "", *[f"    {c}" for c in dict.fromkeys(r.get("command", "?") for r in rows)], "",
              "| family | target | INT8 mode | metric | samples | FP32 | INT8 | drop | FP32 p50 ms | INT8 p50 ms | speedup | extra metrics (FP32 -> INT8) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -100,12 +109,25 @@ def render(rows: list[dict], command: str) -> str:
             continue
         extra = ", ".join(f"{k} {r['extra'].get(k, float('nan')):.4f} -> {v:.4f}" for k, v in r["extra_int8"].items()
                           if k != r["metric"]) or "-"
-        lines.append(f"| {r['family']} | {r['target']} | {r['mode']} | {r['metric']} | {r['samples']} | {r['fp32']:.4f} | "
-                     f"{r['int8']:.4f} | {r['drop']:+.2f} {r['drop_unit']} | {r['fp32_ms']:.3f} | {r['int8_ms']:.3f} | "
+        lines.append(f"| {r['family']} | {r['target']} | {r['mode']} | {r['metric']} | {r['samples']} | {_fmt(r['fp32'])} | "
+                     f"{_fmt(r['int8'])} | {r['drop']:+.2f} {r['drop_unit']} | {r['fp32_ms']:.3f} | {r['int8_ms']:.3f} | "
                      f"{r['speedup']:.2f}x | {extra} |")
     lines += ["", "drop: percentage points for top1 / macro-F1 / cosine / top-1 agreement; percent increase for MSE "
-              "(lower is better). openvino-cpu is not in this branch; its column comes when that target is merged.", ""]
+              "(lower is better). speedup: FP32 p50 / INT8 p50 on the same target.", ""]
     return "\n".join(lines)
+
+
+def _save_rows(rows: list[dict]) -> list[dict]:
+    """Merge this run's rows into rows.json, keeping the rows of (family, mode) pairs not re-run now (families
+    can be measured in separate, even concurrent, runs); re-read at every write so a concurrent run's rows survive."""
+    path = OUT / "rows.json"
+    old = json.loads(path.read_text()) if path.exists() else []
+    ran = {(r["family"], r["mode"]) for r in rows}
+    merged = [r for r in old if (r["family"], r["mode"]) not in ran] + rows
+    order = list(FAMILIES)
+    merged.sort(key=lambda r: order.index(r["family"]) if r["family"] in order else len(order))  # stable: modes stay
+    atomic_write_text(path, json.dumps(merged, indent=1, default=str))
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,25 +135,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(FAMILIES), help="comma-separated families")
     ap.add_argument("--modes", default=None, help="restrict INT8 modes, e.g. dynamic")
     ap.add_argument("--quick", action="store_true", help="fewer evaluation samples (see FAMILIES)")
+    ap.add_argument("--render-only", action="store_true", help="rewrite the results table from rows.json, run nothing")
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    only = args.only.split(",")
-    # keep earlier rows of families not re-run now, so families can be measured in separate runs
-    old = json.loads((OUT / "rows.json").read_text()) if (OUT / "rows.json").exists() else []
-    rows: list[dict] = [r for r in old if r["family"] not in only]
+    only = [] if args.render_only else args.only.split(",")
+    rows: list[dict] = []
+    merged: list[dict] = _save_rows(rows)
     for name in only:
         for mode in FAMILIES[name][1]:
             if args.modes and mode not in args.modes.split(","):
                 continue
             print(f"== {name} ({mode})", flush=True)
+            env = f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} " if "OMP_WAIT_POLICY" in os.environ else ""
+            command = f"{env}nice python benchmarks/families.py " + " ".join(sys.argv[1:] if argv is None else argv)
             try:
-                rows += run_family(name, mode, args.quick)["rows"]
+                rows += [{**r, "command": command} for r in run_family(name, mode, args.quick)["rows"]]
             except Exception as e:  # one family failing must not lose the others' numbers
-                rows.append({"family": name, "mode": mode, "target": "-", "error": f"{type(e).__name__}: {e}"})
+                rows.append({"family": name, "mode": mode, "target": "-", "error": f"{type(e).__name__}: {e}",
+                             "command": command})
             print(json.dumps(rows[-1], default=str), flush=True)
-            (OUT / "rows.json").write_text(json.dumps(rows, indent=1, default=str))
-    command = "nice python benchmarks/families.py --quick (families run separately with --only)"
-    atomic_write_text(RESULT, render(rows, command.strip()))
+            merged = _save_rows(rows)
+    atomic_write_text(RESULT, render(merged))
     print(RESULT.read_text())
     return 0
 

@@ -139,7 +139,7 @@ def build_embedder(tiny: bool = False) -> nn.Module:
     return MeanPooledEncoder(_encoder(tiny)).eval()
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the head is trained on these tensors with autograd
 def embed(model: nn.Module, data: dict[str, np.ndarray], batch_size: int = 64) -> torch.Tensor:
     n = len(data["input_ids"])
     return torch.cat([model(*[torch.as_tensor(data[k][i:i + batch_size]) for k in INPUT_NAMES])

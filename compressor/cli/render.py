@@ -26,10 +26,13 @@ def summary_table(report: Report) -> Table:
     table = Table(title=f"compressor: {report.recipe}", title_justify="left", box=box.SIMPLE_HEAD,
                   caption="speedup and ratio (size) vs the baseline on the same target; parity: top-1 agreement "
                           "with FP32", caption_justify="left")
+    rows = summary_rows(report)
     for key, header, justify in TERMINAL_COLUMNS:
+        # names stay whole (they are what users grep for); a very long one may still fold
+        widest = max((len(str(r.get(key, ""))) for r in rows), default=0) if key in ("variant", "target") else None
         table.add_column(header, justify=justify, no_wrap=key not in ("variant", "target"),  # type: ignore[arg-type]
-                         overflow="fold")
-    for row in summary_rows(report):
+                         overflow="fold", min_width=min(widest, 24) if widest else None)
+    for row in rows:
         if row.get("status", "ok") != "ok":
             table.add_row(row["variant"], row["target"], row["precision"], "[red]FAILED[/]",
                           *[""] * (len(TERMINAL_COLUMNS) - 4))
