@@ -163,3 +163,21 @@ def test_debug_shows_traceback(runner, write_recipe, tmp_path):
     res = runner.invoke(group, ["--debug", "run", str(p), "--out", str(tmp_path / "run")])
     assert res.exit_code == 2
     assert "Traceback" in res.output
+
+
+def test_unknown_node_to_exclude_is_an_error(cli, write_recipe, tmp_path):
+    p = write_recipe(replace={"calibration: minmax": "calibration: minmax, nodes_to_exclude: [node_conv2d_99]"})
+    _expect_error(cli("run", p, "--out", tmp_path / "run"), 2, "node_conv2d_99", "not in the model's graph")
+
+
+def test_known_node_to_exclude_stays_fp32(cli, write_recipe, tmp_path):
+    import onnx
+
+    first = tmp_path / "first"
+    p = write_recipe(replace={"calibration: minmax": "calibration: minmax, nodes_to_exclude: [node_linear]"})
+    res = cli("run", p, "--out", first, "-q")
+    assert res.exit_code == 0, res.output
+    q = onnx.load(str(first / "artifacts" / "00-quantize.onnx"))
+    gemm = next(n for n in q.graph.node if n.name == "node_linear")
+    producers = {o: n.op_type for n in q.graph.node for o in n.output}
+    assert all(producers.get(i) != "DequantizeLinear" for i in gemm.input), "excluded node must read FP32 tensors"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from compressor.data.dataset import Dataset
-from compressor.errors import DataError, StepError
+from compressor.errors import DataError, RecipeError, StepError
 from compressor.recipe.schema import QuantizeConfig
 from compressor.steps.base import Step
 from compressor.utils.io import atomic_path
@@ -133,6 +133,21 @@ def _without_initializer_shapes(src: Path, dst: Path, details: dict[str, Any]) -
     return dst
 
 
+def check_node_names(requested: list[str], graph_nodes: set[str]) -> None:
+    """ORT silently ignores unknown names in nodes_to_exclude, so a renamed node (another
+    exporter version) would quietly be quantized: refuse names the graph does not have."""
+    missing = [n for n in requested if n not in graph_nodes]
+    if missing:
+        import difflib
+
+        close = sorted({c for m in missing for c in difflib.get_close_matches(m, graph_nodes, n=3)})
+        raise RecipeError(
+            f"quantize.nodes_to_exclude: {', '.join(map(repr, missing[:5]))} not in the model's graph"
+            + (f" (close: {', '.join(close[:6])})" if close else ""),
+            hint="list node names with `compressor inspect artifacts/baseline.onnx`",
+        )
+
+
 def quantize_onnx(
     src: Path, dst: Path, cfg: QuantizeConfig, calibration: Dataset | None, *, progress=None,
     nodes_to_exclude: list[str] | None = None, calibration_cache: Path | None = None,
@@ -152,7 +167,10 @@ def quantize_onnx(
         pre = Path(tmpdir) / "preprocessed.onnx"
         details.update({"preprocess": "done before"} if skip_preprocess else preprocess(src, pre))
         model_in = pre if details["preprocess"] not in ("none", "done before") else src
-        names = [i.name for i in onnx.load(str(model_in), load_external_data=False).graph.input]
+        graph = onnx.load(str(model_in), load_external_data=False).graph
+        names = [i.name for i in graph.input]
+        check_node_names(cfg.nodes_to_exclude, {n.name for n in graph.node}
+                         | {n.name for n in onnx.load(str(src), load_external_data=False).graph.node})
         try:
             _quantize(model_in, dst, cfg, calibration, names, exclude, progress, calibration_cache)
         except (StepError, DataError):
