@@ -38,8 +38,9 @@ from compressor.bench.latency import measure_latency  # noqa: E402
 SHAPE = (1, 3, 128, 128)
 
 
-def compressor_bench(model: Path, out: Path) -> float:
-    cmd = [sys.executable, "-m", "compressor", "bench", str(model), "--input-shape", ",".join(map(str, SHAPE)),
+def compressor_bench(model: Path, out: Path, target: str = "onnxruntime-cpu") -> float:
+    cmd = [sys.executable, "-m", "compressor", "bench", str(model), "--target", target,
+           "--input-shape", ",".join(map(str, SHAPE)),
            "--warmup", "50", "--iterations", "200", "--min-duration", "1.0", "--threads", "2", "--out", str(out)]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     return json.loads(out.read_text())["results"][0]["latency_ms"]["p50"]
@@ -99,6 +100,7 @@ def main() -> None:
                "ort_direct": ort_direct(model, x)}
         if has_app:
             row["openvino_ours"] = openvino_ours(model, x)
+            row["compressor_bench_openvino"] = compressor_bench(model, args.out / f"bench_ov{i:02d}.json", "openvino-cpu")
             row["benchmark_app"] = benchmark_app(model, app)
         rows.append(row)
         print(json.dumps(row))
@@ -115,8 +117,11 @@ def main() -> None:
     if has_app:
         ours = statistics.median(r["openvino_ours"] for r in rows)
         theirs = statistics.median(r["benchmark_app"] for r in rows)
+        cli_ov = statistics.median(r["compressor_bench_openvino"] for r in rows)
         summary.update(openvino_ours_p50_median_ms=ours, benchmark_app_median_ms=theirs,
-                       ours_vs_benchmark_app_pct=100 * (ours / theirs - 1))
+                       ours_vs_benchmark_app_pct=100 * (ours / theirs - 1),
+                       compressor_bench_openvino_p50_median_ms=cli_ov,
+                       compressor_bench_openvino_vs_benchmark_app_pct=100 * (cli_ov / theirs - 1))
     (args.out / "bench_fidelity.json").write_text(json.dumps({**summary, "rows": rows}, indent=2))
     print(json.dumps(summary, indent=2))
 

@@ -33,16 +33,21 @@ def detect_precision(path: Path) -> str:
 
 
 def _synthetic(session, input_shape: list[int] | None) -> Dataset:
-    """Latency-only data when no dataset is given: zeros of the model's input shapes."""
+    """Latency-only data when no dataset is given: zeros of the model's input shapes
+    (``--input-shape``, or the shapes a session reports, dynamic axes taken as 1)."""
     import numpy as np
 
-    inputs = {}
-    for meta in getattr(session, "input_meta", lambda: [])() or []:
-        name, shape, dtype = meta
-        shape = [d if isinstance(d, int) and d > 0 else 1 for d in (input_shape or shape)]
-        inputs[name] = np.zeros(shape, dtype=dtype)
-    if not inputs:
+    meta = {name: (shape, dtype) for name, shape, dtype in getattr(session, "input_meta", lambda: [])() or []}
+    if input_shape is not None:
+        if len(session.input_names) != 1:
+            raise DataError(f"--input-shape describes one input; this model has {len(session.input_names)} "
+                            f"({', '.join(session.input_names)})", hint="give --data with one array per input")
+        name = session.input_names[0]
+        return Dataset({name: np.zeros(input_shape, dtype=meta.get(name, (None, "float32"))[1])}, None, "synthetic")
+    if not meta:
         raise DataError("give --data (or --input-shape) so the benchmark has inputs")
+    inputs = {name: np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in shape], dtype=dtype)
+              for name, (shape, dtype) in meta.items()}
     return Dataset(inputs, None, "synthetic")
 
 

@@ -87,3 +87,13 @@ def test_metric_drop_direction():
     assert metric_drop("top1", 0.90, 0.89) == pytest.approx(1.0)       # points
     assert metric_drop("mse", 0.010, 0.0105) == pytest.approx(5.0)     # percent worse
     assert metric_drop("mse", 0.010, 0.009) < 0                         # better
+
+
+@pytest.mark.parametrize("target", ["onnxruntime-cpu", "openvino-cpu"])
+def test_bench_latency_only_with_input_shape_on_any_target(cli, tiny_onnx, tmp_path, target):
+    out = tmp_path / "bench.json"
+    res = cli("bench", tiny_onnx, "--target", target, "--input-shape", "1,1,8,8", "--warmup", "1",
+              "--iterations", "5", "--min-duration", "0", "--out", out)
+    assert res.exit_code == 0, res.output
+    row = json.loads(out.read_text())["results"][0]
+    assert row["target"] == target and row["latency_ms"]["n"] >= 5 and "accuracy" not in row
