@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -23,23 +22,10 @@ EXPECTED_TOP1 = [698, 599]
 
 
 def load_example(file: str) -> ModuleType:
-    """Import examples/<file> by path, the way the pipeline imports factories."""
-    name = "test_examples_" + Path(file).stem
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / file)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod   # dataclasses look their module up while it executes
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        spec.loader.exec_module(mod)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    finally:
-        sys.path.remove(str(EXAMPLES))
-    return mod
+    """Import examples/<file> by path with the trainer's own loader (the one the cache uses)."""
+    from compressor.models.factory import import_callable
+
+    return import_callable(f"{EXAMPLES / 'train.py'}:load_example_module")(file)
 
 
 def has_weights_package() -> bool:
