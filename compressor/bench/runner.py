@@ -12,7 +12,7 @@ from compressor.bench.metrics import compute_metric, metric_info
 from compressor.data.dataset import Dataset
 from compressor.errors import DataError, TargetFailed
 from compressor.export.onnx_export import compare_outputs
-from compressor.targets.base import Session
+from compressor.targets.base import Session, timed_call
 
 # parity tolerances by precision: max abs diff relative to the reference's largest magnitude
 PARITY_TOLERANCE = {"fp32": 1e-3, "bf16": 5e-2, "fp16": 2e-2, "int8": None}
@@ -96,7 +96,7 @@ def benchmark_session(
     feeds = {n_: feeds[n_] if n_ in feeds else next(iter(feeds.values())) for n_ in session.input_names}
     total = iterations
     stats, samples = measure_latency(
-        lambda: session.run(feeds), warmup=warmup, iterations=iterations, min_duration_s=min_duration_s,
+        timed_call(session, feeds), warmup=warmup, iterations=iterations, min_duration_s=min_duration_s,
         progress=None if progress is None else (lambda k: progress("latency", min(k, total), total)),
     )
     result["latency_ms"] = stats.to_dict()

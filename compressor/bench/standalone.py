@@ -11,7 +11,7 @@ from compressor.bench.runner import benchmark_session
 from compressor.data import Dataset, fit_to_shape, load_split
 from compressor.errors import CompressorError, DataError, ModelLoadError
 from compressor.report.model import Report, Result
-from compressor.targets.base import ModelArtifact
+from compressor.targets.base import ModelArtifact, timed_call
 from compressor.targets.registry import make_target
 from compressor.targets.spec import load_target
 from compressor.utils.io import atomic_write_json
@@ -102,7 +102,7 @@ def _latency_only(session, data: Dataset, warmup: int, iterations: int, min_dura
     from compressor.bench.latency import measure_latency
 
     feeds = data.first(batch_size)
-    stats, samples = measure_latency(lambda: session.run(feeds), warmup=warmup, iterations=iterations,
+    stats, samples = measure_latency(timed_call(session, feeds), warmup=warmup, iterations=iterations,
                                      min_duration_s=min_duration_s)
     return {"latency_ms": stats.to_dict(), "throughput_per_s": batch_size * 1000.0 / stats.mean,
             "latency_samples_ms": samples.tolist()}

@@ -40,9 +40,19 @@ class Artifact:
 
 
 class Session(Protocol):
+    """A loaded artifact. Optionally also ``bind(feeds) -> Callable[[], object]``: a call
+    that runs inference on inputs bound once, for latency timing (what the runtimes' own
+    benchmark tools time); without it the benchmark times ``run(feeds)``."""
+
     input_names: list[str]
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+
+
+def timed_call(session: Session, feeds: dict[str, np.ndarray]):
+    """The zero-argument call the latency loop times for ``session`` on ``feeds``."""
+    bind = getattr(session, "bind", None)
+    return bind(feeds) if bind is not None else (lambda: session.run(feeds))
 
 
 class Target(abc.ABC):

@@ -4,12 +4,12 @@ precision read back from the compiled model, parity, latency, report rows."""
 from __future__ import annotations
 
 import pytest
-from tests.targets.targets_fixtures import write_recipe
 
 from compressor.pipeline import run_recipe
 from compressor.recipe import load_recipe
 from compressor.targets.openvino_cpu import OpenVinoCpuTarget
 from compressor.targets.spec import load_target
+from tests.targets.targets_fixtures import write_recipe
 
 pytestmark = pytest.mark.skipif(OpenVinoCpuTarget.unavailable_reason() is not None,
                                 reason=str(OpenVinoCpuTarget.unavailable_reason()))
@@ -53,3 +53,30 @@ def test_openvino_load_refuses_an_artifact_from_another_target(tmp_path):
     target = OpenVinoCpuTarget(load_target("openvino-cpu"))
     with pytest.raises(TargetFailed, match=r"loads OpenVINO IR \(.xml\), not model.onnx"):
         target.load(Artifact(tmp_path / "model.onnx", "fp32"), threads=1)
+
+
+def test_openvino_bound_call_runs_the_bound_inputs(tmp_path):
+    """bind() times infer() on inputs set once: it must compute the same outputs as run()."""
+    import numpy as np
+    import torch
+
+    from compressor.targets.base import ModelArtifact
+    from compressor.targets.openvino_cpu import OpenVinoSession
+    from compressor.targets.registry import make_target
+    from compressor.targets.spec import load_target
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3)).eval()
+    x = np.random.default_rng(0).standard_normal((1, 1, 8, 8)).astype(np.float32)
+    model(torch.from_numpy(x))
+    from compressor.export.onnx_export import export_onnx
+
+    onnx_path = export_onnx(model, tmp_path / "m.onnx", [{"name": "input", "shape": [1, 1, 8, 8], "dtype": "float32"}])
+    target = make_target(load_target("openvino-cpu"))
+    art = target.compile(ModelArtifact("m", "fp32", onnx_path, []), tmp_path, precision="fp32")
+    session = target.load(art, threads=1)
+    assert isinstance(session, OpenVinoSession)
+    expected = session.run({"input": x})[0]
+    call = session.bind({"input": x})
+    call()
+    got = session.request.get_output_tensor(0).data
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
