@@ -279,13 +279,14 @@ def _onnx_domain(ctx: RunContext, steps: list[Step], source: Variant, targets: l
         groups.setdefault(json.dumps(t.quantization, sort_keys=True), []).append(t.name)
     variants = []
     ctx.torch_model = source.torch_model
-    for gi, (key, names) in enumerate(groups.items()):
-        ctx.quant_overrides = json.loads(key)
+    multi = len(groups) > 1
+    base_names = [s.name for s in onnx_steps]
+    for gi, (overrides, names) in enumerate(groups.items()):
+        ctx.quant_overrides = json.loads(overrides)
         model: Path = source.onnx_path  # type: ignore[assignment]
         precision = source.precision
-        for step in onnx_steps:
-            suffix = "" if len(groups) == 1 else f"-{gi}"
-            step.name = step.name.split("-g")[0] + (f"-g{gi}" if suffix else "")
+        for step, base in zip(onnx_steps, base_names):
+            step.name = f"{base}-g{gi}" if multi else base
             step.report = StepReport(step.name, step.kind)
             cache = ctx.cache or StepCache(ctx.run_dir, reuse=False)
             key = cache.key("onnx-step", kind=step.kind, name=step.name, input=sha256_file(model),
@@ -299,7 +300,7 @@ def _onnx_domain(ctx: RunContext, steps: list[Step], source: Variant, targets: l
                 ctx.progress.log(f"[bold]reused[/] {step.name} (finished before the interruption)")
                 reports.append(step.report)
                 continue
-            ctx.progress.log(f"[bold]step[/] {step.name}" + (f" for {', '.join(names)}" if suffix else ""))
+            ctx.progress.log(f"[bold]step[/] {step.name}" + (f" for {', '.join(names)}" if multi else ""))
             model = step.run(model, ctx)
             precision = step.output_precision() or precision
             step.report.details["targets"] = names

@@ -31,17 +31,10 @@ LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "openvino", 
 
 def library_versions() -> dict[str, str]:
     """Versions of everything that can change a step's output (part of every key)."""
-    from importlib import metadata
-
     from compressor import __version__
+    from compressor.bench.environment import package_versions
 
-    out = {"compressor": __version__, "python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
+    return {"compressor": __version__, "python": platform.python_version(), **package_versions(LIBRARIES)}
 
 
 @dataclass

@@ -32,7 +32,6 @@ class OrtSession:
         except Exception as e:
             raise TargetFailed(f"ONNX Runtime cannot load {path.name}: {str(e).splitlines()[0]}") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self._inputs = {i.name: i for i in self.session.get_inputs()}
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, feeds)
