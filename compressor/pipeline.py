@@ -15,7 +15,7 @@ import yaml
 
 from compressor.bench.environment import describe_environment
 from compressor.data import Dataset, fit_to_shape, load_split
-from compressor.errors import CompressorError, TargetFailed
+from compressor.errors import CompressorError, RecipeError, TargetFailed
 from compressor.progress import QUIET, Reporter
 from compressor.recipe.schema import QuantizeConfig, Recipe
 from compressor.report.gates import GateLimits, evaluate_gates
@@ -81,8 +81,11 @@ class RunContext:
         return self._data("train")
 
     def quant_config(self, cfg: QuantizeConfig) -> QuantizeConfig:
-        """The step's settings with the current target's required overrides applied."""
-        return cfg.model_copy(update=self.quant_overrides) if self.quant_overrides else cfg
+        """The step's settings, with the current targets' quantization settings filling in
+        what the recipe left unset (what the recipe sets explicitly wins; a strict target's
+        conflicts were refused by :func:`check_target_quantization` before the run)."""
+        fill = {k: v for k, v in self.quant_overrides.items() if k not in cfg.model_fields_set}
+        return cfg.model_copy(update=fill) if fill else cfg
 
 
 @dataclass
@@ -109,6 +112,7 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
     """Run a whole recipe; writes artifacts, report.json and report.md into ``run_dir``."""
     base_dir = recipe_path.resolve().parent if recipe_path else None
     target_specs = resolve_targets(recipe, base_dir)  # fail on a bad target name before any work
+    check_target_quantization(recipe, target_specs)
     check_limits(recipe, base_dir)  # model size, eval set size, memory: before any work
     seed_everything(recipe.seed, torch_too=recipe.model.domain == "torch")
     run_dir = run_dir or default_run_dir(recipe)
@@ -152,6 +156,24 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
     write_report(report, run_dir)
     ctx.cache.write_log()
     return report
+
+
+def check_target_quantization(recipe: Recipe, targets: list[TargetSpec]) -> None:
+    """A strict target (TensorRT: S8/S8 symmetric) cannot run other quantization settings:
+    refuse a quantize step that sets one of its keys to another value, before any work."""
+    for kind, spec in zip(recipe.step_kinds(), recipe.steps):
+        if kind != "quantize":
+            continue
+        cfg = spec.quantize
+        for t in targets:
+            if not t.quantization_strict:
+                continue
+            clash = {k: (getattr(cfg, k), v) for k, v in t.quantization.items()
+                     if k in cfg.model_fields_set and getattr(cfg, k) != v}
+            if clash:
+                got = ", ".join(f"{k}: {mine} (needs {need})" for k, (mine, need) in clash.items())
+                raise RecipeError(f"quantize sets {got}, which target {t.name!r} cannot run",
+                                  hint=f"drop these keys from the quantize step (the target sets them) or remove {t.name!r}")
 
 
 def _consumes(spec: TargetSpec) -> str:

@@ -181,3 +181,35 @@ def test_known_node_to_exclude_stays_fp32(cli, write_recipe, tmp_path):
     gemm = next(n for n in q.graph.node if n.name == "node_linear")
     producers = {o: n.op_type for n in q.graph.node for o in n.output}
     assert all(producers.get(i) != "DequantizeLinear" for i in gemm.input), "excluded node must read FP32 tensors"
+
+
+def test_explicit_quantize_settings_win_over_target_preferences(cli, write_recipe, tmp_path):
+    # onnxruntime-cpu asks for U8/S8 per-channel; a recipe that asks for ORT's own S8/S8
+    # per-tensor defaults gets exactly that (the target only fills in unset keys)
+    p = write_recipe(replace={"mode: static, calibration: minmax":
+                              "mode: static, calibration: minmax, per_channel: false, activation_type: int8"})
+    res = cli("run", p, "--out", tmp_path / "run", "-q")
+    assert res.exit_code == 0, res.output
+    d = _quant_details(tmp_path / "run")
+    assert d["activation_type"] == "int8" and d["per_channel"] is False
+    # in the model itself, not only in the report: int8 input zero point, one weight scale per tensor
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(tmp_path / "run" / "artifacts" / "00-quantize.onnx"))
+    inits = {i.name: i for i in model.graph.initializer}
+    assert inits["input_zero_point"].data_type == onnx.TensorProto.INT8
+    weight_scales = [numpy_helper.to_array(i) for n, i in inits.items() if n.endswith("weight_scale")]
+    assert weight_scales and all(s.size == 1 for s in weight_scales)
+
+
+def test_strict_target_refuses_conflicting_quantize_settings(cli, write_recipe, tmp_path):
+    # TensorRT runs only S8/S8 symmetric QDQ: an explicit uint8 is refused before any work,
+    # by validate and by run (TensorRT need not be installed for this check)
+    p = write_recipe(replace={"mode: static, calibration: minmax": "mode: static, activation_type: uint8",
+                              "targets: [onnxruntime-cpu]": "targets: [onnxruntime-cpu, tensorrt]"})
+    for args in (("validate", p), ("run", p, "--out", tmp_path / "run", "-q")):
+        res = cli(*args)
+        assert res.exit_code == 2, res.output
+        assert "activation_type: uint8 (needs int8), which target 'tensorrt' cannot run" in res.output
+    assert not (tmp_path / "run" / "artifacts").exists()

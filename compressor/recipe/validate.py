@@ -12,7 +12,7 @@ from compressor.utils.paths import resolve_path
 
 def check_references(recipe: Recipe, base_dir: Path | None) -> None:
     """Files exist, factories parse, targets are known. Imports no user code."""
-    from compressor.pipeline import resolve_targets
+    from compressor.pipeline import check_target_quantization, resolve_targets
 
     m = recipe.model
     if m.factory:
@@ -27,4 +27,4 @@ def check_references(recipe: Recipe, base_dir: Path | None) -> None:
         raise RecipeError(f"data.source.npz: {src['npz']} does not exist")
     if isinstance(src, dict) and "factory" in src:
         check_factory(src["factory"], base_dir)
-    resolve_targets(recipe, base_dir)
+    check_target_quantization(recipe, resolve_targets(recipe, base_dir))

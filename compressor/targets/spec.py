@@ -21,7 +21,12 @@ class TargetSpec(Strict):
     precisions: list[Literal["fp32", "fp16", "bf16", "int8"]] = Field(default_factory=lambda: ["fp32", "int8"])
     threads: int | None = Field(None, ge=1, description="overrides benchmark.threads")
     quantization: dict[str, Any] = Field(
-        default_factory=dict, description="overrides of the quantize step's settings this runtime needs"
+        default_factory=dict,
+        description="quantize-step settings this runtime wants; they fill in what the step leaves unset",
+    )
+    quantization_strict: bool = Field(
+        False, description="the runtime cannot run other settings: a quantize step that sets one of "
+        "these keys to another value is an error, not a silent override",
     )
     options: dict[str, Any] = Field(default_factory=dict, description="runtime-specific options")
 
