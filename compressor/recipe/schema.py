@@ -125,6 +125,9 @@ class NncfOptions(Strict):
         "fast", description="fast: NNCF's default fast bias correction; full: the slower BiasCorrection "
         "algorithm (layer by layer on the calibration data; about 2x the quantize time)")
     subset_size: int | None = Field(None, ge=1, description="calibration samples NNCF uses (default: all)")
+    model_type: Literal["transformer"] | None = Field(
+        None, description="transformer: NNCF's transformer scheme (keeps sensitive ops such as the softmax "
+        "and layer-norm inputs in FP32; SmoothQuant where NNCF applies it)")
 
 
 class QuantizeConfig(Strict):

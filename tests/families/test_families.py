@@ -108,8 +108,7 @@ def test_vae_encoder_and_reconstruct_export(tmp_path):
     assert r["baseline"]["metrics"]["cosine"] == pytest.approx(1.0, abs=1e-5)
 
 
-def test_minilm_tiny_named_int64_inputs(tmp_path):
-    rep = run(tmp_path, """\
+MINILM_TINY = """\
         name: minilm-tiny
         model:
           factory: EXAMPLES/minilm.py:build_classifier
@@ -123,12 +122,34 @@ def test_minilm_tiny_named_int64_inputs(tmp_path):
           evaluation: {split: test, samples: 64}
           metric: top1
           metrics: [macro_f1]
-        steps: [{quantize: {mode: dynamic, op_types: [MatMul]}}]
-        """)
+        steps: [{quantize: QUANTIZE}]
+        """
+
+
+def test_minilm_tiny_named_int64_inputs(tmp_path):
+    rep = run(tmp_path, MINILM_TINY.replace("QUANTIZE", "{mode: dynamic, op_types: [MatMul]}"))
     r = rows(rep)
     assert set(r["compressed"]["metrics"]) == {"top1", "macro_f1"}
     assert 0.0 <= r["compressed"]["metrics"]["macro_f1"] <= 1.0
     assert r["compressed"]["parity"]["cosine"] > 0.9
+
+
+@pytest.mark.slow
+def test_minilm_tiny_nncf_transformer_scheme(tmp_path):
+    # NNCF's transformer model type on the named int64-input encoder: a QDQ model whose
+    # layer-norm and softmax stay FP32, as NNCF's transformer scheme promises
+    import onnx
+
+    rep = run(tmp_path, MINILM_TINY.replace("QUANTIZE", "{engine: nncf, nncf: {model_type: transformer}}").replace(
+        "evaluation: {split: test, samples: 64}",
+        "evaluation: {split: test, samples: 64}\n          calibration: {split: train, samples: 16}"))
+    r = rows(rep)
+    assert quant_step(rep)["model_type"] == "transformer"
+    assert r["compressed"]["parity"]["cosine"] > 0.9
+    g = onnx.load(str(tmp_path / "run" / "artifacts" / "00-quantize.onnx")).graph
+    dq_out = {o for n in g.node if n.op_type == "DequantizeLinear" for o in n.output}
+    quantized = {n.op_type for n in g.node if any(i in dq_out for i in n.input)}
+    assert "MatMul" in quantized and not quantized & {"LayerNormalization", "Softmax"}
 
 
 def test_tweets_split_is_fixed_and_disjoint():

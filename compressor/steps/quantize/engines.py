@@ -69,6 +69,9 @@ def nncf_engine(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tu
     common = {"subset_size": subset, "fast_bias_correction": opts.bias_correction == "fast",
               "preset": {"performance": nncf.QuantizationPreset.PERFORMANCE,
                          "mixed": nncf.QuantizationPreset.MIXED}[opts.preset]}
+    if opts.model_type == "transformer":
+        common["model_type"] = nncf.ModelType.TRANSFORMER
+        details["model_type"] = "transformer"
     if cfg.nodes_to_exclude:  # validate=True: a name that matches no node is an error, not a no-op
         common["ignored_scope"] = nncf.IgnoredScope(names=list(cfg.nodes_to_exclude), validate=True)
         details["nodes_excluded"] = list(cfg.nodes_to_exclude)
