@@ -16,19 +16,32 @@ _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "exten
                "all": "ORT_ENABLE_ALL"}
 
 
+def session_options(threads: int, options: dict[str, Any]) -> tuple[Any, list[str]]:
+    """ORT SessionOptions and the disabled graph optimizers for a target's ``options``."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    level = options.get("graph_optimization_level", "all")
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[level])
+    disabled = options.get("disabled_optimizers") or []
+    if not (isinstance(disabled, list) and all(isinstance(d, str) for d in disabled)):
+        raise TargetFailed(f"options.disabled_optimizers must be a list of ONNX Runtime optimizer names, "
+                           f"not {disabled!r}")
+    return so, disabled
+
+
 class OrtSession:
     def __init__(self, path: Path, threads: int, options: dict[str, Any], providers: list[str] | None = None):
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.log_severity_level = 3
-        level = options.get("graph_optimization_level", "all")
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[level])
+        so, disabled = session_options(threads, options)
         try:
-            self.session = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"],
+                                                disabled_optimizers=disabled or None)
         except Exception as e:
             raise TargetFailed(f"ONNX Runtime cannot load {path.name}: {str(e).splitlines()[0]}") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
