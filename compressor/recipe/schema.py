@@ -107,7 +107,8 @@ class AccuracyCriterion(Strict):
     timeout_s: float = Field(900.0, gt=0, description="tuning time budget")
     tuning_samples: int | None = Field(None, ge=1, description="evaluation subset for tuning (None: all)")
     sensitivity_samples: int = Field(200, ge=1, description="evaluation subset for the per-layer analysis")
-    tune_calibration: bool = Field(True, description="also try percentile calibration, per-tensor, reduce_range")
+    tune_calibration: bool = Field(True, description="also try percentile calibration, per-tensor, reduce_range "
+                                   "(mode dynamic: per-tensor and reduce_range only)")
     latency_iterations: int = Field(20, ge=1, description="batch-1 ORT runs timed per trial")
     on_failure: Literal["fail", "keep_best"] = "fail"
     tuning_data: Literal["evaluation", "train"] = Field(
@@ -134,7 +135,9 @@ class QuantizeConfig(Strict):
     engine: Literal["onnxruntime", "nncf", "inc"] = "onnxruntime"
     nncf: NncfOptions = NncfOptions()
     accuracy_criterion: AccuracyCriterion | None = None
-    mode: Literal["static", "dynamic"] = "static"
+    mode: Literal["static", "dynamic"] = Field(
+        "static", description="static: calibrated QDQ; dynamic: activation ranges computed at run time (ORT "
+        "quantize_dynamic, QOperator; engine onnxruntime only, accuracy_criterion included)")
     calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
     percentile: float = Field(99.999, gt=90.0, le=100.0)
     per_channel: bool = True

@@ -1,11 +1,12 @@
 """Accuracy-aware INT8: quantize, evaluate, and fall back the most sensitive operators
 to FP32 until the accuracy drop against the FP32 model meets the criterion.
 
-The ONNX Runtime engine is our own loop: a few cheap calibration variants first, then a
-per-layer sensitivity analysis (exclude each quantized node alone, measured on a small
-evaluation subset, cached) orders the fallback. NNCF and INC run their own accuracy
-control (see :mod:`compressor.steps.quantize.engines`); all engines share the
-:class:`Tuner` history, so the report looks the same whichever engine ran.
+The ONNX Runtime engine is our own loop, for static (QDQ) and dynamic (QOperator) INT8: a
+few cheap calibration variants first, then a per-layer sensitivity analysis (each quantized
+node quantized alone, measured on a small evaluation subset, cached) orders the fallback.
+NNCF and INC run their own accuracy control (see :mod:`compressor.steps.quantize.engines`;
+static only); all engines share the :class:`Tuner` history, so the report looks the same
+whichever engine ran.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ CALIBRATION_VARIANTS: list[dict[str, Any]] = [
     {"per_channel": False},
     {"reduce_range": True},
 ]
+# the settings of those that change dynamic quantization (it has no calibration)
+DYNAMIC_SETTINGS = {"per_channel", "reduce_range"}
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -151,9 +154,9 @@ def _evaluation(ctx: RunContext, source: Path, crit: AccuracyCriterion, samples:
 
 def run_tuned(step: QuantizeStep, model: Path, ctx: RunContext, cfg: QuantizeConfig) -> Path:
     """Entry point from QuantizeStep.run for the non-default engines and accuracy criteria."""
-    if cfg.mode != "static":
-        raise StepError(f"engine {cfg.engine!r} / accuracy_criterion need mode: static",
-                        hint="set quantize.mode: static")
+    if cfg.mode != "static" and cfg.engine != "onnxruntime":
+        raise StepError(f"engine {cfg.engine!r} quantizes in mode: static only, not {cfg.mode}",
+                        hint="set quantize.mode: static, or engine: onnxruntime for dynamic INT8")
     t0 = time.perf_counter()
     dst = ctx.artifacts_dir / f"{step.name}.onnx"
     crit = cfg.accuracy_criterion
@@ -222,7 +225,9 @@ def _keep_best(step: QuantizeStep, dst: Path, tuner: Tuner, details: dict[str, A
 
 
 def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner) -> dict[str, Any]:
-    """Calibration variants, then sensitivity-ordered FP32 fallback, on ORT's QDQ quantizer."""
+    """Calibration variants, then sensitivity-ordered FP32 fallback, on ORT's quantizer:
+    QDQ for mode static; QOperator for mode dynamic, where only the variants in
+    :data:`DYNAMIC_SETTINGS` apply and no calibration data is read."""
     from compressor.steps.quantize.onnxruntime_ptq import preprocess, quantize_onnx
 
     crit = tuner.criterion
@@ -231,24 +236,24 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
     pre = work / "preprocessed.onnx"
     pre_info = preprocess(model, pre)
     src = pre if pre_info["preprocess"] != "none" else model
-    calib = ctx.calibration_data()
+    calib = _calibration(ctx, cfg)
     threads = ctx.recipe.benchmark.threads
     last_info: dict[str, Any] = {}
 
     def trial(c: QuantizeConfig, exclude: list[str], desc: dict[str, Any], data: Dataset | None = None) -> tuple[dict, Path]:
         nonlocal last_info
         path = work / f"trial{len(tuner.trials) + 1:03d}.onnx"
-        cache = work / f"calib-{c.calibration}-{c.percentile}-ma{int(c.moving_average)}-b{c.calibration_batch_size}.json"
-        last_info = quantize_onnx(src, path, c, calib, nodes_to_exclude=exclude, calibration_cache=cache,
-                                  skip_preprocess=True)
+        last_info = quantize_onnx(src, path, c, calib, nodes_to_exclude=exclude,
+                                  calibration_cache=_calibration_cache(work, c), skip_preprocess=True)
         value = tuner.evaluator.score(_safe_outputs(path, tuner.evaluator.data, threads))
         lat = ort_latency_ms(path, tuner.evaluator.data, threads, crit.latency_iterations)
         return tuner.record({**desc, "excluded_total": len(exclude)}, value, path, lat), path
 
     configs = [("default", cfg)]
     if crit.tune_calibration:
+        variants = [v for v in CALIBRATION_VARIANTS if cfg.mode == "static" or set(v) <= DYNAMIC_SETTINGS]
         configs += [(",".join(f"{k}={v}" for k, v in var.items()), cfg.model_copy(update=var))
-                    for var in CALIBRATION_VARIANTS if any(getattr(cfg, k) != v for k, v in var.items())]
+                    for var in variants if any(getattr(cfg, k) != v for k, v in var.items())]
     best_cfg, best_label = cfg, "default"
     for label, c in configs:
         if not tuner.budget_left():
@@ -292,6 +297,18 @@ def _finish(dst: Path, tuner: Tuner, info: dict[str, Any], pre_info: dict[str, A
     return out
 
 
+def _calibration(ctx: RunContext, cfg: QuantizeConfig) -> Dataset | None:
+    """Calibration data for static quantization; dynamic quantization reads none."""
+    return ctx.calibration_data() if cfg.mode == "static" else None
+
+
+def _calibration_cache(work: Path, cfg: QuantizeConfig) -> Path | None:
+    """One file of activation ranges per calibration setting (static only)."""
+    if cfg.mode != "static":
+        return None
+    return work / f"calib-{cfg.calibration}-{cfg.percentile}-ma{int(cfg.moving_average)}-b{cfg.calibration_batch_size}.json"
+
+
 def _safe_outputs(path: Path, data: Dataset, threads: int) -> list[np.ndarray]:
     try:
         return ort_outputs(path, data, threads)
@@ -309,10 +326,36 @@ def quantized_nodes(path: Path) -> list[str]:
             and any(i in dq_out for i in n.input)]
 
 
+def dynamically_quantized_nodes(src: Path, quantized: Path) -> list[str]:
+    """Names of the nodes of ``src`` that ORT's dynamic quantizer rewrote in ``quantized``.
+
+    Dynamic quantization leaves no DequantizeLinear to follow: a quantized MatMul becomes
+    ``<name>_quant`` (MatMulInteger), a Gather is rewired in place to an INT8 table. So a
+    node counts as quantized when ``quantized`` lacks it unchanged (name, op, inputs,
+    outputs). ORT first rewrites a Gemm into ``<name>_MatMul`` + ``<name>_Add``: that Gemm
+    is quantized only when its MatMul is gone too. The names returned are ``src``'s, the
+    ones ``nodes_to_exclude`` takes."""
+    import onnx
+
+    def sig(n: onnx.NodeProto) -> tuple:
+        return n.op_type, tuple(n.input), tuple(n.output)
+
+    kept = {n.name: sig(n) for n in onnx.load(str(quantized), load_external_data=False).graph.node}
+    out = []
+    for n in onnx.load(str(src), load_external_data=False).graph.node:
+        if not n.name or kept.get(n.name) == sig(n):
+            continue
+        if n.op_type == "Gemm" and kept.get(f"{n.name}_MatMul", ("",))[0] == "MatMul":
+            continue  # rewritten to MatMul + Add, and the MatMul left in FP32
+        out.append(n.name)
+    return out
+
+
 def sensitivity(src: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner, work: Path) -> list[dict[str, Any]]:
     """Each quantized node quantized alone (every other node FP32) on a small subset: the nodes
     that hurt most on their own come first. (Excluding each node alone misses a hostile tensor
-    whose producer and consumer both quantize it: neither exclusion alone removes its Q/DQ.) Cached by model hash + config + subset under ``cache_dir()``."""
+    whose producer and consumer both quantize it: neither exclusion alone removes its Q/DQ.)
+    Cached by model hash + config (mode included) + subset under ``cache_dir()``."""
     import onnxruntime
 
     from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx
@@ -320,18 +363,18 @@ def sensitivity(src: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner, w
     crit = tuner.criterion
     threads = ctx.recipe.benchmark.threads
     data = tuning_data(ctx, crit).subset(crit.sensitivity_samples, seed=ctx.seed)
-    calib = ctx.calibration_data()
+    calib = _calibration(ctx, cfg)
     key = sha256_json({"tuning_data": crit.tuning_data, "model": sha256_file(src), "cfg": cfg.model_dump(mode="json", exclude={"accuracy_criterion"}),
-                       "metric": tuner.evaluator.metric, "samples": len(data), "calib": len(calib), "seed": ctx.seed,
+                       "metric": tuner.evaluator.metric, "samples": len(data), "calib": len(calib) if calib is not None else 0, "seed": ctx.seed,
                        "ort": onnxruntime.__version__, "v": 2})
     cached = cache_dir() / "accuracy_aware" / f"{key[:32]}.json"
     if cached.is_file():
         return json.loads(cached.read_text())["order"]
     ev = Evaluator(data, tuner.evaluator.metric, ort_outputs(src, data, threads), crit)
-    cache = work / f"calib-{cfg.calibration}-{cfg.percentile}-ma{int(cfg.moving_average)}-b{cfg.calibration_batch_size}.json"
+    cache = _calibration_cache(work, cfg)
     full = work / "sens-full.onnx"
     quantize_onnx(src, full, cfg, calib, calibration_cache=cache, skip_preprocess=True)
-    nodes = quantized_nodes(full)
+    nodes = dynamically_quantized_nodes(src, full) if cfg.mode == "dynamic" else quantized_nodes(full)
     rows: list[dict[str, Any]] = []
     partial = False
     with ctx.progress.task("per-layer sensitivity", total=len(nodes)) as update:

@@ -148,6 +148,14 @@ def check_node_names(requested: list[str], graph_nodes: set[str]) -> None:
         )
 
 
+def _with_rewritten_gemms(exclude: list[str], graphs: list[Any]) -> list[str]:
+    """ORT's dynamic quantizer first rewrites each Gemm into ``<name>_MatMul`` + ``<name>_Add``
+    and then matches nodes_to_exclude against the new names, so an excluded Gemm would quietly
+    stay quantized: exclude its MatMul too."""
+    gemms = {n.name for g in graphs for n in g.node if n.op_type == "Gemm"}
+    return sorted(set(exclude) | {f"{n}_MatMul" for n in exclude if n in gemms})
+
+
 def quantize_onnx(
     src: Path, dst: Path, cfg: QuantizeConfig, calibration: Dataset | None, *, progress=None,
     nodes_to_exclude: list[str] | None = None, calibration_cache: Path | None = None,
@@ -168,11 +176,12 @@ def quantize_onnx(
         details.update({"preprocess": "done before"} if skip_preprocess else preprocess(src, pre))
         model_in = pre if details["preprocess"] not in ("none", "done before") else src
         graph = onnx.load(str(model_in), load_external_data=False).graph
+        src_graph = onnx.load(str(src), load_external_data=False).graph
         names = [i.name for i in graph.input]
-        check_node_names(cfg.nodes_to_exclude, {n.name for n in graph.node}
-                         | {n.name for n in onnx.load(str(src), load_external_data=False).graph.node})
+        check_node_names(cfg.nodes_to_exclude, {n.name for n in graph.node} | {n.name for n in src_graph.node})
+        ort_exclude = _with_rewritten_gemms(exclude, [graph, src_graph]) if cfg.mode == "dynamic" else exclude
         try:
-            _quantize(model_in, dst, cfg, calibration, names, exclude, progress, calibration_cache)
+            _quantize(model_in, dst, cfg, calibration, names, ort_exclude, progress, calibration_cache)
         except (StepError, DataError):
             raise
         except Exception as e:  # noqa: BLE001
@@ -184,7 +193,7 @@ def quantize_onnx(
             details.update(preprocess="none", preprocess_note=f"quantizing the pre-processed model failed "
                            f"({type(e).__name__}: {str(e)[:160]}); quantized the exported model instead")
             try:
-                _quantize(src, dst, cfg, calibration, names, exclude, progress, calibration_cache)
+                _quantize(src, dst, cfg, calibration, names, ort_exclude, progress, calibration_cache)
             except (StepError, DataError):
                 raise
             except Exception as e2:  # noqa: BLE001

@@ -97,6 +97,99 @@ def test_other_engines_plain_and_tuned(hostile_dir, tmp_path, engine):
             assert step["details"]["tuning"]["trials"] and step["details"]["tuning"]["passed"]
 
 
+def _head_node(run_dir) -> str:
+    """The node that writes the graph's output: the classifier, whose input carries the outlier."""
+    import onnx
+
+    g = onnx.load(str(run_dir / "artifacts" / "baseline.onnx")).graph
+    return next(n.name for n in g.node if g.output[0].name in n.output)
+
+
+def test_dynamic_tuner_falls_back_only_the_outlier_input_layer(hostile_dir, tmp_path):
+    # dynamic INT8 quantizes each MatMul's input per tensor at run time: only the head reads the
+    # outlier tensor; mid's outlier weight row is per-channel, so the head alone must fall back
+    q = "{mode: dynamic, accuracy_criterion: {max_drop: 1.0}}"
+    res = _run(write_recipe(hostile_dir, q, name="dyn"), tmp_path / "dyn")
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "dyn" / "report.json").read_text())
+    details = _quant_step(report)["details"]
+    assert details["mode"] == "dynamic" and details["format"] == "QOperator"
+    assert details["calibration_samples"] == 0
+    tuning = details["tuning"]
+    assert tuning["passed"] is True and tuning["trials"][0]["drop"] > 20
+    # no calibration variants in dynamic mode: only per_channel and reduce_range are tried
+    assert [t["label"] for t in tuning["trials"][:3]] == ["default", "per_channel=False", "reduce_range=True"]
+    head = _head_node(tmp_path / "dyn")
+    assert tuning["fallback_nodes"] == [head] and details["nodes_excluded"] == [head]
+    assert tuning["sensitivity_top"][0]["node"] == head and len(tuning["sensitivity_top"]) == 3
+    assert (_acc(report, "baseline") - _acc(report, "compressed")) * 100 <= 1.0 + 1e-9
+    import onnx
+
+    ops = {n.name: n.op_type for n in onnx.load(str(tmp_path / "dyn" / "artifacts" / "00-quantize.onnx")).graph.node}
+    assert ops[f"{head}_MatMul"] == "MatMul"  # ORT's Gemm -> MatMul rewrite, left in FP32
+    assert sum(op == "MatMulInteger" for op in ops.values()) == 2
+
+
+def test_unmeetable_dynamic_criterion_fails_with_history(hostile_dir, tmp_path):
+    # three trials are spent on the dynamic variants before any layer can fall back
+    q = "{mode: dynamic, accuracy_criterion: {max_drop: 1.0, max_trials: 3}}"
+    res = _run(write_recipe(hostile_dir, q, name="dynnever"), tmp_path / "never")
+    assert res.exit_code == 1, res.output
+    assert "accuracy criterion not met" in res.output and "#3 reduce_range=True" in res.output
+    history = json.loads((tmp_path / "never" / "00-quantize.tuning.json").read_text())
+    assert [t["label"] for t in history["tuning"]["trials"]] == ["default", "per_channel=False", "reduce_range=True"]
+    assert history["format"] == "QOperator" and history["tuning"]["passed"] is False
+    assert not (tmp_path / "never" / "artifacts" / "00-quantize.onnx").exists()
+
+
+@pytest.mark.parametrize("engine", ["nncf", "inc"])
+def test_dynamic_mode_needs_the_onnxruntime_engine(hostile_dir, tmp_path, engine):
+    q = f"{{engine: {engine}, mode: dynamic, accuracy_criterion: {{max_drop: 1.0}}}}"
+    res = _run(write_recipe(hostile_dir, q, name=f"dyn-{engine}"), tmp_path / engine)
+    assert res.exit_code == 1, res.output
+    assert f"engine '{engine}' quantizes in mode: static only" in res.output
+    assert "engine: onnxruntime" in res.output and "Traceback" not in res.output
+
+
+def test_dynamic_candidates_are_the_source_nodes_ort_rewrites(tmp_path):
+    """On a graph with each case: an embedding Gather, a MatMul with constant and one with
+    run-time B, a Gemm ORT can rewrite and one (transA) it cannot. Each candidate name,
+    given to nodes_to_exclude, must leave that node in FP32."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from compressor.recipe.schema import QuantizeConfig
+    from compressor.steps.quantize.accuracy_aware import dynamically_quantized_nodes
+    from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+             for n, s in [("table", (10, 8)), ("w1", (8, 8)), ("w2", (8, 8)), ("w3", (8, 8)), ("b3", (8,))]]
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["h"], name="embed"),
+        helper.make_node("MatMul", ["h", "w1"], ["a"], name="mm_const"),
+        helper.make_node("MatMul", ["a", "y"], ["b"], name="mm_runtime"),
+        helper.make_node("Gemm", ["b", "w2"], ["c"], name="gemm_trans_a", transA=1),
+        helper.make_node("Gemm", ["c", "w3", "b3"], ["out"], name="gemm", transB=1),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [8]),
+                                           helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [8, 8])], inits)
+    src = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(src))
+    cfg = QuantizeConfig(mode="dynamic")
+
+    def candidates(exclude: list[str]) -> list[str]:
+        quantize_onnx(src, tmp_path / "q.onnx", cfg, None, nodes_to_exclude=exclude, skip_preprocess=True)
+        return dynamically_quantized_nodes(src, tmp_path / "q.onnx")
+
+    found = candidates([])
+    assert found == ["embed", "mm_const", "gemm"]
+    for name in found:
+        assert candidates([name]) == [n for n in found if n != name]
+
+
 def test_inc_needs_a_torch_model(hostile_dir, tmp_path):
     onnx_dir = tmp_path / "o"
     onnx_dir.mkdir()
