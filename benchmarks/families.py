@@ -61,7 +61,8 @@ def run_family(name: str, mode: str, quick: bool) -> dict:
     recipe = load_recipe(path)
     q = recipe.steps[0].quantize
     # op_types stay as the recipe has them (MiniLM: MatMul only, in both modes)
-    recipe.steps[0].quantize = q.model_copy(update={"mode": mode})
+    # the recipe's accuracy criterion belongs to its own mode; the other mode is measured plain
+    recipe.steps[0].quantize = q.model_copy(update={"mode": mode, **({} if mode == q.mode else {"accuracy_criterion": None})})
     if quick and quick_samples:
         recipe.data.evaluation = recipe.data.evaluation.model_copy(update={"samples": quick_samples})
     t0 = time.perf_counter()

