@@ -1,97 +1,199 @@
-"""Side-by-side INT8 quantizers on one model in one run: ORT quantize_static defaults,
-NNCF default PTQ, INC default PTQ, and compressor's accuracy-aware mode.
+"""Side-by-side INT8 quantizers on the same models in one run: ORT ``quantize_static`` with
+its own defaults, NNCF default PTQ, INC default PTQ, and compressor's accuracy-aware mode.
 
-Each method is a compressor recipe run (same data, same ORT latency harness), so the
-numbers are comparable. Results: benchmarks/out/quant_compare/ and
-benchmarks/results/quant_compare.md.
+Models: the Fashion-MNIST ResNet-style CNN (top-1), MobileNetV2 with its ImageNet weights
+(top-1 agreement with FP32 on real photo crops) and all-MiniLM-L6-v2 with the tweet head
+(top-1). Each (model, method) is a compressor recipe run built from the model's shipped
+recipe with only the quantize step replaced, so data, evaluation and the latency harness
+are identical; every run measures its own FP32 baseline on onnxruntime-cpu and
+openvino-cpu, so speedups are same-run ratios. Results: benchmarks/out/quant_compare/ and
+benchmarks/results/quant_compare.md (rows of models not run this time are kept).
 
-    nice python benchmarks/quant_compare.py [--eval 2000] [--max-drop 0.5]
+    nice python benchmarks/quant_compare.py [--models cnn,mobilenet_v2,minilm] [--methods ort,nncf,inc,ours]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "benchmarks" / "out" / "quant_compare"
+RESULT = ROOT / "benchmarks" / "results" / "quant_compare.md"
+TARGETS = ["onnxruntime-cpu", "openvino-cpu"]
 
-METHODS = {
-    # ORT's own defaults: QDQ, S8 activations and weights, per-tensor, MinMax
-    "ORT quantize_static defaults": "{per_channel: false, activation_type: int8}",
-    "NNCF default PTQ": "{engine: nncf}",
-    "INC default PTQ (PT2E)": "{engine: inc}",
-    "compressor accuracy-aware (ORT)": "{accuracy_criterion: {max_drop: MAXDROP, tuning_samples: 1000}}",
+# ORT's own quantize_static defaults: QDQ, S8 activations and S8 weights, per tensor, MinMax
+ORT_DEFAULTS = {"mode": "static", "calibration": "minmax", "per_channel": False,
+                "activation_type": "int8", "weight_type": "int8"}
+
+# model -> shipped recipe, overrides of its data/benchmark sections, and the quantize step per method
+MODELS: dict[str, dict] = {
+    "cnn": {
+        "title": "Fashion-MNIST ResNet-style CNN (top-1, 2,000 test images)",
+        "recipe": "quickstart.yaml",
+        "data": {"calibration": {"split": "train", "samples": 256}, "evaluation": {"split": "test", "samples": 2000},
+                 "train": {"split": "train", "samples": 1000}},
+        "benchmark": {"warmup": 20, "iterations": 200, "min_duration_s": 1.0, "batch_size": 1, "threads": 2},
+        "methods": {
+            "ort": ORT_DEFAULTS,
+            "nncf": {"engine": "nncf"},
+            "inc": {"engine": "inc"},
+            "ours": {"mode": "static", "per_channel": True,
+                     "accuracy_criterion": {"max_drop": 0.5, "tuning_data": "train"}},
+        },
+    },
+    "mobilenet_v2": {
+        "title": "MobileNetV2, ImageNet weights (top-1 agreement with FP32, 200 real photo crops)",
+        "recipe": "mobilenet_v2.yaml",
+        "data": {},
+        "benchmark": {},
+        "methods": {
+            "ort": ORT_DEFAULTS,
+            "nncf": {"engine": "nncf"},
+            "inc": {"engine": "inc"},
+            # the shipped recipe's settings, plus the criterion scored on the 100 "val" crops
+            # (never the 200 evaluation crops)
+            "ours": {"mode": "static", "calibration": "minmax", "moving_average": True, "calibration_batch_size": 1,
+                     "per_channel": True, "nodes_to_exclude": ["node_linear"],
+                     "accuracy_criterion": {"max_drop": 10.0, "tuning_data": "train", "sensitivity_samples": 50,
+                                            "tune_calibration": False, "max_trials": 12, "timeout_s": 1500}},
+        },
+    },
+    "minilm": {
+        "title": "all-MiniLM-L6-v2 + tweet head, seq 128 (top-1, 1,000 test tweets)",
+        "recipe": "minilm.yaml",
+        "data": {"train": {"split": "train", "samples": 500}},
+        "benchmark": {},
+        "methods": {
+            "ort": {**ORT_DEFAULTS, "calibration_batch_size": 8},
+            "nncf": {"engine": "nncf"},
+            "nncf-transformer": {"engine": "nncf", "nncf": {"model_type": "transformer"}},
+            "inc": {"engine": "inc"},
+            # dynamic INT8 of the weight MatMuls, tuned on 500 train tweets (never the test split)
+            "ours": {"mode": "dynamic", "op_types": ["MatMul"], "per_channel": True,
+                     "accuracy_criterion": {"max_drop": 0.5, "tuning_data": "train", "sensitivity_samples": 200,
+                                            "max_trials": 10, "timeout_s": 1500}},
+        },
+    },
 }
+LABELS = {"ort": "ORT quantize_static defaults (S8/S8 per-tensor)", "nncf": "NNCF default PTQ",
+          "nncf-transformer": "NNCF PTQ, model_type=transformer", "inc": "INC default PTQ (PT2E)",
+          "ours": "compressor accuracy-aware (ORT)"}
 
 
-def recipe(name: str, quantize: str, evaluation: int) -> str:
-    return f"""\
-name: {name}
-model:
-  factory: {ROOT}/examples/fashion_cnn.py:build
-  weights: {ROOT}/examples/weights/fashion_cnn.safetensors
-  input_shape: [1, 1, 28, 28]
-data:
-  source: fashion-mnist
-  calibration: {{split: train, samples: 256}}
-  evaluation: {{split: test, samples: {evaluation}}}
-steps:
-  - quantize: {quantize}
-targets: [onnxruntime-cpu]
-benchmark: {{warmup: 20, iterations: 200, min_duration_s: 1.0, threads: 2}}
-"""
+def recipe_text(model: str, method: str) -> str:
+    spec = MODELS[model]
+    base = yaml.safe_load((ROOT / "recipes" / spec["recipe"]).read_text())
+    base["name"] = f"qc-{model}-{method}"
+    base["data"].update(spec["data"])
+    base["benchmark"].update(spec["benchmark"])
+    base["steps"] = [{"quantize": spec["methods"][method]}]
+    base["targets"] = TARGETS
+    base.pop("gates", None)  # the comparison reports drops; it does not gate
+    return yaml.safe_dump(base, sort_keys=False)
 
 
-def main() -> None:
+def run_one(model: str, method: str) -> dict:
     from compressor.errors import CompressorError
     from compressor.pipeline import run_recipe
     from compressor.recipe.loader import parse_recipe
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--eval", type=int, default=2000)
-    ap.add_argument("--max-drop", type=float, default=0.5)
+    path = ROOT / "recipes" / MODELS[model]["recipe"]  # relative paths resolve as in the shipped recipe
+    row: dict = {"model": model, "method": method}
+    t0 = time.perf_counter()
+    try:
+        rep = run_recipe(parse_recipe(recipe_text(model, method), str(path)), recipe_path=path,
+                         run_dir=OUT / f"{model}-{method}")
+    except CompressorError as e:
+        return {**row, "error": e.message, "wall_s": time.perf_counter() - t0}
+    row["wall_s"] = time.perf_counter() - t0
+    step = next(s for s in rep.steps if s["kind"] == "quantize")
+    tuning = step.get("details", {}).get("tuning", {})
+    row.update(quantize_s=step["seconds"], trials=len(tuning.get("trials", [])),
+               fallback=tuning.get("fallback_nodes", []), metric=rep.results[0].accuracy.metric)
+    for target in TARGETS:
+        res = {r.variant: r for r in rep.results if r.target == target}
+        base, comp = res.get("baseline"), res.get("compressed")
+        if not (base and comp and base.status == "ok" and comp.status == "ok"):
+            bad = comp if comp is not None and comp.status != "ok" else base
+            row[target] = {"error": (bad.error if bad is not None else "no result")}
+            continue
+        row[target] = {"fp32": base.accuracy.value, "int8": comp.accuracy.value,
+                       "drop_pp": (base.accuracy.value - comp.accuracy.value) * 100,
+                       "fp32_ms": base.latency_ms.p50, "int8_ms": comp.latency_ms.p50,
+                       "speedup": base.latency_ms.p50 / comp.latency_ms.p50}
+    return row
+
+
+def render(rows: list[dict], command: str) -> str:
+    load = os.getloadavg()[0]
+    lines = ["# INT8 quantizers side by side", "",
+             f"Measured {dt.date.today().isoformat()} on the shared 2-core development machine (1-minute load "
+             f"{load:.1f} at the end); latency = batch 1, p50, 2 threads, each row's FP32 measured in the same run "
+             "(speedup = FP32 p50 / INT8 p50 on that target). Accuracy is measured on ONNX Runtime; the OpenVINO "
+             "accuracy of the same INT8 model is in brackets where it differs. Tune time = the quantize step's "
+             "wall time (calibration, PTQ and any tuning trials).", "",
+             f"    {command}", ""]
+    for model, spec in MODELS.items():
+        mrows = [r for r in rows if r["model"] == model]
+        if not mrows:
+            continue
+        lines += [f"## {spec['title']}", "",
+                  "| method | FP32 | INT8 | drop (pp) | ORT FP32 ms | ORT INT8 ms | ORT speedup | OV FP32 ms | "
+                  "OV INT8 ms | OV speedup | tune s | trials | fell back |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in mrows:
+            label = LABELS[r["method"]]
+            if "error" in r:
+                lines.append(f"| {label} | failed: {r['error'][:160].replace('|', '/')} | | | | | | | | | | | |")
+                continue
+            o, v = r["onnxruntime-cpu"], r["openvino-cpu"]
+            if "error" in o:
+                lines.append(f"| {label} | ORT failed: {o['error'][:160].replace('|', '/')} | | | | | | | | | | | |")
+                continue
+            ov_acc = "" if "error" in v or abs(v["int8"] - o["int8"]) < 5e-5 else f" [{v['int8']:.4f}]"
+            ov = ("failed | | " if "error" in v else
+                  f"{v['fp32_ms']:.3f} | {v['int8_ms']:.3f} | {v['speedup']:.2f}x")
+            lines.append(f"| {label} | {o['fp32']:.4f} | {o['int8']:.4f}{ov_acc} | {o['drop_pp']:.2f} | "
+                         f"{o['fp32_ms']:.3f} | {o['int8_ms']:.3f} | {o['speedup']:.2f}x | {ov} | "
+                         f"{r['quantize_s']:.1f} | {r['trials'] or '-'} | {len(r['fallback'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--methods", default=None, help="comma-separated subset of each model's methods (default: all)")
     args = ap.parse_args()
-    rows = []
-    for i, (method, q) in enumerate(METHODS.items()):
-        q = q.replace("MAXDROP", str(args.max_drop))
-        r = parse_recipe(recipe(f"qc{i}", q, args.eval))
-        t0 = time.perf_counter()
-        try:
-            rep = run_recipe(r, run_dir=OUT / f"m{i}")
-        except CompressorError as e:
-            rows.append({"method": method, "error": str(e)})
-            continue
-        wall = time.perf_counter() - t0
-        base = next(x for x in rep.results if x.variant == "baseline")
-        comp = next(x for x in rep.results if x.variant == "compressed")
-        step = next(s for s in rep.steps if s["kind"] == "quantize")
-        rows.append({"method": method, "fp32": base.accuracy.value, "int8": comp.accuracy.value,
-                     "drop_pp": (base.accuracy.value - comp.accuracy.value) * 100,
-                     "fp32_ms": base.latency_ms.p50, "int8_ms": comp.latency_ms.p50,
-                     "speedup": base.latency_ms.p50 / comp.latency_ms.p50, "quantize_s": step["seconds"],
-                     "trials": len(step.get("details", {}).get("tuning", {}).get("trials", [])),
-                     "fallback": step.get("details", {}).get("tuning", {}).get("fallback_nodes", []), "wall_s": wall})
+    models = args.models.split(",")
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "results.json").write_text(json.dumps(rows, indent=2))
-    lines = ["# INT8 quantizers side by side: Fashion-MNIST ResNet-style CNN", "",
-             f"`nice python benchmarks/quant_compare.py --eval {args.eval} --max-drop {args.max_drop}` "
-             "(2 shared CPU cores; latency = ORT CPU batch 1, p50, 2 threads; FP32 measured in the same run as each row).", "",
-             "| method | FP32 top1 | INT8 top1 | drop (pp) | FP32 ms | INT8 ms | speedup | quantize+tune s | trials | fell back |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['method']} | failed: {r['error'][:150]} |||||||||")
-            continue
-        lines.append(f"| {r['method']} | {r['fp32']:.4f} | {r['int8']:.4f} | {r['drop_pp']:.2f} | {r['fp32_ms']:.3f} | "
-                     f"{r['int8_ms']:.3f} | {r['speedup']:.2f}x | {r['quantize_s']:.1f} | {r['trials'] or '-'} | "
-                     f"{len(r['fallback'])} |")
-    (ROOT / "benchmarks" / "results" / "quant_compare.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    store = OUT / "results.json"
+    rows = json.loads(store.read_text()) if store.is_file() else []
+    for model in models:
+        methods = [m for m in MODELS[model]["methods"] if args.methods is None or m in args.methods.split(",")]
+        for method in methods:
+            print(f"== {model} / {method}", flush=True)
+            row = run_one(model, method)
+            print(json.dumps(row, default=str)[:600], flush=True)
+            rows = [r for r in rows if (r["model"], r["method"]) != (model, method)] + [row]
+            store.write_text(json.dumps(rows, indent=2, default=str))
+    order = {(m, k): i for i, (m, k) in enumerate((m, k) for m in MODELS for k in MODELS[m]["methods"])}
+    rows.sort(key=lambda r: order.get((r["model"], r["method"]), 999))
+    command = "nice python benchmarks/quant_compare.py " + " ".join(sys.argv[1:])
+    RESULT.write_text(render(rows, command.strip()) + "\n")
+    print(RESULT.read_text())
 
 
 if __name__ == "__main__":
