@@ -168,3 +168,20 @@ def test_tweets_split_is_fixed_and_disjoint():
     rows_tr = {r.tobytes() for r in train.inputs["input_ids"]}
     overlap = sum(r.tobytes() in rows_tr for r in test.inputs["input_ids"])
     assert overlap < 50  # disjoint samples (a few tweets are verbatim duplicates in the corpus)
+
+
+@pytest.mark.slow
+def test_minilm_inc_failure_is_a_clear_step_error(tmp_path):
+    # torchao's x86 quantizer fails inside INC on the real all-MiniLM-L6-v2 graph (IndexError
+    # in its linear+unary annotation; the tiny random BERT quantizes): the step must say so in
+    # one line, not crash with a traceback
+    from compressor.errors import StepError
+
+    body = MINILM_TINY.replace("build_classifier", "build_embedder").replace("factory_kwargs: {tiny: true}", "factory_kwargs: {}")
+    body = body.replace("metric: top1\n          metrics: [macro_f1]", "metric: cosine")
+    with pytest.raises(StepError, match=r"INC PT2E quantization failed: IndexError") as e:
+        run(tmp_path, body.replace("QUANTIZE", "{engine: inc}").replace(
+            "evaluation: {split: test, samples: 64}",
+            "evaluation: {split: test, samples: 64}\n          calibration: {split: train, samples: 8}"))
+    assert "engine: onnxruntime or nncf" in (e.value.hint or "")
+    assert not (tmp_path / "run" / "artifacts" / "00-quantize.onnx").exists()

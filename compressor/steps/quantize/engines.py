@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from compressor.bench.metrics import compute_metric, metric_info
-from compressor.errors import BackendUnavailable, StepError
+from compressor.errors import BackendUnavailable, CompressorError, StepError
 from compressor.recipe.schema import QuantizeConfig
 from compressor.steps.quantize.accuracy_aware import Tuner, ort_latency_ms, ort_outputs, quantized_nodes
 from compressor.utils.io import atomic_path
@@ -135,10 +135,8 @@ def inc_engine(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tun
         raise StepError("engine 'inc' quantizes the torch model, and this recipe gives an ONNX model",
                         hint="use model.factory + weights, or engine: onnxruntime / nncf")
     try:
+        import neural_compressor.torch.quantization  # noqa: F401
         import torch
-        from neural_compressor.torch.export import export
-        from neural_compressor.torch.quantization import (StaticQuantConfig, TuningConfig, autotune, convert,
-                                                          prepare)
     except ImportError as e:
         raise BackendUnavailable("engine 'inc' needs neural-compressor 3.x", hint="pip install 'compressor[inc]'") from e
     from compressor.export.onnx_export import example_inputs
@@ -163,6 +161,23 @@ def inc_engine(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tun
     base = copy.deepcopy(ctx.torch_model).eval()
     details: dict[str, Any] = {"engine": "inc", "format": "QDQ (PT2E, torch dynamo export)",
                                "calibration_samples": len(calib)}
+    try:
+        q = _inc_quantize(base, args, dyn, cfg, tuner, run_fn, feeds_args, ctx)
+    except CompressorError:
+        raise
+    except Exception as e:  # noqa: BLE001 - INC / torchao raise anything (IndexError on some transformer graphs)
+        raise StepError(f"INC PT2E quantization failed: {type(e).__name__}: "
+                        f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}",
+                        hint="use engine: onnxruntime or nncf for this model") from e
+    return _inc_export(q, args, names, dyn, dst, ctx, tuner, details)
+
+
+def _inc_quantize(base: Any, args: tuple, dyn: tuple, cfg: QuantizeConfig, tuner: Tuner | None, run_fn: Any,
+                  feeds_args: Any, ctx: RunContext) -> Any:
+    import torch
+    from neural_compressor.torch.export import export
+    from neural_compressor.torch.quantization import StaticQuantConfig, TuningConfig, autotune, convert, prepare
+
     with _quiet_engines():
         graph = export(base, args, dynamic_shapes=dyn)
         if graph is None:
@@ -195,7 +210,14 @@ def inc_engine(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tun
                 q = prepare(export(copy.deepcopy(ctx.torch_model).eval(), args, dynamic_shapes=dyn), default)
                 run_fn(q)
                 q = convert(q)
+    return q
+
+
+def _inc_export(q: Any, args: tuple, names: list[str], dyn: tuple, dst: Path, ctx: RunContext, tuner: Tuner | None,
+                details: dict[str, Any]) -> dict[str, Any]:
     import warnings
+
+    import torch
 
     try:
         from torchao.quantization.pt2e import move_exported_model_to_eval
