@@ -21,7 +21,7 @@ def check_references(recipe: Recipe, base_dir: Path | None) -> None:
         value = getattr(m, key)
         if value is not None and not resolve_path(value, base_dir).exists():
             raise RecipeError(f"model.{key}: {value} does not exist",
-                              hint="for the examples, run `make weights` to train and cache them" if key == "weights" else None)
+                              hint="for the examples, run `make weights-all` to train and cache them" if key == "weights" else None)
     src = recipe.data.source
     if isinstance(src, dict) and "npz" in src and not resolve_path(src["npz"], base_dir).exists():
         raise RecipeError(f"data.source.npz: {src['npz']} does not exist")
