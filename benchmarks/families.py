@@ -96,7 +96,10 @@ def _fmt(v: float) -> str:
 def render(rows: list[dict]) -> str:
     dates = sorted({r["date"] for r in rows if "date" in r}) or [dt.date.today().isoformat()]
     loads = [r["load1"] for r in rows if "load1" in r]
-    load = f" (1-minute load average {min(loads):.1f}-{max(loads):.1f} when the runs finished)" if loads else ""
+    load = f" (1-minute load average {min(loads):.1f}-{max(loads):.1f} when the runs finished" if loads else ""
+    if load and any("load1" not in r for r in rows):
+        load += "; rows of earlier runs without a recorded load: 2-19"
+    load += ")" if load else ""
     lines = ["# Model families: FP32 vs INT8", "",
              f"Measured {', '.join(dates)} on the shared 2-core development machine{load}, other engineers' jobs "
              "running beside it: absolute latencies are noisy, speedups are p50 ratios measured side by side in one run.",
@@ -119,9 +122,10 @@ def render(rows: list[dict]) -> str:
 
 
 def _save_rows(rows: list[dict]) -> list[dict]:
-    """Merge this run's rows into rows.json, keeping the rows of (family, mode) pairs not re-run now (families
+    """Merge this run's rows into benchmarks/results/families.json (committed, so a later run on
+    any machine keeps the rows it does not re-measure), keeping the rows of (family, mode) pairs not re-run now (families
     can be measured in separate, even concurrent, runs); re-read at every write so a concurrent run's rows survive."""
-    path = OUT / "rows.json"
+    path = RESULT.with_suffix(".json")
     old = json.loads(path.read_text()) if path.exists() else []
     ran = {(r["family"], r["mode"]) for r in rows}
     merged = [r for r in old if (r["family"], r["mode"]) not in ran] + rows
@@ -136,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(FAMILIES), help="comma-separated families")
     ap.add_argument("--modes", default=None, help="restrict INT8 modes, e.g. dynamic")
     ap.add_argument("--quick", action="store_true", help="fewer evaluation samples (see FAMILIES)")
-    ap.add_argument("--render-only", action="store_true", help="rewrite the results table from rows.json, run nothing")
+    ap.add_argument("--render-only", action="store_true", help="rewrite the results table from families.json, run nothing")
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     only = [] if args.render_only else args.only.split(",")

@@ -65,6 +65,9 @@ MODELS: dict[str, dict] = {
                      "per_channel": True, "nodes_to_exclude": ["node_linear"],
                      "accuracy_criterion": {"max_drop": 10.0, "tuning_data": "train", "sensitivity_samples": 50,
                                             "tune_calibration": False, "max_trials": 12, "timeout_s": 1500}},
+            # the same criterion on the nncf engine (nncf.quantize_with_accuracy_control), for OpenVINO
+            "ours-nncf": {"engine": "nncf", "accuracy_criterion": {"max_drop": 10.0, "tuning_data": "train",
+                                                                   "max_trials": 12, "timeout_s": 1500}},
         },
     },
     "minilm": {
@@ -81,12 +84,15 @@ MODELS: dict[str, dict] = {
             "ours": {"mode": "dynamic", "op_types": ["MatMul"], "per_channel": True,
                      "accuracy_criterion": {"max_drop": 0.5, "tuning_data": "train", "sensitivity_samples": 200,
                                             "max_trials": 10, "timeout_s": 1500}},
+            "ours-nncf": {"engine": "nncf", "nncf": {"model_type": "transformer"},
+                          "accuracy_criterion": {"max_drop": 0.5, "tuning_data": "train", "max_trials": 10,
+                                                 "timeout_s": 1500}},
         },
     },
 }
 LABELS = {"ort": "ORT quantize_static defaults (S8/S8 per-tensor)", "nncf": "NNCF default PTQ",
           "nncf-transformer": "NNCF PTQ, model_type=transformer", "inc": "INC default PTQ (PT2E)",
-          "ours": "compressor accuracy-aware (ORT)"}
+          "ours": "compressor accuracy-aware (ORT)", "ours-nncf": "compressor accuracy-aware (NNCF engine)"}
 
 
 def recipe_text(model: str, method: str) -> str:
@@ -133,7 +139,7 @@ def run_one(model: str, method: str) -> dict:
     return row
 
 
-def render(rows: list[dict], command: str) -> str:
+def render(rows: list[dict]) -> str:
     load = os.getloadavg()[0]
     lines = ["# INT8 quantizers side by side", "",
              f"Measured {dt.date.today().isoformat()} on the shared 2-core development machine (1-minute load "
@@ -141,7 +147,9 @@ def render(rows: list[dict], command: str) -> str:
              "(speedup = FP32 p50 / INT8 p50 on that target). Accuracy is measured on ONNX Runtime; the OpenVINO "
              "accuracy of the same INT8 model is in brackets where it differs. Tune time = the quantize step's "
              "wall time (calibration, PTQ and any tuning trials).", "",
-             f"    {command}", ""]
+             "Reproduce (rows come from these runs; a later run replaces the rows it re-measures):", "",
+             *[f"    {c}" for c in dict.fromkeys(r.get("command", "nice python benchmarks/quant_compare.py")
+                                                 for r in rows)], ""]
     for model, spec in MODELS.items():
         mrows = [r for r in rows if r["model"] == model]
         if not mrows:
@@ -173,7 +181,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--methods", default=None, help="comma-separated subset of each model's methods (default: all)")
+    ap.add_argument("--render-only", action="store_true", help="rewrite the results page from results.json")
     args = ap.parse_args()
+    command = " ".join(["nice python benchmarks/quant_compare.py", *sys.argv[1:]])
     models = args.models.split(",")
     unknown = [m for m in models if m not in MODELS]
     if unknown:
@@ -181,18 +191,17 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     store = OUT / "results.json"
     rows = json.loads(store.read_text()) if store.is_file() else []
-    for model in models:
+    for model in [] if args.render_only else models:
         methods = [m for m in MODELS[model]["methods"] if args.methods is None or m in args.methods.split(",")]
         for method in methods:
             print(f"== {model} / {method}", flush=True)
-            row = run_one(model, method)
+            row = {**run_one(model, method), "command": command}
             print(json.dumps(row, default=str)[:600], flush=True)
             rows = [r for r in rows if (r["model"], r["method"]) != (model, method)] + [row]
             store.write_text(json.dumps(rows, indent=2, default=str))
     order = {(m, k): i for i, (m, k) in enumerate((m, k) for m in MODELS for k in MODELS[m]["methods"])}
     rows.sort(key=lambda r: order.get((r["model"], r["method"]), 999))
-    command = "nice python benchmarks/quant_compare.py " + " ".join(sys.argv[1:])
-    RESULT.write_text(render(rows, command.strip()) + "\n")
+    RESULT.write_text(render(rows) + "\n")
     print(RESULT.read_text())
 
 
