@@ -118,9 +118,21 @@ class Tuner:
         if self.trials and latency_ms is not None and self.trials[0].get("latency_ms"):
             t["latency_vs_first"] = round(latency_ms / self.trials[0]["latency_ms"], 3)
         self.trials.append(t)
-        if self.best is None or drop < self.best["drop"] - 1e-12:
+        if self._better(t):
             self.best = {**t, "path": path}
         return t
+
+    def _better(self, t: dict[str, Any]) -> bool:
+        """A passing trial beats a failing one; among passing trials the one with the fewest
+        FP32 fallbacks (the fastest) wins, then the smaller drop; among failing ones, the smaller drop."""
+        b = self.best
+        if b is None or (t["passed"] and not b["passed"]):
+            return True
+        if t["passed"] != b["passed"]:
+            return False
+        if t["passed"] and t.get("excluded_total", 0) != b.get("excluded_total", 0):
+            return t.get("excluded_total", 0) < b.get("excluded_total", 0)
+        return t["drop"] < b["drop"] - 1e-12
 
     def summary_line(self) -> str:
         return "; ".join(f"#{t['trial']} {t.get('label', '')} drop {t['drop']:.2f}" for t in self.trials)
@@ -238,16 +250,18 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
     src = pre if pre_info["preprocess"] != "none" else model
     calib = _calibration(ctx, cfg)
     threads = ctx.recipe.benchmark.threads
-    last_info: dict[str, Any] = {}
+    info_by_trial: dict[int, dict[str, Any]] = {}
+    excluded_by_trial: dict[int, list[str]] = {}
 
     def trial(c: QuantizeConfig, exclude: list[str], desc: dict[str, Any], data: Dataset | None = None) -> tuple[dict, Path]:
-        nonlocal last_info
         path = work / f"trial{len(tuner.trials) + 1:03d}.onnx"
-        last_info = quantize_onnx(src, path, c, calib, nodes_to_exclude=exclude,
+        info = quantize_onnx(src, path, c, calib, nodes_to_exclude=exclude,
                                   calibration_cache=_calibration_cache(work, c), skip_preprocess=True)
         value = tuner.evaluator.score(_safe_outputs(path, tuner.evaluator.data, threads))
         lat = ort_latency_ms(path, tuner.evaluator.data, threads, crit.latency_iterations)
-        return tuner.record({**desc, "excluded_total": len(exclude)}, value, path, lat), path
+        t = tuner.record({**desc, "excluded_total": len(exclude)}, value, path, lat)
+        excluded_by_trial[t["trial"]], info_by_trial[t["trial"]] = list(exclude), info
+        return t, path
 
     configs = [("default", cfg)]
     if crit.tune_calibration:
@@ -260,7 +274,7 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
             break
         t, _ = trial(c, [], {"label": label, "fallback": []})
         if t["passed"]:
-            return _finish(dst, tuner, last_info, pre_info, [], label)
+            return _finish(dst, tuner, info_by_trial, pre_info, excluded_by_trial, label)
         if tuner.best is not None and tuner.best["trial"] == t["trial"]:
             best_cfg, best_label = c, label
 
@@ -273,15 +287,30 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
         excluded += new
         t, _ = trial(best_cfg, excluded, {"label": f"{best_label}+fp32 {len(excluded)}", "fallback": new})
         if t["passed"]:
+            _trim(order, len(excluded) - len(new), len(excluded), best_cfg, best_label, trial, tuner)
             break
         # after two single-node steps, double the group: long tails of harmless layers cost trials
         if len(tuner.trials) - len(configs) >= 2:
             group *= 2
-    return _finish(dst, tuner, last_info, pre_info, excluded, best_label, order)
+    return _finish(dst, tuner, info_by_trial, pre_info, excluded_by_trial, best_label, order)
 
 
-def _finish(dst: Path, tuner: Tuner, info: dict[str, Any], pre_info: dict[str, Any], excluded: list[str],
-            label: str, order: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _trim(order: list[dict[str, Any]], lo: int, hi: int, cfg: QuantizeConfig, label: str, trial: Callable,
+          tuner: Tuner) -> None:
+    """The group that made the criterion pass may hold more nodes than needed (groups double):
+    binary-search the shortest prefix of the sensitivity order that still passes (``lo`` nodes
+    failed, ``hi`` passed). Every FP32 node costs speed; the tuner keeps the passing trial with
+    the fewest."""
+    while hi - lo > 1 and tuner.budget_left():
+        mid = (lo + hi) // 2
+        cand = [n["node"] for n in order[:mid]]
+        t, _ = trial(cfg, cand, {"label": f"{label}+fp32 {mid} (trim)", "fallback": cand[lo:]})
+        lo, hi = (lo, mid) if t["passed"] else (mid, hi)
+
+
+def _finish(dst: Path, tuner: Tuner, info_by_trial: dict[int, dict[str, Any]], pre_info: dict[str, Any],
+            excluded_by_trial: dict[int, list[str]], label: str,
+            order: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     import shutil
 
     from compressor.utils.io import atomic_path
@@ -290,8 +319,10 @@ def _finish(dst: Path, tuner: Tuner, info: dict[str, Any], pre_info: dict[str, A
     if best is not None and best["passed"]:
         with atomic_path(dst) as tmp:
             shutil.copyfile(best["path"], tmp)
+    # the kept trial's quantization details (nodes_excluded, ...), or the last trial's when none passed
+    info = info_by_trial.get(best["trial"] if best else -1) or (info_by_trial[max(info_by_trial)] if info_by_trial else {})
     out = {**info, **pre_info, "tuned_calibration": label}
-    fell_back = [n for t in tuner.trials[: best["trial"]] for n in t.get("fallback", [])] if best else []
+    fell_back = excluded_by_trial.get(best["trial"], []) if best else []
     out["tuning"] = {"fallback_nodes": fell_back,
                      "sensitivity_top": (order or [])[:20]}
     return out
