@@ -250,17 +250,17 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
     src = pre if pre_info["preprocess"] != "none" else model
     calib = _calibration(ctx, cfg)
     threads = ctx.recipe.benchmark.threads
-    info_by_trial: dict[int, dict[str, Any]] = {}
-    excluded_by_trial: dict[int, list[str]] = {}
+    # trial number -> (the nodes it kept in FP32, quantize_onnx's details): the kept trial's go in the report
+    done: dict[int, tuple[list[str], dict[str, Any]]] = {}
 
     def trial(c: QuantizeConfig, exclude: list[str], desc: dict[str, Any], data: Dataset | None = None) -> tuple[dict, Path]:
         path = work / f"trial{len(tuner.trials) + 1:03d}.onnx"
         info = quantize_onnx(src, path, c, calib, nodes_to_exclude=exclude,
-                                  calibration_cache=_calibration_cache(work, c), skip_preprocess=True)
+                             calibration_cache=_calibration_cache(work, c), skip_preprocess=True)
         value = tuner.evaluator.score(_safe_outputs(path, tuner.evaluator.data, threads))
         lat = ort_latency_ms(path, tuner.evaluator.data, threads, crit.latency_iterations)
         t = tuner.record({**desc, "excluded_total": len(exclude)}, value, path, lat)
-        excluded_by_trial[t["trial"]], info_by_trial[t["trial"]] = list(exclude), info
+        done[t["trial"]] = (list(exclude), info)
         return t, path
 
     configs = [("default", cfg)]
@@ -274,7 +274,7 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
             break
         t, _ = trial(c, [], {"label": label, "fallback": []})
         if t["passed"]:
-            return _finish(dst, tuner, info_by_trial, pre_info, excluded_by_trial, label)
+            return _finish(dst, tuner, done, pre_info, label)
         if tuner.best is not None and tuner.best["trial"] == t["trial"]:
             best_cfg, best_label = c, label
 
@@ -292,7 +292,7 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
         # after two single-node steps, double the group: long tails of harmless layers cost trials
         if len(tuner.trials) - len(configs) >= 2:
             group *= 2
-    return _finish(dst, tuner, info_by_trial, pre_info, excluded_by_trial, best_label, order)
+    return _finish(dst, tuner, done, pre_info, best_label, order)
 
 
 def _trim(order: list[dict[str, Any]], lo: int, hi: int, cfg: QuantizeConfig, label: str, trial: Callable,
@@ -308,9 +308,8 @@ def _trim(order: list[dict[str, Any]], lo: int, hi: int, cfg: QuantizeConfig, la
         lo, hi = (lo, mid) if t["passed"] else (mid, hi)
 
 
-def _finish(dst: Path, tuner: Tuner, info_by_trial: dict[int, dict[str, Any]], pre_info: dict[str, Any],
-            excluded_by_trial: dict[int, list[str]], label: str,
-            order: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _finish(dst: Path, tuner: Tuner, done: dict[int, tuple[list[str], dict[str, Any]]], pre_info: dict[str, Any],
+            label: str, order: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     import shutil
 
     from compressor.utils.io import atomic_path
@@ -319,10 +318,10 @@ def _finish(dst: Path, tuner: Tuner, info_by_trial: dict[int, dict[str, Any]], p
     if best is not None and best["passed"]:
         with atomic_path(dst) as tmp:
             shutil.copyfile(best["path"], tmp)
-    # the kept trial's quantization details (nodes_excluded, ...), or the last trial's when none passed
-    info = info_by_trial.get(best["trial"] if best else -1) or (info_by_trial[max(info_by_trial)] if info_by_trial else {})
+    # the kept trial's fallback and quantization details (nodes_excluded, ...); the last trial's
+    # details when none was kept
+    fell_back, info = done.get(best["trial"] if best else -1) or ([], done[max(done)][1] if done else {})
     out = {**info, **pre_info, "tuned_calibration": label}
-    fell_back = excluded_by_trial.get(best["trial"], []) if best else []
     out["tuning"] = {"fallback_nodes": fell_back,
                      "sensitivity_top": (order or [])[:20]}
     return out
