@@ -295,10 +295,13 @@ def _onnx_domain(ctx: RunContext, steps: list[Step], source: Variant, targets: l
     onnx_steps = [s for s in steps if s.domain == "onnx"]
     if not onnx_steps:
         return []
-    # targets that need the same quantization settings share one quantized model
+    # targets whose quantization settings come out the same share one quantized model: a key
+    # every quantize step sets explicitly wins over the targets' values, so it does not split them
+    explicit = [s.config.model_fields_set for s in onnx_steps if s.kind == "quantize"]
     groups: dict[str, list[str]] = {}
     for t in targets:
-        groups.setdefault(json.dumps(t.quantization, sort_keys=True), []).append(t.name)
+        fill = {k: v for k, v in t.quantization.items() if not explicit or not all(k in e for e in explicit)}
+        groups.setdefault(json.dumps(fill, sort_keys=True), []).append(t.name)
     variants = []
     ctx.torch_model = source.torch_model
     multi = len(groups) > 1

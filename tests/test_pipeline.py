@@ -213,3 +213,17 @@ def test_strict_target_refuses_conflicting_quantize_settings(cli, write_recipe, 
         assert res.exit_code == 2, res.output
         assert "activation_type: uint8 (needs int8), which target 'tensorrt' cannot run" in res.output
     assert not (tmp_path / "run" / "artifacts").exists()
+
+
+def test_targets_share_one_model_when_explicit_settings_make_them_equal(cli, write_recipe, tmp_path):
+    # onnxruntime-cpu and tensorrt ask for different quantization; a recipe that sets every key
+    # they differ on (to values TensorRT accepts) gives both the same model: quantized once
+    both = ("mode: static, calibration: minmax, activation_type: int8, weight_type: int8, per_channel: true, "
+            "symmetric_activations: true, symmetric_weights: true, quantize_bias: false")
+    p = write_recipe(replace={"mode: static, calibration: minmax": both,
+                              "targets: [onnxruntime-cpu]": "targets: [onnxruntime-cpu, tensorrt]"})
+    res = cli("run", p, "--out", tmp_path / "run", "-q")
+    assert res.exit_code in (0, 1), res.output  # 1 where TensorRT is unavailable (a failed target)
+    steps = [s for s in json.loads((tmp_path / "run" / "report.json").read_text())["steps"] if s["kind"] == "quantize"]
+    assert [s["name"] for s in steps] == ["00-quantize"]
+    assert steps[0]["details"]["targets"] == ["onnxruntime-cpu", "tensorrt"]
