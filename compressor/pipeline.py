@@ -23,6 +23,8 @@ from compressor.report.model import GateResult, Report, Result
 from compressor.steps.base import Step, StepReport
 from compressor.steps.registry import make_step
 from compressor.targets.base import ModelArtifact
+from compressor.targets.devices import Device, detect_host, resolve_device
+from compressor.targets.quant_defaults import QuantChoice, resolve_quantization
 from compressor.targets.registry import make_target
 from compressor.targets.spec import TargetSpec, load_target
 from compressor.limits import check_limits
@@ -49,6 +51,7 @@ class RunContext:
     torch_model: Any = None  # the torch model behind the ONNX-domain steps' input (torch-side engines, e.g. INC)
     _cache: dict[str, Dataset] = field(default_factory=dict)
     cache: StepCache | None = None  # finished work on disk (reused with ``resume``)
+    quant_choices: dict[str, QuantChoice] = field(default_factory=dict)  # target -> settings for its device, and why
 
     @property
     def artifacts_dir(self) -> Path:
@@ -103,8 +106,34 @@ def default_run_dir(recipe: Recipe) -> Path:
 
 
 def resolve_targets(recipe: Recipe, base_dir: Path | None) -> list[TargetSpec]:
+    """The recipe's targets, each with the device it deploys to (``devices:`` wins over the
+    target file's ``device:``); an unknown target or device is an error before any work."""
     extra = [base_dir / "targets", base_dir.parent / "targets"] if base_dir else None
-    return [load_target(t, extra) for t in recipe.targets]
+    specs = []
+    for name in recipe.targets:
+        spec = load_target(name, extra)
+        if name in recipe.devices:
+            spec = spec.model_copy(update={"device": recipe.devices[name]})
+        resolve_device(spec.device)  # RecipeError naming the known devices
+        specs.append(spec)
+    return specs
+
+
+def target_device(spec: TargetSpec) -> Device:
+    return resolve_device(spec.device)
+
+
+def quantization_plan(recipe: Recipe, targets: list[TargetSpec]) -> dict[str, QuantChoice]:
+    """For each target: the quantize settings its (runtime, device) fills in where the recipe
+    is silent, the reason, and warnings for explicit settings known to be wrong there. Keys
+    that every quantize step sets explicitly are the recipe's, not the target's."""
+    cfgs = [spec.quantize for kind, spec in zip(recipe.step_kinds(), recipe.steps) if kind == "quantize"]
+    if not cfgs:
+        return {}
+    explicit_keys = set.intersection(*(set(c.model_fields_set) for c in cfgs))
+    explicit = {k: getattr(cfgs[0], k) for k in explicit_keys}
+    explicit.setdefault("mode", cfgs[0].mode)
+    return {t.name: resolve_quantization(t.runtime, target_device(t), t.quantization, explicit) for t in targets}
 
 
 def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path | None = None,
@@ -113,11 +142,15 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
     base_dir = recipe_path.resolve().parent if recipe_path else None
     target_specs = resolve_targets(recipe, base_dir)  # fail on a bad target name before any work
     check_target_quantization(recipe, target_specs)
+    quant_choices = quantization_plan(recipe, target_specs)
     check_limits(recipe, base_dir)  # model size, eval set size, memory: before any work
     seed_everything(recipe.seed, torch_too=recipe.model.domain == "torch")
     run_dir = run_dir or default_run_dir(recipe)
-    ctx = RunContext(recipe, run_dir, base_dir, progress, resume)
+    ctx = RunContext(recipe, run_dir, base_dir, progress, resume, quant_choices=quant_choices)
     ctx.cache = StepCache(run_dir, reuse=resume)
+    for name, choice in quant_choices.items():
+        for w in choice.warnings:
+            progress.log(f"[yellow]warning[/] {name}: {w}")
     ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "recipe.resolved.yaml",
                       yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
@@ -145,6 +178,7 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
         recipe=recipe.name, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         environment=describe_environment(recipe.benchmark.threads),
         steps=[s.to_dict() for s in step_reports], results=results,
+        warnings=[f"{name}: {w}" for name, c in quant_choices.items() for w in c.warnings] or None,
     )
     # record the recipe's gates so `compressor check` re-evaluates them; the latency-increase
     # gate needs a previous report, so only `compressor check --baseline` can evaluate it
@@ -295,12 +329,12 @@ def _onnx_domain(ctx: RunContext, steps: list[Step], source: Variant, targets: l
     onnx_steps = [s for s in steps if s.domain == "onnx"]
     if not onnx_steps:
         return []
-    # targets whose quantization settings come out the same share one quantized model: a key
-    # every quantize step sets explicitly wins over the targets' values, so it does not split them
-    explicit = [s.config.model_fields_set for s in onnx_steps if s.kind == "quantize"]
+    # targets whose quantization settings come out the same share one quantized model; the
+    # settings follow each target's (runtime, device), and what the recipe sets explicitly wins
     groups: dict[str, list[str]] = {}
     for t in targets:
-        fill = {k: v for k, v in t.quantization.items() if not explicit or not all(k in e for e in explicit)}
+        choice = ctx.quant_choices.get(t.name)
+        fill = choice.settings if choice else {}
         groups.setdefault(json.dumps(fill, sort_keys=True), []).append(t.name)
     variants = []
     ctx.torch_model = source.torch_model
@@ -391,10 +425,29 @@ def bench_variant(spec: TargetSpec, v: Variant, ctx: RunContext, eval_data: Data
             measured = (run_isolated(job, timeout_s=b.timeout_s, progress=progress) if b.isolate
                         else run_job(job, progress))
         row.update(measured)
+        row["device"] = {**(row.get("device") or {}), **_device_record(spec, v, ctx)}
+        row["accuracy_kernels"] = accuracy_kernels(target_device(spec), detect_host())
     except CompressorError as e:
         row.update(status="failed", error=str(e))
         ctx.progress.log(f"[red]target {spec.name} failed for {v.name}:[/] {e}")
     return Result.model_validate(row)
+
+
+def _device_record(spec: TargetSpec, v: Variant, ctx: RunContext) -> dict[str, Any]:
+    """The device a result deploys to and, for quantized variants, the settings chosen for it."""
+    out: dict[str, Any] = {"deploy": target_device(spec).describe()}
+    choice = ctx.quant_choices.get(spec.name)
+    if choice is not None and v.precision == "int8":
+        out["quantization"] = choice.to_dict()
+    return out
+
+
+def accuracy_kernels(device: Device, host: Device) -> str:
+    """Which kernels produced a result's accuracy: ``device`` (the deploy device is this host,
+    or takes the same INT8 kernel path), else ``host`` (this host's kernels, not the device's)."""
+    if device.is_gpu or device.source == "detected" or device.same_kernels(host):
+        return "device"
+    return "host"
 
 
 def write_report(report: Report, run_dir: Path) -> None:

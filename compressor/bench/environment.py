@@ -12,19 +12,11 @@ FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile"
 
 
 def cpu_info() -> dict[str, Any]:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("model name", "Model") and model in ("", platform.machine(), platform.processor()):
-                    model = value.strip()
-                elif key in ("flags", "Features") and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    return {"model": model, "flags": [f for f in FLAGS_OF_INTEREST if f in flags],
+    from compressor.targets.devices import read_cpuinfo
+
+    model, flags = read_cpuinfo()
+    return {"model": model or platform.processor() or platform.machine(),
+            "flags": [f for f in FLAGS_OF_INTEREST if f in flags],
             "logical_cores": os.cpu_count(), "machine": platform.machine()}
 
 
@@ -42,9 +34,12 @@ def package_versions(names: tuple[str, ...] = ("onnxruntime", "openvino", "torch
 def describe_environment(threads: int) -> dict[str, Any]:
     from compressor import __version__
 
+    from compressor.targets.devices import detect_host
+
     cpu = cpu_info()
     return {
-        "cpu": cpu["model"], "cpu_flags": cpu["flags"], "logical_cores": cpu["logical_cores"],
+        "cpu": cpu["model"], "cpu_flags": cpu["flags"], "device": detect_host().describe(),
+        "logical_cores": cpu["logical_cores"],
         "machine": cpu["machine"], "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(), "host": socket.gethostname(), "threads": threads,
         "compressor": __version__, "runtimes": package_versions(),

@@ -5,8 +5,9 @@ from __future__ import annotations
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from compressor.report.markdown import summary_rows
+from compressor.report.markdown import device_notes, summary_rows
 from compressor.report.model import Report
 
 # (row key, header, justify): short headers so the table fits 120 columns
@@ -50,6 +51,8 @@ def print_summary(report: Report, console: Console | None = None) -> None:
     """The summary table, then failed targets and gates, one line each."""
     console = console or console_for_output()
     console.print(summary_table(report))
+    for note in device_notes(report):
+        console.print(Text(note, style="yellow" if note.startswith("warning") else ""), highlight=False)
     for r in report.results:
         if r.status == "failed":
             console.print(f"[red]failed[/] {r.variant}@{r.target}: {r.error}", highlight=False)

@@ -326,6 +326,10 @@ class Recipe(Strict):
     data: DataSpec
     steps: list[StepSpec] = Field(default_factory=list)
     targets: list[str] = Field(default_factory=lambda: ["onnxruntime-cpu"], min_length=1)
+    devices: dict[str, str] = Field(
+        default_factory=dict, description="target name -> the device it deploys to, overriding the target file's "
+        "device: cpu (this host), or a profile such as arm64-dotprod, x86-64-avx2 (see docs/targets.md). "
+        "Quantization defaults follow (runtime, device)")
     benchmark: BenchmarkSpec = BenchmarkSpec()
     gates: GateSpec = GateSpec()
     limits: LimitsSpec = LimitsSpec()
@@ -334,6 +338,9 @@ class Recipe(Strict):
     def _consistent(self) -> Recipe:
         if len(set(self.targets)) != len(self.targets):
             raise ValueError("targets lists a target twice")
+        unknown = sorted(set(self.devices) - set(self.targets))
+        if unknown:
+            raise ValueError(f"devices names target(s) not in targets: {', '.join(unknown)}")
         return self
 
     def step_kinds(self) -> list[str]:

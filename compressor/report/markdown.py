@@ -6,7 +6,10 @@ from compressor.bench.metrics import metric_drop
 from compressor.report.gates import BASELINE_VARIANT
 from compressor.report.model import Report, Result
 
-__all__ = ["COLUMNS", "fmt_size", "render_markdown", "summary_rows"]
+__all__ = ["COLUMNS", "device_notes", "fmt_size", "render_markdown", "summary_rows"]
+
+#: marks an accuracy computed with other kernels than the deploy device's
+HOST_KERNELS_MARK = "†"
 
 
 def fmt_size(n: int | None) -> str:
@@ -35,6 +38,8 @@ def summary_rows(report: Report) -> list[dict[str, str]]:
         acc = r.accuracy
         row["metric"] = acc.metric if acc else "-"
         row["accuracy"] = f"{acc.value:.4f}" if acc else "-"
+        if acc and r.accuracy_kernels == "host":
+            row["accuracy"] += HOST_KERNELS_MARK
         if acc and base and base.accuracy and r is not base:
             d = metric_drop(acc.metric, base.accuracy.value, acc.value)
             row["drop"] = f"{d:+.2f} {'pp' if acc.higher_is_better else '%'}"
@@ -60,6 +65,39 @@ def _parity(r: Result) -> str:
         return "-"
     agree = f" {p.top1_agreement:.3f}" if p.top1_agreement is not None else ""
     return f"{'ok' if p.passed else 'FAIL'}{agree}"
+
+
+def _settings(settings: dict) -> str:
+    short = {"activation_type": "act", "weight_type": "weights"}
+    return ", ".join(f"{short.get(k, k)} {v}" for k, v in settings.items()) or "none"
+
+
+def device_notes(report: Report) -> list[str]:
+    """One line per target: the device it deploys to, the INT8 settings chosen for it and
+    why; then a note for accuracies measured with this host's kernels, and the warnings."""
+    lines, seen = [], set()
+    for r in report.results:
+        deploy = (r.device or {}).get("deploy")
+        if not deploy or (r.target, r.host) in seen:
+            continue
+        q = next((x.device.get("quantization") for x in report.results
+                  if x.target == r.target and x.host == r.host and x.device and x.device.get("quantization")), None)
+        seen.add((r.target, r.host))
+        line = f"{r.target}: {deploy.get('label')} ({deploy.get('source')})"
+        if q:
+            line += f"; INT8 settings filled in: {_settings(q.get('settings') or {})} ({q.get('reason')})"
+        lines.append(line)
+    if any(r.accuracy_kernels == "host" for r in report.results):
+        host = report.environment.get("device", {}).get("label") or report.environment.get("cpu", "this host")
+        lines.append(f"{HOST_KERNELS_MARK} accuracy measured with this host's kernels ({host}), not the deploy "
+                     "device's: confirm on the device with `compressor bench MODEL --target T --data ...`, or run "
+                     "the device's kernel path here with `compressor bench ... --emulate-cpu` (docs/targets.md)")
+    for r in report.results:
+        if r.accuracy_kernels == "emulated":
+            lines.append(f"{r.variant}@{r.target}: accuracy measured under qemu emulating the "
+                         f"{(r.device or {}).get('emulated_cpu')} CPU (its INT8 kernel path); latency not measured")
+    lines += [f"warning: {w}" for w in report.warnings or []]
+    return lines
 
 
 COLUMNS = ["variant", "target", "precision", "metric", "accuracy", "drop", "p50_ms", "p90_ms", "p99_ms", "speedup",
@@ -91,6 +129,9 @@ def render_markdown(report: Report) -> str:
     lines.append("|" + "---|" * len(COLUMNS))
     for row in summary_rows(report):
         lines.append("| " + " | ".join(row.get(c, "") for c in COLUMNS) + " |")
+    notes = device_notes(report)
+    if notes:
+        lines += ["", "## Devices and INT8 settings", ""] + [f"- {n}" for n in notes]
     lines += ["", "`pareto` marks the results no other result beats on both p50 latency and accuracy. Latency is "
               "per call at the benchmark batch size; p50_rse (relative standard error of the p50) is in report.json."]
     if report.gate_limits:

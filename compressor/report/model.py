@@ -70,7 +70,14 @@ class Result(_Model):
     artifact: str | None = Field(None, description="artifact path, relative to the run folder")
     latency_samples: str | None = Field(None, description="JSON file with the raw latency samples (ms), relative to "
                                         "the report's folder")
-    device: dict[str, Any] | None = Field(None, description="the target's own description (runtime, device, options)")
+    device: dict[str, Any] | None = Field(None, description="the target's own description (runtime, device, options); "
+                                          "`deploy`: the device it deploys to (name, label, arch, features, source: "
+                                          "detected or declared); `quantization`: for int8 results, the settings its "
+                                          "(runtime, device) chose, the reason and any warnings")
+    accuracy_kernels: Literal["device", "host", "emulated"] | None = Field(
+        None, description="which kernels computed the accuracy: device (this host is, or takes the same INT8 kernel "
+        "path as, the deploy device), host (this host's kernels, not the device's: confirm on the device with "
+        "`compressor bench --data`), emulated (the device's kernel path under qemu, `compressor bench --emulate-cpu`)")
     host: str | None = Field(None, description="host name of the machine that measured it (set in merged reports)")
 
 
@@ -90,7 +97,8 @@ class Report(_Model):
     schema_version: int = Field(SCHEMA_VERSION, description="incremented on incompatible changes")
     recipe: str = Field(description="recipe name; `bench:<file>` for `compressor bench`, `merged:...` for merges")
     created: str | None = Field(None, description="UTC time the report was written, ISO 8601")
-    environment: dict[str, Any] = Field(default_factory=dict, description="the measuring machine: cpu, cpu_flags, "
+    environment: dict[str, Any] = Field(default_factory=dict, description="the measuring machine: cpu, cpu_flags, device (its "
+                                        "instruction-set label and features), "
                                         "logical_cores, machine, os, python, host, threads, compressor, runtimes")
     steps: list[dict[str, Any]] = Field(default_factory=list, description="one entry per step: name, kind, seconds, "
                                         "details")
@@ -99,6 +107,8 @@ class Report(_Model):
                                                  "`compressor check` when no limits are given on its command line")
     gates: list[GateResult] = Field(default_factory=list)
     hosts: list[dict[str, Any]] | None = Field(None, description="merged reports: the environment of every device")
+    warnings: list[str] | None = Field(None, description="settings known to be wrong for a target's device (e.g. "
+                                       "U8S8 on x86 without VNNI), as '<target>: <why and the fix>'")
 
     def result(self, variant: str, target: str, host: str | None = None) -> Result | None:
         return next((r for r in self.results

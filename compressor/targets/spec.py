@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from compressor.errors import RecipeError
 from compressor.recipe.schema import Strict
@@ -16,7 +16,8 @@ TARGETS_DIR = Path(__file__).resolve().parents[2] / "targets"
 class TargetSpec(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     runtime: str = Field(description="key in compressor.targets.registry.RUNTIMES")
-    device: str = "cpu"
+    device: str = Field("cpu", description="what the target deploys to: cpu (this host, detected), cuda, or a "
+                        "device profile such as arm64-dotprod or x86-64-avx2 (compressor.targets.devices.PROFILES)")
     description: str = ""
     precisions: list[Literal["fp32", "fp16", "bf16", "int8"]] = Field(default_factory=lambda: ["fp32", "int8"])
     threads: int | None = Field(None, ge=1, description="overrides benchmark.threads")
@@ -29,6 +30,13 @@ class TargetSpec(Strict):
         "these keys to another value is an error, not a silent override",
     )
     options: dict[str, Any] = Field(default_factory=dict, description="runtime-specific options")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        from compressor.targets.devices import check_device_name
+
+        return check_device_name(v)
 
 
 def search_dirs(extra: list[Path] | None = None) -> list[Path]:

@@ -1,0 +1,104 @@
+"""INT8 quantization defaults per (runtime, device), with the reason for each choice.
+
+The quantize step's settings are resolved in this order: what the recipe sets
+explicitly wins; then the target file's ``quantization:``; then the defaults here,
+chosen from measurements (benchmarks/device_formats.py, benchmarks/results/device_formats.md):
+
+- x86 with VNNI/AMX: U8 activations x S8 weights, per channel. VPDPBUSD accumulates
+  in 32 bits; ORT's U8S8 QDQ ran ResNet-18 2.6x FP32 while its default S8S8 ran slower
+  than FP32 (DESIGN.md).
+- x86 without VNNI (AVX2, AVX-512F): ORT's U8S8 kernels multiply-add byte pairs into
+  saturating 16-bit sums (VPMADDUBSW): the quickstart CNN lost 3.6 pp. U8U8 runs on
+  kernels that do not saturate and kept both accuracy and speed (-0.06 pp, 2.20x
+  FP32, where ``reduce_range`` kept accuracy at 1.24x); ONNX Runtime's docs advise the same.
+- arm64: ORT's ARM INT8 kernels (dot product, or widening multiplies on older cores)
+  accumulate in 32 bits: U8S8, the format ORT recommends there.
+- OpenVINO: its own INT8 kernels read the QDQ graph; it wants signed symmetric weights
+  (U8S8). On CPUs without VNNI oneDNN's kernels can saturate like ORT's, so weights
+  keep 7 bits there (``reduce_range``, NNCF's "overflow fix").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from compressor.targets.devices import Device
+
+U8S8 = {"activation_type": "uint8", "weight_type": "int8", "per_channel": True}
+U8U8 = {"activation_type": "uint8", "weight_type": "uint8", "per_channel": True}
+
+_ORT_RUNTIMES = ("onnxruntime", "ort-format")
+
+
+@dataclass
+class QuantChoice:
+    """The quantization settings a target wants on its device, and why."""
+
+    settings: dict[str, Any]
+    reason: str
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"settings": self.settings, "reason": self.reason}
+        if self.warnings:
+            out["warnings"] = self.warnings
+        return out
+
+
+def device_defaults(runtime: str, device: Device) -> QuantChoice:
+    """The settings (runtime, device) wants when neither the recipe nor the target file sets them."""
+    if runtime in _ORT_RUNTIMES:
+        if device.arch == "arm64":
+            return QuantChoice(dict(U8S8), f"{device.label}: ORT's ARM INT8 kernels accumulate in 32 bits; "
+                               "U8 activations x S8 weights per channel")
+        if device.int8_dot:
+            return QuantChoice(dict(U8S8), f"{device.label}: VNNI accumulates U8 x S8 in 32 bits; U8S8 per "
+                               "channel is ORT's fastest INT8 format here")
+        return QuantChoice(dict(U8U8), f"{device.label} without VNNI: ORT's U8S8 kernels saturate 16-bit sums "
+                           "(quickstart -3.6 pp); using U8 activations x U8 weights per channel, which does not "
+                           "saturate and keeps the speed (reduce_range would keep accuracy at half the speedup)")
+    if runtime == "openvino":
+        if device.int8_dot or device.arch == "arm64":
+            return QuantChoice(dict(U8S8), f"{device.label}: OpenVINO INT8 kernels take U8 activations x S8 "
+                               "symmetric weights per channel")
+        return QuantChoice({**U8S8, "reduce_range": True}, f"{device.label} without VNNI: OpenVINO takes S8 "
+                           "weights, and without VNNI its U8S8 kernels can saturate 16-bit sums; weights keep "
+                           "7 bits (reduce_range, NNCF's overflow fix)")
+    if runtime == "executorch":
+        return QuantChoice({}, f"{device.label}: XNNPACK quantizes with its own PT2E quantizer (S8 symmetric "
+                           "per-channel weights, S8 activations); the ONNX quantize settings do not apply")
+    return QuantChoice({}, f"{runtime}: no device defaults; the target file's quantization settings apply")
+
+
+def saturation_warning(runtime: str, device: Device, settings: dict[str, Any]) -> str | None:
+    """A warning when explicit settings are known to be wrong for the device: U8S8 without
+    reduce_range on x86 without VNNI (16-bit saturation in ORT's and oneDNN's kernels)."""
+    if runtime not in (*_ORT_RUNTIMES, "openvino") or device.arch != "x86_64" or device.int8_dot:
+        return None
+    if settings.get("mode", "static") != "static":
+        return None  # dynamic quantization uses ORT's U8 x S8 GEMM with its own scaling; not measured here
+    if settings.get("activation_type") == "uint8" and settings.get("weight_type") == "int8" \
+            and not settings.get("reduce_range"):
+        return (f"{device.label} without VNNI: U8 activations x S8 weights saturate 16-bit sums in the INT8 "
+                "kernels (the quickstart lost 3.6 pp); set weight_type: uint8 or reduce_range: true, or drop "
+                "these keys to use the device's defaults")
+    return None
+
+
+def resolve_quantization(runtime: str, device: Device, target_settings: dict[str, Any],
+                         explicit: dict[str, Any]) -> QuantChoice:
+    """The settings a quantize step gets for this target: ``explicit`` (what the recipe set)
+    wins over ``target_settings`` (the target file), which wins over the device's defaults.
+    Only the fill-ins are returned in ``settings``; warnings cover the effective settings."""
+    base = device_defaults(runtime, device)
+    fill = {**base.settings, **target_settings}
+    reason = base.reason
+    if target_settings:
+        reason = f"the target file sets {', '.join(f'{k}: {v}' for k, v in target_settings.items())}; " + reason
+    effective = {**fill, **explicit}
+    choice = QuantChoice({k: v for k, v in fill.items() if k not in explicit}, reason)
+    warning = saturation_warning(runtime, device, effective)
+    if warning:
+        choice.warnings.append(warning)
+    return choice
