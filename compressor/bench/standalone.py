@@ -54,7 +54,12 @@ def _synthetic(session, input_shape: list[int] | None) -> Dataset:
 def bench_file(model: Path, target_name: str, *, data_source: str | None, split: str = "test",
                samples: int | None = None, metric: str = "top1", input_shape: list[int] | None = None,
                warmup: int = 50, iterations: int = 200, min_duration_s: float = 1.0, batch_size: int = 1,
-               threads: int = 2, precision: str | None = None, out: Path | None = None) -> Report:
+               threads: int = 2, precision: str | None = None, out: Path | None = None,
+               emulated_cpu: str | None = None) -> Report:
+    """Benchmark one artifact; ``emulated_cpu``: this process runs under qemu with that CPU
+    model, so the accuracy is that CPU's and no latency is kept (emulated time means nothing)."""
+    if emulated_cpu:
+        warmup, iterations, min_duration_s = 0, 1, 0.0
     if not model.exists():
         raise ModelLoadError(f"model file {model} does not exist")
     spec = load_target(target_name)
@@ -87,6 +92,11 @@ def bench_file(model: Path, target_name: str, *, data_source: str | None, split:
         size = model.stat().st_size
     row = Result(variant=model.stem, target=spec.name, precision=target.precision_for(precision), size_bytes=size,
                  artifact=str(model), device=target.describe(), **measured)
+    if emulated_cpu:
+        row.accuracy_kernels = "emulated"
+        row.device = {**(row.device or {}), "emulated_cpu": emulated_cpu}
+        row.latency_ms = row.throughput_per_s = None
+        samples = None
     report = Report(recipe=f"bench:{model.name}", created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                     environment=describe_environment(threads), results=[row])
     if out:

@@ -40,8 +40,22 @@ def run(recipe: Path, out: Path | None, resume: bool, quiet: bool) -> None:
     failed = [x for x in report.results if x.status == "failed"]
     gates_failed = [g for g in report.gates if not g.passed]
     if failed or gates_failed:
-        click.echo(f"Error: {len(failed)} target run(s) failed, {len(gates_failed)} gate(s) failed", err=True)
+        click.echo(f"Error: {failure_summary(len(failed), [g.name for g in gates_failed])}", err=True)
         sys.exit(1)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def failure_summary(targets_failed: int, gates_failed: list[str]) -> str:
+    """``1 gate failed (min_speedup)``, ``2 target runs failed``, or both: only what failed."""
+    parts = []
+    if targets_failed:
+        parts.append(f"{_count(targets_failed, 'target run')} failed")
+    if gates_failed:
+        parts.append(f"{_count(len(gates_failed), 'gate')} failed ({', '.join(gates_failed)})")
+    return ", ".join(parts)
 
 
 @cli.command()
@@ -118,22 +132,45 @@ def targets_list() -> None:
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--precision", default=None, help="Precision label recorded in the report (default: from the file).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write report.json here.")
-def bench(model: Path, target_name: str, data_source: str | None, split: str, samples: int | None, metric: str,
-          input_shape: str | None, warmup: int, iterations: int, min_duration: float, batch_size: int, threads: int,
-          precision: str | None, out: Path | None) -> None:
+@click.option("--emulate-cpu", default=None, metavar="DEVICE",
+              help="Measure accuracy on another x86 CPU's kernel path under qemu-user: a device profile "
+                   "(x86-64-avx2) or a qemu CPU model (Haswell). Accuracy only: emulated timings are not kept.")
+@click.pass_context
+def bench(ctx: click.Context, model: Path, target_name: str, data_source: str | None, split: str,
+          samples: int | None, metric: str, input_shape: str | None, warmup: int, iterations: int,
+          min_duration: float, batch_size: int, threads: int, precision: str | None, out: Path | None,
+          emulate_cpu: str | None) -> None:
     """Benchmark one MODEL artifact on one target (no torch needed)."""
+    from compressor.bench.emulate import emulated_cpu, qemu_cpu_for, run_emulated
+
+    if emulate_cpu and not emulated_cpu():
+        if not data_source:
+            raise click.UsageError("--emulate-cpu measures accuracy: give --data")
+        sys.exit(run_emulated(qemu_cpu_for(emulate_cpu), _bench_args(ctx)))
+
     from compressor.bench.standalone import bench_file
     from compressor.cli.render import print_summary
 
     shape = [int(x) for x in input_shape.split(",")] if input_shape else None
     report = bench_file(model, target_name, data_source=data_source, split=split, samples=samples, metric=metric,
                         input_shape=shape, warmup=warmup, iterations=iterations, min_duration_s=min_duration,
-                        batch_size=batch_size, threads=threads, precision=precision, out=out)
+                        batch_size=batch_size, threads=threads, precision=precision, out=out,
+                        emulated_cpu=emulated_cpu())
     print_summary(report)
     if out:
         click.echo(f"report: {out}")
     if any(r.status == "failed" for r in report.results):
         sys.exit(1)
+
+
+def _bench_args(ctx: click.Context) -> list[str]:
+    """This ``bench`` invocation's arguments, without ``--emulate-cpu`` (for the emulated child)."""
+    args = ["bench", str(ctx.params["model"])]
+    for p in ctx.command.params:
+        value = ctx.params.get(p.name)
+        if isinstance(p, click.Option) and p.name != "emulate_cpu" and value is not None:
+            args += [p.opts[0], str(value)]
+    return args
 
 
 @cli.command()
