@@ -37,8 +37,20 @@ def test_run_end_to_end_writes_report(cli, tiny_recipe, tmp_path):
     assert quant["details"]["format"] == "QDQ" and quant["details"]["activation_type"] == "uint8"
     assert report["gates"][0]["name"] == "max_accuracy_drop" and report["gates"][0]["passed"]
     assert report["environment"]["runtimes"]["onnxruntime"]
+    # the device: detected for a host target; the INT8 settings chosen for it and why
+    from compressor.targets.devices import detect_host
+    from compressor.targets.quant_defaults import device_defaults
+
+    host = detect_host()
+    assert report["environment"]["device"]["label"] == host.label
+    assert int8["device"]["deploy"] == {**host.describe(), "source": "detected"}
+    assert int8["accuracy_kernels"] == "device"
+    expected = device_defaults("onnxruntime", host)
+    assert int8["device"]["quantization"]["reason"] == expected.reason
+    assert quant["details"]["weight_type"] == expected.settings["weight_type"]
     md = (out / "report.md").read_text()
     assert "| compressed | onnxruntime-cpu | int8 |" in md
+    assert f"onnxruntime-cpu: {host.label} (detected); INT8 settings filled in:" in md and expected.reason in md
     assert (out / "recipe.resolved.yaml").exists()
     assert not list(out.rglob("*.tmp")), "no temporary files left behind"
 
@@ -81,7 +93,9 @@ def test_failed_gate_exits_1(cli, write_recipe, tmp_path):
     p = write_recipe(replace={"gates: {max_accuracy_drop: 5.0}": "gates: {min_speedup: 1000}"})
     res = cli("run", p, "--out", tmp_path / "run", "-q")
     assert res.exit_code == 1
-    assert "FAIL" in res.output and "1 gate(s) failed" in res.output
+    assert "FAIL" in res.output
+    # only what failed: no "0 target run(s) failed" before it
+    assert res.output.strip().splitlines()[-1] == "Error: 1 gate failed (min_speedup)"
     assert (tmp_path / "run" / "report.json").exists(), "a failed gate still writes the report"
 
 
