@@ -1,12 +1,18 @@
 """Train the example models on CPU and cache their weights.
 
 ``ensure_weights(name)`` returns ``examples/weights/<name>.safetensors``, training
-only when no cached copy matches. The cache lives outside the repo, under
+only when no cached or shipped copy matches. The cache lives outside the repo, under
 ``compressor.utils.io.cache_dir() / "weights"``, keyed by the seed and by a hash of
-the model's source, this file's source and the train config, so editing either
-script (or the config) retrains and an unchanged checkout never does.
+the model's source, the training code and the train config, so editing either (or the
+config) retrains and an unchanged checkout never does.
 
-    python examples/train.py fashion_cnn [--seed 0] [--force]
+Trained weights can ship with the repo in ``examples/pretrained/`` (``--ship``), with
+their sha256, the key and the command that made them: a fresh clone then needs no
+training, and every machine starts from the same weights (a model trained with bf16
+autocast on one CPU differs from one trained in float32 on another). Shipped weights
+are used only while their key matches the current code; otherwise they are retrained.
+
+    python examples/train.py fashion_cnn [--seed 0] [--force] [--ship]
     python examples/train.py --all
 
 Adding an example is one entry in ``REGISTRY``: the model file next to this one,
@@ -38,6 +44,7 @@ from torch import nn
 
 EXAMPLES_DIR = Path(__file__).resolve().parent
 WEIGHTS_DIR = EXAMPLES_DIR / "weights"
+SHIPPED_DIR = EXAMPLES_DIR / "pretrained"
 
 if importlib.util.find_spec("compressor") is None:
     # `python examples/train.py` from a checkout that is not pip-installed
@@ -231,11 +238,16 @@ def load_example_module(file: str) -> ModuleType:
 
 
 def cache_key(name: str) -> str:
-    """First 12 hex digits of sha256(model source, train.py source, train config)."""
+    """First 12 hex digits of sha256(model source, training code, train config). The
+    training code is the functions that decide the weights, not the whole file, so
+    changes to caching or the command line keep the key."""
+    import inspect
+
     example = REGISTRY[name]
     h = hashlib.sha256()
     h.update((EXAMPLES_DIR / example.module).read_bytes())
-    h.update(Path(__file__).resolve().read_bytes())
+    for fn in _TRAINING_CODE:
+        h.update(inspect.getsource(fn).encode())
     config = {"config": dataclasses.asdict(example.config), "build_kwargs": example.build_kwargs}
     h.update(json.dumps(config, sort_keys=True, default=str).encode())
     return h.hexdigest()[:12]
@@ -272,6 +284,47 @@ def train_example(name: str, seed: int = 0) -> tuple[nn.Module, dict[str, Any]]:
     return model, meta
 
 
+_TRAINING_CODE = (TrainConfig, _fashion_mnist, _use_bf16, seed_everything, evaluate, train_classifier, train_example)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def shipped_weights(name: str, seed: int = 0) -> Path | None:
+    """``examples/pretrained/<name>-seed<seed>.safetensors`` when it matches the current
+    code (its key) and its recorded sha256; None when there is none. Raises when the
+    file does not match its own recorded hash (a corrupt or tampered copy)."""
+    path = SHIPPED_DIR / f"{name}-seed{seed}.safetensors"
+    meta_path = path.with_suffix(".json")
+    if not path.exists() or not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if meta.get("cache_key") != cache_key(name):
+        print(f"{path.name} was trained by other training code (key {meta.get('cache_key')}, now "
+              f"{cache_key(name)}): training instead", flush=True)
+        return None
+    if _sha256(path) != meta.get("sha256"):
+        raise RuntimeError(f"{path} does not match the sha256 recorded in {meta_path.name}; "
+                           "restore it with git checkout or retrain with --force")
+    return path
+
+
+def ship_weights(name: str, seed: int = 0) -> Path:
+    """Copy the cached weights into ``examples/pretrained/`` with their hash and the command."""
+    from compressor.utils.io import atomic_path, atomic_write_json
+
+    cached = cached_weights_path(name, seed)
+    meta = json.loads(cached.with_suffix(".json").read_text())
+    dst = SHIPPED_DIR / f"{name}-seed{seed}.safetensors"
+    SHIPPED_DIR.mkdir(exist_ok=True)
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(cached, tmp)
+    meta.update(sha256=_sha256(dst), command=f"python examples/train.py {name} --seed {seed} --force --ship")
+    atomic_write_json(dst.with_suffix(".json"), meta)
+    return dst
+
+
 def ensure_weights(name: str, seed: int = 0, *, force: bool = False, out_dir: Path | None = None) -> Path:
     """``examples/weights/<name>.safetensors`` (and ``<name>.json``), training only if needed.
 
@@ -286,7 +339,12 @@ def ensure_weights(name: str, seed: int = 0, *, force: bool = False, out_dir: Pa
         raise KeyError(f"no example {name!r}; registered: {sorted(REGISTRY)}")
     cached = cached_weights_path(name, seed)
     cached_meta = cached.with_suffix(".json")
-    if force or not cached.exists() or not cached_meta.exists():
+    shipped = None if force or (cached.exists() and cached_meta.exists()) else shipped_weights(name, seed)
+    if shipped is not None:
+        for src, dst in ((shipped.with_suffix(".json"), cached_meta), (shipped, cached)):
+            with atomic_path(dst) as tmp:   # weights last, as below
+                shutil.copyfile(src, tmp)
+    elif force or not cached.exists() or not cached_meta.exists():
         model, meta = train_example(name, seed)
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         atomic_write_json(cached_meta, meta)
@@ -305,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help=f"examples to train: {', '.join(REGISTRY)}")
     parser.add_argument("--all", action="store_true", help="every registered example")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--force", action="store_true", help="retrain even when cached weights exist")
+    parser.add_argument("--force", action="store_true", help="retrain even when cached or shipped weights exist")
+    parser.add_argument("--ship", action="store_true", help="copy the weights into examples/pretrained/ (to commit)")
     args = parser.parse_args(argv)
     names = list(REGISTRY) if args.all else args.names
     unknown = [n for n in names if n not in REGISTRY]
@@ -313,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown example(s) {unknown}" if unknown else "name an example or pass --all")
     for name in names:
         path = ensure_weights(name, args.seed, force=args.force)
+        if args.ship:
+            print(f"shipped: {ship_weights(name, args.seed)}")
         meta = json.loads(path.with_suffix(".json").read_text())
         print(f"{name}: {path}  test_accuracy {meta['test_accuracy']:.4f}  "
               f"(trained {meta['epochs']} epochs in {meta['seconds']}s, seed {meta['seed']}; "

@@ -204,6 +204,37 @@ def test_ensure_weights_trains_once_then_uses_the_cache(train: ModuleType, tmp_p
 
 
 @needs_fashion_mnist
+def test_shipped_weights_replace_training_while_their_key_matches(train: ModuleType, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    monkeypatch.setattr(train, "SHIPPED_DIR", tmp_path / "pretrained")
+    calls = []
+    real_train = train.train_example
+    monkeypatch.setattr(train, "train_example", lambda *a, **k: calls.append(a) or real_train(*a, **k))
+    train.ensure_weights("tiny_cnn", seed=0, out_dir=tmp_path / "w")
+    shipped = train.ship_weights("tiny_cnn", seed=0)
+    meta = json.loads(shipped.with_suffix(".json").read_text())
+    assert meta["cache_key"] == train.cache_key("tiny_cnn") and meta["command"].endswith("--ship")
+    assert len(calls) == 1
+
+    shutil.rmtree(tmp_path / "cache")          # a fresh machine: nothing cached
+    path = train.ensure_weights("tiny_cnn", seed=0, out_dir=tmp_path / "w2")
+    assert len(calls) == 1 and path.read_bytes() == shipped.read_bytes()   # no training
+
+    shutil.rmtree(tmp_path / "cache")
+    shipped.write_bytes(shipped.read_bytes()[:-8] + b"tampered")
+    with pytest.raises(RuntimeError, match="does not match the sha256"):
+        train.ensure_weights("tiny_cnn", seed=0, out_dir=tmp_path / "w3")
+
+    tiny = train.REGISTRY["tiny_cnn"]           # other training settings: the shipped file no longer applies
+    monkeypatch.setitem(train.REGISTRY, "tiny_cnn",
+                        dataclasses.replace(tiny, config=dataclasses.replace(tiny.config, lr=1e-3)))
+    train.ensure_weights("tiny_cnn", seed=0, out_dir=tmp_path / "w4")
+    assert len(calls) == 2
+
+
+@needs_fashion_mnist
 def test_training_is_deterministic(train: ModuleType) -> None:
     model_a, meta_a = train.train_example("tiny_cnn", seed=0)
     model_b, meta_b = train.train_example("tiny_cnn", seed=0)
