@@ -80,3 +80,42 @@ def measure_latency(
             progress(len(samples))
     arr = np.asarray(samples)
     return LatencyStats.from_samples_ms(arr), arr
+
+
+@dataclass
+class PairedTiming:
+    """Interleaved timing of several calls: per-call stats, and per-round ratios against
+    the first call (``speedups[name]``: first's round median / name's round median)."""
+
+    stats: dict[str, LatencyStats]
+    speedups: dict[str, np.ndarray]
+
+    def speedup(self, name: str) -> float:
+        """The speedup of ``name`` over the first call: ratio of the overall medians."""
+        first = next(iter(self.stats))
+        return self.stats[first].p50 / self.stats[name].p50
+
+
+def measure_interleaved(calls: dict[str, Callable[[], object]], *, rounds: int = 30, per_round: int = 10,
+                        warmup: int = 5) -> PairedTiming:
+    """Time ``calls`` in alternating rounds (each round times every call ``per_round``
+    times; the order reverses every other round), so load on a shared machine reaches
+    every call alike and ratios between them hold where sequential runs drift apart."""
+    names = list(calls)
+    for name in names:
+        for _ in range(warmup):
+            calls[name]()
+    blocks: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    clock = time.perf_counter_ns
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            fn, block = calls[name], np.empty(per_round)
+            for i in range(per_round):
+                t0 = clock()
+                fn()
+                block[i] = (clock() - t0) / 1e6
+            blocks[name].append(block)
+    stats = {n: LatencyStats.from_samples_ms(np.concatenate(b)) for n, b in blocks.items()}
+    first = blocks[names[0]]
+    speedups = {n: np.array([np.median(a) / np.median(b) for a, b in zip(first, blocks[n])]) for n in names}
+    return PairedTiming(stats, speedups)

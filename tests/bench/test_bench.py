@@ -97,3 +97,16 @@ def test_bench_latency_only_with_input_shape_on_any_target(cli, tiny_onnx, tmp_p
     assert res.exit_code == 0, res.output
     row = json.loads(out.read_text())["results"][0]
     assert row["target"] == target and row["latency_ms"]["n"] >= 5 and "accuracy" not in row
+
+
+def test_interleaved_timing_alternates_and_pairs_rounds():
+    from compressor.bench.latency import measure_interleaved
+
+    order: list[str] = []
+    calls = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    timing = measure_interleaved(calls, rounds=4, per_round=2, warmup=1)
+    # warm-up once each, then rounds a a b b | b b a a | a a b b | b b a a
+    assert order == ["a", "b"] + ["a", "a", "b", "b", "b", "b", "a", "a"] * 2
+    assert set(timing.stats) == {"a", "b"} and timing.stats["a"].n == 8
+    assert len(timing.speedups["b"]) == 4 and np.allclose(timing.speedups["a"], 1.0)
+    assert timing.speedup("a") == 1.0
