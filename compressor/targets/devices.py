@@ -14,6 +14,7 @@ or in the recipe (``devices: {target: profile}``). The quantization defaults fol
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -126,12 +127,26 @@ def host_device(model: str | None, flags: set[str], machine: str | None = None) 
 _HOST: Device | None = None
 
 
+#: names a profile that replaces the detected host, to try another CPU's defaults (e.g. run
+#: the test suite with AVX2 settings on a VNNI machine); the kernels stay the machine's own
+HOST_OVERRIDE_ENV = "COMPRESSOR_HOST_DEVICE"
+
+
 def detect_host() -> Device:
-    """This machine's CPU (read once per process)."""
+    """This machine's CPU (read once per process), or the profile named by
+    ``COMPRESSOR_HOST_DEVICE``."""
     global _HOST
     if _HOST is None:
         model, flags = read_cpuinfo()
-        _HOST = host_device(model, flags)
+        override = os.environ.get(HOST_OVERRIDE_ENV)
+        if override:
+            if override not in PROFILES:
+                raise RecipeError(f"{HOST_OVERRIDE_ENV}={override!r} is not a device profile; known: "
+                                  + ", ".join(PROFILES))
+            arch, features, _ = PROFILES[override]
+            _HOST = Device(HOST, arch, features, "detected", f"{model} as {override} ({HOST_OVERRIDE_ENV})")
+        else:
+            _HOST = host_device(model, flags)
     return _HOST
 
 
