@@ -149,7 +149,10 @@ class QuantizeConfig(Strict):
     quantize_bias: bool = Field(True, description="INT32 bias Q/DQ (ORT); TensorRT wants float bias")
     op_types: list[str] | None = Field(None, description="quantize only these op types (default: all supported)")
     nodes_to_exclude: list[str] = Field(default_factory=list)
-    calibration_batch_size: int = Field(32, ge=1)
+    calibration_batch_size: int = Field(
+        32, ge=1, description="samples per calibration batch; entropy, percentile and moving_average use the largest "
+        "size <= this that divides the sample count (equal batches; any count works), recorded as "
+        "calibration_batch_size_used")
     moving_average: bool = Field(
         False, description="minmax calibration: average each batch's min/max (ORT CalibMovingAverage) instead of "
         "the global extremes; tighter ranges, use with calibration_batch_size: 1. Keep the classifier in FP32 "

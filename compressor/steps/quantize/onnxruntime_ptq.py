@@ -45,6 +45,25 @@ class DatasetReader:
         self._i = 0
 
 
+def even_batch_size(samples: int, requested: int) -> int:
+    """The largest batch size <= ``requested`` that divides ``samples``.
+
+    ORT's histogram calibrators (entropy, percentile) stack every batch's activations with
+    ``np.asarray`` and fail with numpy's "inhomogeneous shape" error when the last batch is
+    shorter; moving-average min/max would weigh a short last batch like a full one. Equal
+    batches avoid both without dropping or repeating a sample (a prime count gives batch 1:
+    slower, still exact)."""
+    requested = max(1, min(requested, samples))
+    return next(b for b in range(requested, 0, -1) if samples % b == 0)
+
+
+def calibration_batch_size(cfg: QuantizeConfig, samples: int) -> int:
+    """The batch size calibration actually runs with (see :func:`even_batch_size`)."""
+    if cfg.calibration in ("entropy", "percentile") or cfg.moving_average:
+        return even_batch_size(samples, cfg.calibration_batch_size)
+    return cfg.calibration_batch_size  # plain min/max merges per-batch extremes: any last batch works
+
+
 def preprocess(src: Path, dst: Path) -> dict[str, Any]:
     """ORT's quant_pre_process (shape inference + graph optimisation). Symbolic shape
     inference asserts on some transformer graphs: retry without it and record that."""
@@ -93,7 +112,7 @@ def _quantize(model_in: Path, dst: Path, cfg: QuantizeConfig, calibration: Datas
             if calibration is None or len(calibration) == 0:
                 raise StepError("static quantization needs calibration data", hint="set data.calibration")
             calibration.check_finite()
-            reader = DatasetReader(calibration, names, cfg.calibration_batch_size, progress)
+            reader = DatasetReader(calibration, names, calibration_batch_size(cfg, len(calibration)), progress)
             method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                       "percentile": CalibrationMethod.Percentile}[cfg.calibration]
             extra = {"ActivationSymmetric": cfg.symmetric_activations, "WeightSymmetric": cfg.symmetric_weights}
@@ -203,6 +222,9 @@ def quantize_onnx(
         "calibration": cfg.calibration if cfg.mode == "static" else None,
         "calibration_samples": len(calibration) if (cfg.mode == "static" and calibration is not None) else 0,
         "moving_average": cfg.moving_average, "calibration_batch_size": cfg.calibration_batch_size,
+        **({"calibration_batch_size_used": calibration_batch_size(cfg, len(calibration))}
+           if cfg.mode == "static" and calibration is not None
+           and calibration_batch_size(cfg, len(calibration)) != cfg.calibration_batch_size else {}),
         "per_channel": cfg.per_channel, "activation_type": cfg.activation_type if cfg.mode == "static" else "dynamic",
         "weight_type": cfg.weight_type, "nodes_excluded": exclude, "format": "QDQ" if cfg.mode == "static" else "QOperator",
     })
