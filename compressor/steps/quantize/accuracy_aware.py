@@ -122,6 +122,16 @@ class Tuner:
             self.best = {**t, "path": path}
         return t
 
+    def record_error(self, desc: dict[str, Any], error: BaseException) -> dict[str, Any]:
+        """A candidate that could not be made or scored is a trial too: it spends budget and
+        its reason goes in the history; it never becomes the best."""
+        msg = error.message if isinstance(error, CompressorError) else f"{type(error).__name__}: {error}"
+        t = {"trial": len(self.trials) + 1, **desc, "metric": None, "drop": None, "passed": False,
+             "latency_ms": None, "error": (msg.splitlines() or [""])[0][:300],
+             "elapsed_s": round(time.perf_counter() - self.t0, 2)}
+        self.trials.append(t)
+        return t
+
     def _better(self, t: dict[str, Any]) -> bool:
         """A passing trial beats a failing one; among passing trials the one with the fewest
         FP32 fallbacks (the fastest) wins, then the smaller drop; among failing ones, the smaller drop."""
@@ -135,7 +145,9 @@ class Tuner:
         return t["drop"] < b["drop"] - 1e-12
 
     def summary_line(self) -> str:
-        return "; ".join(f"#{t['trial']} {t.get('label', '')} drop {t['drop']:.2f}" for t in self.trials)
+        return "; ".join(f"#{t['trial']} {t.get('label', '')} "
+                         + (f"error ({t['error']})" if t.get("error") else f"drop {t['drop']:.2f}")
+                         for t in self.trials)
 
     def details(self) -> dict[str, Any]:
         c = self.criterion
@@ -186,10 +198,12 @@ def run_tuned(step: QuantizeStep, model: Path, ctx: RunContext, cfg: QuantizeCon
                 from compressor.steps.quantize import engines
 
                 details.update(engines.ENGINES[cfg.engine](model, dst, cfg, ctx, tuner))
+        except DataError:
+            raise  # the data cannot score any candidate: not a trial
         except CompressorError as e:
-            if not tuner.trials:
-                raise
-            _fail(step, ctx, tuner, details, f"{e.message} after {len(tuner.trials)} trial(s)", dst)
+            # the engine gave up (e.g. NNCF raised): that is a failed trial; fail with the history
+            tuner.record_error({"label": f"{cfg.engine} (stopped)", "fallback": [], "excluded_total": 0}, e)
+            _fail(step, ctx, tuner, details, f"accuracy criterion not met ({cfg.engine} stopped: {e.message})", dst)
         details["tuning"] = {**tuner.details(), **details.get("tuning", {})}
         passed = tuner.best is not None and tuner.best["passed"]
         if not passed:
@@ -255,10 +269,15 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
 
     def trial(c: QuantizeConfig, exclude: list[str], desc: dict[str, Any], data: Dataset | None = None) -> tuple[dict, Path]:
         path = work / f"trial{len(tuner.trials) + 1:03d}.onnx"
-        info = quantize_onnx(src, path, c, calib, nodes_to_exclude=exclude,
-                             calibration_cache=_calibration_cache(work, c), skip_preprocess=True)
-        value = tuner.evaluator.score(_safe_outputs(path, tuner.evaluator.data, threads))
-        lat = ort_latency_ms(path, tuner.evaluator.data, threads, crit.latency_iterations)
+        try:
+            info = quantize_onnx(src, path, c, calib, nodes_to_exclude=exclude,
+                                 calibration_cache=_calibration_cache(work, c), skip_preprocess=True)
+            value = tuner.evaluator.score(_safe_outputs(path, tuner.evaluator.data, threads))
+            lat = ort_latency_ms(path, tuner.evaluator.data, threads, crit.latency_iterations)
+        except DataError:
+            raise  # bad data fails every candidate alike: stop with the history
+        except Exception as e:  # noqa: BLE001 - a candidate that ORT cannot make is a recorded, failed trial
+            return tuner.record_error({**desc, "excluded_total": len(exclude)}, e), path
         t = tuner.record({**desc, "excluded_total": len(exclude)}, value, path, lat)
         done[t["trial"]] = (list(exclude), info)
         return t, path
@@ -413,13 +432,20 @@ def sensitivity(src: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner, w
                 partial = True
                 break
             path = work / "sens-one.onnx"
-            quantize_onnx(src, path, cfg, calib, nodes_to_exclude=[n for n in nodes if n != node], calibration_cache=cache,
-                          skip_preprocess=True)
-            outs = _safe_outputs(path, data, threads)
-            rows.append({"node": node, "metric": round(ev.score(outs), 6), "output_mse": ev.output_error(outs)})
+            try:
+                quantize_onnx(src, path, cfg, calib, nodes_to_exclude=[n for n in nodes if n != node],
+                              calibration_cache=cache, skip_preprocess=True)
+                outs = _safe_outputs(path, data, threads)
+                rows.append({"node": node, "metric": round(ev.score(outs), 6), "output_mse": ev.output_error(outs)})
+            except DataError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a node ORT cannot quantize alone falls back first
+                rows.append({"node": node, "metric": None, "output_mse": None,
+                             "error": f"{type(e).__name__}: {str(e)[:160]}"})
             update(i + 1, len(nodes))
     sign = 1.0 if ev.higher_is_better else -1.0
-    rows.sort(key=lambda r: (sign * r["metric"], -r["output_mse"]))  # worst first
+    # worst first; a node that could not be quantized alone before all
+    rows.sort(key=lambda r: (r["metric"] is not None, sign * (r["metric"] or 0.0), -(r["output_mse"] or 0.0)))
     if not partial:  # a cut-short analysis is not cached
         atomic_write_json(cached, {"order": rows})
     return rows
