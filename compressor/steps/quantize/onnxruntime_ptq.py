@@ -1,25 +1,21 @@
-"""INT8 post-training quantization with ONNX Runtime (QDQ, static or dynamic)."""
+"""INT8 post-training quantization with ONNX Runtime (QDQ, static or dynamic): the bottom of
+the quantize package, importing nothing above it (step -> engines -> tuning -> this)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from compressor.data.dataset import Dataset
 from compressor.errors import DataError, RecipeError, StepError
 from compressor.recipe.schema import QuantizeConfig
-from compressor.steps.base import Step
 from compressor.utils.io import atomic_path
 from compressor.utils.quiet import quiet
-
-if TYPE_CHECKING:
-    from compressor.pipeline import RunContext
 
 
 class DatasetReader:
@@ -229,29 +225,3 @@ def quantize_onnx(
         "weight_type": cfg.weight_type, "nodes_excluded": exclude, "format": "QDQ" if cfg.mode == "static" else "QOperator",
     })
     return details
-
-
-class QuantizeStep(Step):
-    """INT8 post-training quantization of the exported ONNX model."""
-
-    kind = "quantize"
-    domain = "onnx"
-    config: QuantizeConfig
-
-    def output_precision(self) -> str:
-        return "int8"
-
-    def run(self, model: Path, ctx: RunContext) -> Path:
-        cfg = ctx.quant_config(self.config)
-        if cfg.engine != "onnxruntime" or cfg.accuracy_criterion is not None:
-            from compressor.steps.quantize.accuracy_aware import run_tuned
-
-            return run_tuned(self, model, ctx, cfg)
-        dst = ctx.artifacts_dir / f"{self.name}.onnx"
-        t0 = time.perf_counter()
-        calib = ctx.calibration_data() if cfg.mode == "static" else None
-        with ctx.progress.task(f"{self.name}: calibrating", total=None) as update:
-            details = quantize_onnx(model, dst, cfg, calib, progress=lambda i, n: update(i, n))
-        self.report.details.update(details)
-        self.report.seconds = time.perf_counter() - t0
-        return dst

@@ -160,7 +160,7 @@ def test_dynamic_candidates_are_the_source_nodes_ort_rewrites(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     from compressor.recipe.schema import QuantizeConfig
-    from compressor.steps.quantize.accuracy_aware import dynamically_quantized_nodes
+    from compressor.steps.quantize.tuning import dynamically_quantized_nodes
     from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx
 
     rng = np.random.default_rng(0)
