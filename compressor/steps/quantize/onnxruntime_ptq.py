@@ -222,6 +222,6 @@ def quantize_onnx(
            if cfg.mode == "static" and calibration is not None
            and calibration_batch_size(cfg, len(calibration)) != cfg.calibration_batch_size else {}),
         "per_channel": cfg.per_channel, "activation_type": cfg.activation_type if cfg.mode == "static" else "dynamic",
-        "weight_type": cfg.weight_type, "nodes_excluded": exclude, "format": "QDQ" if cfg.mode == "static" else "QOperator",
+        "weight_type": cfg.weight_type, "reduce_range": cfg.reduce_range, "nodes_excluded": exclude, "format": "QDQ" if cfg.mode == "static" else "QOperator",
     })
     return details

@@ -17,6 +17,7 @@ from compressor.errors import CompressorError, DataError, StepError
 from compressor.recipe.schema import QuantizeConfig
 from compressor.steps.base import Step
 from compressor.steps.quantize.engines import get_engine
+from compressor.steps.quantize.macs import mac_summary
 from compressor.steps.quantize.tuning import Tuner, make_evaluator
 from compressor.utils.io import atomic_path, atomic_write_json
 
@@ -61,6 +62,7 @@ class QuantizeStep(Step):
                     self._fail(ctx, tuner, details, "accuracy criterion not met", dst)
                 self._keep_best(dst, tuner, details)
             details["tuning"]["passed"] = passed
+        details.update(_what_was_done(dst, details))
         self.report.details.update(details)
         self.report.seconds = time.perf_counter() - t0
         return dst
@@ -89,3 +91,45 @@ class QuantizeStep(Step):
         details["gates"] = [{"name": f"{self.name}.accuracy_criterion", "limit": tuner.criterion.max_drop,
                              "value": best.drop, "passed": False,
                              "detail": f"kept trial #{best.number} (on_failure: keep_best)"}]
+
+
+def _what_was_done(dst: Path, details: dict[str, Any]) -> dict[str, Any]:
+    """The report's account of the step: the techniques applied, and from the model itself the
+    compute nodes left in FP32 and the share of MACs in INT8."""
+    out: dict[str, Any] = {"techniques": techniques(details)}
+    try:
+        out["macs"] = mac_summary(dst)
+    except Exception as e:  # noqa: BLE001 - an account that cannot be made must not fail a finished step
+        out["macs"] = {"error": f"{type(e).__name__}: {str(e)[:160]}"}
+    return out
+
+
+def techniques(details: dict[str, Any]) -> list[str]:
+    """What the kept model was made with, in words, from the engine's details."""
+    d = details
+    mode = d.get("mode", "static")
+    out = [f"{d.get('engine', '?')} {mode} INT8" + (f" ({d['format']})" if d.get("format") else "")]
+    if mode == "static" and d.get("calibration"):
+        out.append(f"{d['calibration']} calibration" + (" (moving average)" if d.get("moving_average") else ""))
+    if "per_channel" in d:
+        out.append("per-channel weights" if d["per_channel"] else "per-tensor weights")
+    if d.get("activation_type") and d.get("weight_type"):
+        short = {"uint8": "U8", "int8": "S8", "dynamic": "dynamic"}
+        out.append(f"{short.get(d['activation_type'], d['activation_type'])} activations / "
+                   f"{short.get(d['weight_type'], d['weight_type'])} weights")
+    if d.get("reduce_range"):
+        out.append("reduce_range (7-bit weights)")
+    if d.get("preset"):
+        out.append(f"NNCF preset {d['preset']}")
+    if d.get("bias_correction"):
+        out.append(f"bias correction ({d['bias_correction']})")
+    for t in d.get("extra_techniques", []):
+        out.append(t)
+    excluded = d.get("nodes_excluded") or []
+    if excluded:
+        out.append(f"FP32 fallback of {len(excluded)} node(s)")
+    tuning = d.get("tuning") or {}
+    if tuning.get("trials"):
+        out.append(f"accuracy-aware tuning: {len(tuning['trials'])} trial(s)"
+                   + (f", kept #{tuning['kept_trial']}" if tuning.get("kept_trial") else ""))
+    return out

@@ -43,6 +43,14 @@ def test_plain_ptq_breaks_and_tuner_finds_the_fallback(hostile_dir, tmp_path):
     fell = tuning["fallback_nodes"]
     assert len(fell) == 2 and "node_linear" not in fell, fell
     assert (_acc(rt, "baseline") - _acc(rt, "compressed")) * 100 <= 1.0 + 1e-9
+    # the report says what was done: 64x32 + 32x17 + 17x10 MACs per sample, fc0's 2048 in INT8
+    macs = _quant_step(rt)["details"]["macs"]
+    assert macs["macs"] == 64 * 32 + 32 * 17 + 17 * 10 and macs["int8_macs"] == 64 * 32
+    assert sorted(macs["fp32_compute_nodes"]) == sorted(fell)
+    assert _quant_step(rp)["details"]["macs"]["int8_mac_share"] == 1.0
+    for page in ("report.md", "report.html"):
+        text = (tmp_path / "t" / page).read_text()
+        assert "MACs in INT8" in text and "74.1%" in text and "FP32 fallback of 2 node(s)" in text
     # the sensitivity analysis is cached: a second run reuses it
     again = _run(write_recipe(hostile_dir, "{accuracy_criterion: {max_drop: 1.0}}", name="tuned"), tmp_path / "t2")
     assert again.exit_code == 0
@@ -228,6 +236,8 @@ def test_a_trial_that_raises_is_recorded_and_tuning_goes_on(hostile_dir, tmp_pat
     assert bad["passed"] is False and "inhomogeneous" not in bad["error"] and "injected" in bad["error"]
     assert bad["trial"] == 2 and len(tuning["trials"]) > 2 and tuning["passed"] is True
     assert (_acc(report, "baseline") - _acc(report, "compressed")) * 100 <= 1.0 + 1e-9
+    for page in ("report.md", "report.html"):  # the reason reaches the report
+        assert "error: ONNX Runtime quantization failed: ValueError: setting an array element" in (tmp_path / "f" / page).read_text()
 
 
 def test_every_trial_raising_fails_with_the_history(hostile_dir, tmp_path, monkeypatch):
