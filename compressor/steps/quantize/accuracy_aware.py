@@ -29,11 +29,18 @@ from compressor.utils.io import atomic_path, atomic_write_json, cache_dir, sha25
 if TYPE_CHECKING:
     from compressor.pipeline import RunContext
 
-# calibration variants the loop tries before falling back layers (cheap: one calibration each)
+# variants the loop tries before falling back layers, cheapest first (one calibration each at
+# most); a variant that changes nothing from the configured setting is skipped. U8U8 and
+# reduce_range avoid the U8S8 int16 saturation of x86 CPUs without VNNI; bias correction and
+# cross-layer equalization are the depthwise-network fixes (docs/quantization.md)
 CALIBRATION_VARIANTS: list[dict[str, Any]] = [
     {"calibration": "percentile", "percentile": 99.99},
     {"per_channel": False},
     {"reduce_range": True},
+    {"activation_type": "uint8", "weight_type": "uint8"},
+    {"bias_correction": "fast"},
+    {"equalization": True},
+    {"equalization": True, "bias_correction": "fast"},
 ]
 # the settings of those that change dynamic quantization (it has no calibration)
 DYNAMIC_SETTINGS = {"per_channel", "reduce_range"}
@@ -140,7 +147,9 @@ def _calibration_cache(work: Path, cfg: QuantizeConfig) -> Path | None:
     """One file of activation ranges per calibration setting (static only)."""
     if cfg.mode != "static":
         return None
-    return work / f"calib-{cfg.calibration}-{cfg.percentile}-ma{int(cfg.moving_average)}-b{cfg.calibration_batch_size}.json"
+    # ranges depend on the model calibrated: an equalized model has its own
+    return work / (f"calib-{cfg.calibration}-{cfg.percentile}-ma{int(cfg.moving_average)}"
+                   f"-b{cfg.calibration_batch_size}-eq{int(cfg.equalization)}.json")
 
 
 def _safe_outputs(path: Path, data: Dataset, threads: int) -> list[np.ndarray]:

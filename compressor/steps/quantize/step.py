@@ -121,7 +121,10 @@ def techniques(details: dict[str, Any]) -> list[str]:
         out.append("reduce_range (7-bit weights)")
     if d.get("preset"):
         out.append(f"NNCF preset {d['preset']}")
-    if d.get("bias_correction"):
+    if d.get("equalization"):
+        out.append(f"cross-layer equalization ({d.get('equalized_pairs', 0)} Conv pairs, "
+                   f"{d.get('equalized_through_relu6', 0)} through ReLU6)")
+    if d.get("bias_correction") not in (None, "none"):
         out.append(f"bias correction ({d['bias_correction']})")
     for t in d.get("extra_techniques", []):
         out.append(t)
