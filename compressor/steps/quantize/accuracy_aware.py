@@ -77,7 +77,7 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
 
     configs = [("default", cfg)]
     if crit.tune_calibration:
-        variants = [v for v in CALIBRATION_VARIANTS if cfg.mode == "static" or set(v) <= DYNAMIC_SETTINGS]
+        variants = [v for v in CALIBRATION_VARIANTS if _applicable(cfg, v)]
         configs += [(",".join(f"{k}={v}" for k, v in var.items()), cfg.model_copy(update=var))
                     for var in variants if any(getattr(cfg, k) != v for k, v in var.items())]
     best_cfg, best_label = cfg, "default"
@@ -105,6 +105,15 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
         if len(tuner.trials) - len(configs) >= 2:
             group *= 2
     return _finish(dst, tuner, pre_info, best_label, order)
+
+
+def _applicable(cfg: QuantizeConfig, variant: dict[str, Any]) -> bool:
+    """Dynamic quantization has only :data:`DYNAMIC_SETTINGS`; U8U8 replaces U8S8 only (the x86
+    saturation case): signed activations are a target's requirement (TensorRT: S8/S8), not a
+    setting to tune away."""
+    if cfg.mode != "static" and not set(variant) <= DYNAMIC_SETTINGS:
+        return False
+    return not ("weight_type" in variant and cfg.activation_type != "uint8")
 
 
 def _trim(order: list[dict[str, Any]], lo: int, hi: int, cfg: QuantizeConfig, label: str, trial: TrialFn,

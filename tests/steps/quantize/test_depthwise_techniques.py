@@ -95,3 +95,19 @@ def test_equalization_and_bias_correction_reduce_the_int8_error(dw_onnx, tmp_pat
     full, info = err(equalization=True, bias_correction="full")
     assert info["bias_passes"] == 1 and info["bias_corrected_layers"] >= 3
     assert full < plain * 0.8, (plain, full)
+
+
+def test_tuner_variants_cheapest_first_and_only_where_they_apply():
+    from compressor.steps.quantize.accuracy_aware import CALIBRATION_VARIANTS, _applicable
+
+    def tried(cfg):
+        return [v for v in CALIBRATION_VARIANTS if _applicable(cfg, v)]
+
+    u8s8 = tried(QuantizeConfig())
+    assert {"activation_type": "uint8", "weight_type": "uint8"} in u8s8 and {"reduce_range": True} in u8s8
+    # the techniques come after the free format changes, and both together last
+    keys = [set(v) for v in u8s8]
+    assert keys.index({"bias_correction"}) > keys.index({"reduce_range"}) and keys[-1] == {"equalization", "bias_correction"}
+    # S8/S8 symmetric (TensorRT's form): the activation/weight types are not tuned away
+    assert all("weight_type" not in v for v in tried(QuantizeConfig(activation_type="int8", symmetric_activations=True)))
+    assert tried(QuantizeConfig(mode="dynamic")) == [{"per_channel": False}, {"reduce_range": True}]
