@@ -12,8 +12,7 @@ import numpy as np
 
 from compressor.errors import BackendUnavailable, CompressorError, StepError
 from compressor.recipe.schema import QuantizeConfig
-from compressor.steps.quantize.engines import QuantizeEngine
-from compressor.steps.quantize.engines._common import higher_is_better, quiet_engines, record
+from compressor.steps.quantize.engines._common import OneFunctionEngine, higher_is_better, quiet_engines, record
 from compressor.steps.quantize.tuning import Tuner
 from compressor.utils.io import atomic_path
 
@@ -21,13 +20,10 @@ if TYPE_CHECKING:
     from compressor.pipeline import RunContext
 
 
-class IncEngine(QuantizeEngine):
+class IncEngine(OneFunctionEngine):
     name = "inc"
 
-    def quantize(self, model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext) -> dict[str, Any]:
-        return inc_quantize(model, dst, cfg, ctx, None)
-
-    def tune(self, model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner) -> dict[str, Any]:
+    def run(self, model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner | None) -> dict[str, Any]:
         return inc_quantize(model, dst, cfg, ctx, tuner)
 
 

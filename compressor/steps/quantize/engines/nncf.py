@@ -14,8 +14,7 @@ import numpy as np
 from compressor.bench.metrics import compute_metric
 from compressor.errors import BackendUnavailable, StepError
 from compressor.recipe.schema import QuantizeConfig
-from compressor.steps.quantize.engines import QuantizeEngine
-from compressor.steps.quantize.engines._common import higher_is_better, quiet_engines, record
+from compressor.steps.quantize.engines._common import OneFunctionEngine, higher_is_better, quiet_engines, record
 from compressor.steps.quantize.tuning import Tuner, quantized_nodes
 from compressor.utils.io import atomic_path
 
@@ -23,13 +22,10 @@ if TYPE_CHECKING:
     from compressor.pipeline import RunContext
 
 
-class NncfEngine(QuantizeEngine):
+class NncfEngine(OneFunctionEngine):
     name = "nncf"
 
-    def quantize(self, model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext) -> dict[str, Any]:
-        return nncf_quantize(model, dst, cfg, ctx, None)
-
-    def tune(self, model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner) -> dict[str, Any]:
+    def run(self, model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner | None) -> dict[str, Any]:
         return nncf_quantize(model, dst, cfg, ctx, tuner)
 
 
