@@ -63,11 +63,12 @@ MODELS: dict[str, dict] = {
             # the shipped recipe's settings with equalization and bias correction, no tuning
             "ours-techniques": {"mode": "static", "calibration": "minmax", "moving_average": True,
                                 "calibration_batch_size": 1, "per_channel": True, "nodes_to_exclude": ["node_linear"],
-                                "equalization": True, "bias_correction": "fast"},
+                                "equalization": True, "bias_correction": "full"},
             # the shipped recipe's settings, plus the criterion scored on the 100 "val" crops
             # (never the 200 evaluation crops)
             "ours": {"mode": "static", "calibration": "minmax", "moving_average": True, "calibration_batch_size": 1,
-                     "per_channel": True, "nodes_to_exclude": ["node_linear"],
+                     "per_channel": True, "nodes_to_exclude": ["node_linear"], "equalization": True,
+                     "bias_correction": "full",
                      "accuracy_criterion": {"max_drop": 10.0, "tuning_data": "train", "sensitivity_samples": 50,
                                             "tune_calibration": False, "max_trials": 12, "timeout_s": 1500}},
             # the same criterion on the nncf engine (nncf.quantize_with_accuracy_control), for OpenVINO
