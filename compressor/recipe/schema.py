@@ -170,6 +170,17 @@ class QuantizeConfig(Strict):
         "(nodes_to_exclude): a tight logit range clips the top logits and ties the top-1")
 
 
+    @model_validator(mode="after")
+    def _ort_techniques(self) -> QuantizeConfig:
+        # these rewrite the ONNX model around ORT's quantizer: never ignore them silently
+        if self.engine != "onnxruntime" and (self.equalization or self.bias_correction != "none"):
+            hint = " (use nncf.bias_correction)" if self.engine == "nncf" and self.bias_correction != "none" else ""
+            raise ValueError(f"equalization and bias_correction apply to engine onnxruntime, not {self.engine}{hint}")
+        if self.mode == "dynamic" and self.bias_correction != "none":
+            raise ValueError("bias_correction needs mode: static (calibration data)")
+        return self
+
+
 class QuantizeStep(Strict):
     quantize: QuantizeConfig = QuantizeConfig()
 

@@ -113,3 +113,13 @@ def test_tuner_variants_cheapest_first_and_only_where_they_apply():
     # S8/S8 symmetric (TensorRT's form): the activation/weight types are not tuned away
     assert all("weight_type" not in v for v in tried(QuantizeConfig(activation_type="int8", symmetric_activations=True)))
     assert tried(QuantizeConfig(mode="dynamic")) == [{"per_channel": False}, {"reduce_range": True}]
+
+
+@pytest.mark.parametrize("q, message", [
+    ("{engine: nncf, bias_correction: fast}", "use nncf.bias_correction"),
+    ("{engine: inc, equalization: true}", "apply to engine onnxruntime, not inc"),
+    ("{mode: dynamic, bias_correction: full}", "needs mode: static"),
+])
+def test_techniques_never_ignored_silently(cli, write_recipe, q, message):
+    res = cli("validate", write_recipe(replace={"{mode: static, calibration: minmax}": q}))
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
