@@ -179,6 +179,8 @@ def sensitivity(src: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner, w
 
     crit = tuner.criterion
     threads = ctx.recipe.benchmark.threads
+    # ranking needs no bias correction, and it would cost one correction pass per node
+    cfg = cfg.model_copy(update={"bias_correction": "none"})
     data = tuning_data(ctx, crit).subset(crit.sensitivity_samples, seed=ctx.seed)
     calib = _calibration(ctx, cfg)
     key = sha256_json({"tuning_data": crit.tuning_data, "model": sha256_file(src),
