@@ -58,11 +58,17 @@ MODELS: dict[str, dict] = {
         "methods": {
             "ort": ORT_DEFAULTS,
             "nncf": {"engine": "nncf"},
+            "nncf-full-bc": {"engine": "nncf", "nncf": {"bias_correction": "full"}},
             "inc": {"engine": "inc"},
+            # the shipped recipe's settings with equalization and bias correction, no tuning
+            "ours-techniques": {"mode": "static", "calibration": "minmax", "moving_average": True,
+                                "calibration_batch_size": 1, "per_channel": True, "nodes_to_exclude": ["node_linear"],
+                                "equalization": True, "bias_correction": "fast"},
             # the shipped recipe's settings, plus the criterion scored on the 100 "val" crops
             # (never the 200 evaluation crops)
             "ours": {"mode": "static", "calibration": "minmax", "moving_average": True, "calibration_batch_size": 1,
-                     "per_channel": True, "nodes_to_exclude": ["node_linear"],
+                     "per_channel": True, "nodes_to_exclude": ["node_linear"], "equalization": True,
+                     "bias_correction": "fast",
                      "accuracy_criterion": {"max_drop": 10.0, "tuning_data": "train", "sensitivity_samples": 50,
                                             "tune_calibration": False, "max_trials": 12, "timeout_s": 1500}},
             # the same criterion on the nncf engine (nncf.quantize_with_accuracy_control), for OpenVINO
@@ -90,7 +96,9 @@ MODELS: dict[str, dict] = {
         },
     },
 }
-LABELS = {"ort": "ORT quantize_static defaults (S8/S8 per-tensor)", "nncf": "NNCF default PTQ",
+LABELS = {"ort": "ORT quantize_static defaults (S8/S8 per-tensor)", "nncf": "NNCF default PTQ (fast bias correction)",
+          "nncf-full-bc": "NNCF PTQ, full bias correction",
+          "ours-techniques": "compressor ORT + equalization + bias correction (no tuning)",
           "nncf-transformer": "NNCF PTQ, model_type=transformer", "inc": "INC default PTQ (PT2E)",
           "ours": "compressor accuracy-aware (ORT)", "ours-nncf": "compressor accuracy-aware (NNCF engine)"}
 
@@ -123,6 +131,9 @@ def run_one(model: str, method: str) -> dict:
     row["wall_s"] = time.perf_counter() - t0
     step = next(s for s in rep.steps if s["kind"] == "quantize")
     tuning = step.get("details", {}).get("tuning", {})
+    details = step.get("details", {})
+    row.update(int8_mac_share=(details.get("macs") or {}).get("int8_mac_share"),
+               techniques=details.get("techniques", []))
     row.update(quantize_s=step["seconds"], trials=len(tuning.get("trials", [])),
                fallback=tuning.get("fallback_nodes", []), metric=rep.results[0].accuracy.metric)
     for target in TARGETS:
@@ -135,6 +146,7 @@ def run_one(model: str, method: str) -> dict:
         row[target] = {"fp32": base.accuracy.value, "int8": comp.accuracy.value,
                        "drop_pp": (base.accuracy.value - comp.accuracy.value) * 100,
                        "fp32_ms": base.latency_ms.p50, "int8_ms": comp.latency_ms.p50,
+                       "fp32_mb": (base.size_bytes or 0) / 1e6, "int8_mb": (comp.size_bytes or 0) / 1e6,
                        "speedup": base.latency_ms.p50 / comp.latency_ms.p50}
     return row
 
@@ -156,22 +168,25 @@ def render(rows: list[dict]) -> str:
             continue
         lines += [f"## {spec['title']}", "",
                   "| method | FP32 | INT8 | drop (pp) | ORT FP32 ms | ORT INT8 ms | ORT speedup | OV FP32 ms | "
-                  "OV INT8 ms | OV speedup | tune s | trials | fell back |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "OV INT8 ms | OV speedup | size MB (FP32 -> INT8) | INT8 MACs | tune s | trials | fell back |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in mrows:
             label = LABELS[r["method"]]
             if "error" in r:
-                lines.append(f"| {label} | failed: {r['error'][:160].replace('|', '/')} | | | | | | | | | | | |")
+                lines.append(f"| {label} | failed: {r['error'][:160].replace('|', '/')} | | | | | | | | | | | | | |")
                 continue
             o, v = r["onnxruntime-cpu"], r["openvino-cpu"]
             if "error" in o:
-                lines.append(f"| {label} | ORT failed: {o['error'][:160].replace('|', '/')} | | | | | | | | | | | |")
+                lines.append(f"| {label} | ORT failed: {o['error'][:160].replace('|', '/')} | | | | | | | | | | | | | |")
                 continue
+            macs = "-" if r.get("int8_mac_share") is None else f"{r['int8_mac_share']:.1%}"
             ov_acc = "" if "error" in v or abs(v["int8"] - o["int8"]) < 5e-5 else f" [{v['int8']:.4f}]"
             ov = ("failed | | " if "error" in v else
                   f"{v['fp32_ms']:.3f} | {v['int8_ms']:.3f} | {v['speedup']:.2f}x")
             lines.append(f"| {label} | {o['fp32']:.4f} | {o['int8']:.4f}{ov_acc} | {o['drop_pp']:.2f} | "
                          f"{o['fp32_ms']:.3f} | {o['int8_ms']:.3f} | {o['speedup']:.2f}x | {ov} | "
+                         f"{o.get('fp32_mb', 0):.1f} -> {o.get('int8_mb', 0):.1f} | "
+                         f"{macs} | "
                          f"{r['quantize_s']:.1f} | {r['trials'] or '-'} | {len(r['fallback'])} |")
         lines.append("")
     return "\n".join(lines)

@@ -98,6 +98,14 @@ class Variant:
     onnx_path: Path | None
     torch_model: Any = None
     targets: list[str] | None = None  # None: every target
+    # the FP32 variant this one was made from, whose outputs judge its parity (None: itself).
+    # A quantized model is judged against the FP32 model it was quantized from, not against
+    # the unpruned original: pruning and distillation change the outputs on purpose.
+    made_from: Variant | None = None
+
+    @property
+    def parity_reference(self) -> Variant:
+        return self.made_from or self
 
 
 def default_run_dir(recipe: Recipe) -> Path:
@@ -165,15 +173,16 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
     variants, step_reports = _torch_domain(recipe, ctx, steps, eval_data, progress, needs_torch)
     # 2. ONNX-domain steps, once per distinct quantization profile the targets need
     variants += _onnx_domain(ctx, steps, variants[-1], target_specs, step_reports)
-    # 3. the FP32 reference outputs every variant is compared with
-    reference = _reference_outputs(variants[0].onnx_path, eval_data, recipe)
+    # 3. the FP32 reference outputs each variant is compared with: those of the FP32 model it was made from
+    references = {r.name: _reference_outputs(r.onnx_path, eval_data, recipe)
+                  for r in {v.parity_reference.name: v.parity_reference for v in variants}.values()}
     checkpoint("reference:done")
     # 4. every (variant, target); finished results are recorded one by one for --resume
     results = []
     for spec in target_specs:
         for v in variants:
             if v.targets is None or spec.name in v.targets:
-                results.append(_bench_cached(spec, v, ctx, eval_data, reference))
+                results.append(_bench_cached(spec, v, ctx, eval_data, references[v.parity_reference.name]))
     report = Report(
         recipe=recipe.name, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         environment=describe_environment(recipe.benchmark.threads),
@@ -240,6 +249,7 @@ def _bench_cached(spec: TargetSpec, v: Variant, ctx: RunContext, eval_data: Data
     assert ctx.cache is not None
     what = f"bench:{v.name}:{spec.name}"
     key = ctx.cache.key("bench", variant=v.name, precision=v.precision, model=file_digest(v.onnx_path),
+                        reference=file_digest(v.parity_reference.onnx_path),
                         target=spec.model_dump(mode="json"), benchmark=ctx.recipe.benchmark.model_dump(mode="json"),
                         data=ctx.recipe.data.model_dump(mode="json"), seed=ctx.seed)
     rec = ctx.cache.get(what, key)
@@ -367,7 +377,7 @@ def _onnx_domain(ctx: RunContext, steps: list[Step], source: Variant, targets: l
             cache.put(f"step:{step.name}", key, {"output": str(model.relative_to(ctx.run_dir)),
                                                  "report": step.report.to_dict(),
                                                  "precision": step.output_precision()}, [model])
-        variants.append(Variant(COMPRESSED, precision, model, source.torch_model, targets=names))
+        variants.append(Variant(COMPRESSED, precision, model, source.torch_model, targets=names, made_from=source))
     ctx.quant_overrides = {}
     return variants
 
@@ -427,6 +437,8 @@ def bench_variant(spec: TargetSpec, v: Variant, ctx: RunContext, eval_data: Data
         row.update(measured)
         row["device"] = {**(row.get("device") or {}), **_device_record(spec, v, ctx)}
         row["accuracy_kernels"] = accuracy_kernels(target_device(spec), detect_host())
+        if row.get("parity"):
+            row["parity"] = {**row["parity"], "reference": v.parity_reference.name}
     except CompressorError as e:
         row.update(status="failed", error=str(e))
         ctx.progress.log(f"[red]target {spec.name} failed for {v.name}:[/] {e}")

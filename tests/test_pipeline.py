@@ -241,3 +241,20 @@ def test_targets_share_one_model_when_explicit_settings_make_them_equal(cli, wri
     steps = [s for s in json.loads((tmp_path / "run" / "report.json").read_text())["steps"] if s["kind"] == "quantize"]
     assert [s["name"] for s in steps] == ["00-quantize"]
     assert steps[0]["details"]["targets"] == ["onnxruntime-cpu", "tensorrt"]
+
+
+def test_parity_is_judged_against_the_model_a_variant_was_made_from(cli, write_recipe, tmp_path):
+    """A pruned model's outputs differ from the unpruned original on purpose: its INT8 form is
+    judged against the pruned FP32 model, and the pruned model against itself."""
+    import json
+
+    recipe = write_recipe(replace={"steps:\n": "steps:\n  - prune: {ratio: 0.5}\n",
+                                   "max_accuracy_drop: 5.0": "max_accuracy_drop: 100.0"})  # untuned pruning
+    res = cli("run", recipe, "--out", tmp_path / "run")
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    ref = {r["variant"]: r["parity"]["reference"] for r in report["results"]}
+    assert ref == {"baseline": "baseline", "compressed-fp32": "compressed-fp32", "compressed": "compressed-fp32"}
+    pruned = next(r for r in report["results"] if r["variant"] == "compressed-fp32")
+    assert pruned["parity"]["passed"] is True and pruned["parity"]["max_abs_diff"] < 1e-3
+    assert "vs compressed-fp32" in (tmp_path / "run" / "report.md").read_text()

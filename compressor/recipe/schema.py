@@ -107,8 +107,10 @@ class AccuracyCriterion(Strict):
     timeout_s: float = Field(900.0, gt=0, description="tuning time budget")
     tuning_samples: int | None = Field(None, ge=1, description="evaluation subset for tuning (None: all)")
     sensitivity_samples: int = Field(200, ge=1, description="evaluation subset for the per-layer analysis")
-    tune_calibration: bool = Field(True, description="also try percentile calibration, per-tensor, reduce_range "
-                                   "(mode dynamic: per-tensor and reduce_range only)")
+    tune_calibration: bool = Field(True, description="before any FP32 fallback, also try (cheapest first) percentile "
+                                   "calibration, per-tensor, reduce_range, U8U8, bias correction (fast), cross-layer "
+                                   "equalization, equalization + bias correction (mode dynamic: per-tensor and "
+                                   "reduce_range only)")
     latency_iterations: int = Field(20, ge=1, description="batch-1 ORT runs timed per trial")
     on_failure: Literal["fail", "keep_best"] = "fail"
     tuning_data: Literal["evaluation", "train"] = Field(
@@ -149,11 +151,34 @@ class QuantizeConfig(Strict):
     quantize_bias: bool = Field(True, description="INT32 bias Q/DQ (ORT); TensorRT wants float bias")
     op_types: list[str] | None = Field(None, description="quantize only these op types (default: all supported)")
     nodes_to_exclude: list[str] = Field(default_factory=list)
-    calibration_batch_size: int = Field(32, ge=1)
+    equalization: bool = Field(
+        False, description="cross-layer equalization before quantizing (Data-Free Quantization): rescale "
+        "consecutive Conv pairs, depthwise included, so per-channel weight ranges match; pairs through ReLU6 use "
+        "clipping-aware scaling from the calibration data (engine onnxruntime)")
+    bias_correction: Literal["none", "fast", "full"] = Field(
+        "none", description="subtract each quantized Conv/Gemm channel's mean output shift from its bias: fast = "
+        "the weight error times the layer's mean FP32 input on the calibration data (Data-Free Quantization's bias "
+        "correction); full = then the whole-model residual, layer by layer (slow: one pass per layer) (engine "
+        "onnxruntime, static; engine nncf has nncf.bias_correction)")
+    calibration_batch_size: int = Field(
+        32, ge=1, description="samples per calibration batch; entropy, percentile and moving_average use the largest "
+        "size <= this that divides the sample count (equal batches; any count works), recorded as "
+        "calibration_batch_size_used")
     moving_average: bool = Field(
         False, description="minmax calibration: average each batch's min/max (ORT CalibMovingAverage) instead of "
         "the global extremes; tighter ranges, use with calibration_batch_size: 1. Keep the classifier in FP32 "
         "(nodes_to_exclude): a tight logit range clips the top logits and ties the top-1")
+
+
+    @model_validator(mode="after")
+    def _ort_techniques(self) -> QuantizeConfig:
+        # these rewrite the ONNX model around ORT's quantizer: never ignore them silently
+        if self.engine != "onnxruntime" and (self.equalization or self.bias_correction != "none"):
+            hint = " (use nncf.bias_correction)" if self.engine == "nncf" and self.bias_correction != "none" else ""
+            raise ValueError(f"equalization and bias_correction apply to engine onnxruntime, not {self.engine}{hint}")
+        if self.mode == "dynamic" and self.bias_correction != "none":
+            raise ValueError("bias_correction needs mode: static (calibration data)")
+        return self
 
 
 class QuantizeStep(Strict):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from compressor.report.markdown import COLUMNS, summary_rows
 from compressor.report.model import Report
+from compressor.report.quantization import TRIAL_COLUMNS, quantize_summaries
 from compressor.utils.io import atomic_write_text
 
 _CSS = """
@@ -75,6 +76,11 @@ def render_html(report: Report, base_dir: Path | None = None) -> str:
         parts.append(_table(["step", "kind", "seconds"], [[str(s.get("name", "")), str(s.get("kind", "")),
                                                            f"{s.get('seconds', 0) or 0:.1f}"] for s in report.steps],
                             left={"step", "kind"}))
+    for q in quantize_summaries(report):
+        parts.append(f"<h2>Quantization: {html.escape(q['name'])}</h2><ul>"
+                     + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in q["lines"]) + "</ul>")
+        if q["trials"]:
+            parts.append(_table(TRIAL_COLUMNS, q["trials"], left={"label", "note"}))
     body = "\n".join(parts)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>compressor report: {html.escape(report.recipe)}</title><style>{_CSS}</style></head>"

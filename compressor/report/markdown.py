@@ -5,6 +5,7 @@ from __future__ import annotations
 from compressor.bench.metrics import metric_drop
 from compressor.report.gates import BASELINE_VARIANT
 from compressor.report.model import Report, Result
+from compressor.report.quantization import TRIAL_COLUMNS, quantize_summaries
 
 __all__ = ["COLUMNS", "device_notes", "fmt_size", "render_markdown", "summary_rows"]
 
@@ -64,7 +65,8 @@ def _parity(r: Result) -> str:
     if p is None:
         return "-"
     agree = f" {p.top1_agreement:.3f}" if p.top1_agreement is not None else ""
-    return f"{'ok' if p.passed else 'FAIL'}{agree}"
+    ref = f" vs {p.reference}" if p.reference and p.reference not in (BASELINE_VARIANT, r.variant) else ""
+    return f"{'ok' if p.passed else 'FAIL'}{agree}{ref}"
 
 
 def _settings(settings: dict) -> str:
@@ -124,7 +126,8 @@ def render_markdown(report: Report) -> str:
         lines += ["", "## p50 latency per device", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", "## Results", "", "Speedup and compression are against the baseline on the same target; parity is pass/fail "
-              "against the FP32 reference with the top-1 agreement.", ""]
+              "against the FP32 model the variant was made from (itself for FP32 variants, the FP32 model it was "
+              "quantized from for INT8 ones) with the top-1 agreement.", ""]
     lines.append("| " + " | ".join(COLUMNS) + " |")
     lines.append("|" + "---|" * len(COLUMNS))
     for row in summary_rows(report):
@@ -146,4 +149,10 @@ def render_markdown(report: Report) -> str:
         for s in report.steps:
             details = ", ".join(f"{k}={v}" for k, v in (s.get("details") or {}).items() if not isinstance(v, (dict, list)))
             lines.append(f"| {s['name']} | {s['kind']} | {s.get('seconds', 0):.1f} | {details} |")
+    for q in quantize_summaries(report):
+        lines += ["", f"## Quantization: {q['name']}", ""]
+        lines += [f"- **{label}**: {text}" for label, text in q["lines"]]
+        if q["trials"]:
+            lines += ["", "| " + " | ".join(TRIAL_COLUMNS) + " |", "|" + "---|" * len(TRIAL_COLUMNS)]
+            lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in q["trials"]]
     return "\n".join(lines) + "\n"

@@ -44,13 +44,17 @@ class Latency(_Model):
 
 
 class Parity(_Model):
-    """Outputs of this result compared with the FP32 baseline's outputs on the evaluation data."""
+    """Outputs of this result compared with the outputs (ONNX Runtime, FP32) of the model it was
+    made from on the evaluation data: the baseline for itself, a pruned/distilled variant for
+    itself, a quantized variant for the FP32 model it was quantized from."""
 
     max_abs_diff: float = Field(description="largest absolute difference of the first output")
     cosine: float | None = Field(None, description="mean cosine similarity to the reference outputs")
     top1_agreement: float | None = Field(None, description="fraction of equal arg-max predictions")
     tolerance: float | None = Field(None, description="max_abs_diff allowed for float precisions")
     passed: bool | None = Field(None, description="whether parity holds (tolerance, or agreement >= 0.90 for int8)")
+    reference: str | None = Field(None, description="the variant whose FP32 outputs are the reference (baseline, "
+                                  "compressed-fp32, ...)")
 
 
 class Result(_Model):

@@ -8,7 +8,7 @@ from typing import Any
 from compressor.steps.base import Step
 
 STEPS: dict[str, str] = {
-    "quantize": "compressor.steps.quantize.onnxruntime_ptq:QuantizeStep",
+    "quantize": "compressor.steps.quantize.step:QuantizeStep",
     "prune": "compressor.steps.prune.step:PruneStep",
     "distill": "compressor.steps.distill.step:DistillStep",
     "finetune": "compressor.steps.finetune:FinetuneStep",

@@ -1,25 +1,22 @@
-"""INT8 post-training quantization with ONNX Runtime (QDQ, static or dynamic)."""
+"""INT8 post-training quantization with ONNX Runtime (QDQ, static or dynamic): the bottom of
+the quantize package, importing nothing above it (step -> engines -> tuning -> this)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from compressor.data.dataset import Dataset
 from compressor.errors import DataError, RecipeError, StepError
 from compressor.recipe.schema import QuantizeConfig
-from compressor.steps.base import Step
 from compressor.utils.io import atomic_path
 from compressor.utils.quiet import quiet
-
-if TYPE_CHECKING:
-    from compressor.pipeline import RunContext
 
 
 class DatasetReader:
@@ -43,6 +40,25 @@ class DatasetReader:
 
     def rewind(self) -> None:
         self._i = 0
+
+
+def even_batch_size(samples: int, requested: int) -> int:
+    """The largest batch size <= ``requested`` that divides ``samples``.
+
+    ORT's histogram calibrators (entropy, percentile) stack every batch's activations with
+    ``np.asarray`` and fail with numpy's "inhomogeneous shape" error when the last batch is
+    shorter; moving-average min/max would weigh a short last batch like a full one. Equal
+    batches avoid both without dropping or repeating a sample (a prime count gives batch 1:
+    slower, still exact)."""
+    requested = max(1, min(requested, samples))
+    return next(b for b in range(requested, 0, -1) if samples % b == 0)
+
+
+def calibration_batch_size(cfg: QuantizeConfig, samples: int) -> int:
+    """The batch size calibration actually runs with (see :func:`even_batch_size`)."""
+    if cfg.calibration in ("entropy", "percentile") or cfg.moving_average:
+        return even_batch_size(samples, cfg.calibration_batch_size)
+    return cfg.calibration_batch_size  # plain min/max merges per-batch extremes: any last batch works
 
 
 def preprocess(src: Path, dst: Path) -> dict[str, Any]:
@@ -93,7 +109,7 @@ def _quantize(model_in: Path, dst: Path, cfg: QuantizeConfig, calibration: Datas
             if calibration is None or len(calibration) == 0:
                 raise StepError("static quantization needs calibration data", hint="set data.calibration")
             calibration.check_finite()
-            reader = DatasetReader(calibration, names, cfg.calibration_batch_size, progress)
+            reader = DatasetReader(calibration, names, calibration_batch_size(cfg, len(calibration)), progress)
             method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                       "percentile": CalibrationMethod.Percentile}[cfg.calibration]
             extra = {"ActivationSymmetric": cfg.symmetric_activations, "WeightSymmetric": cfg.symmetric_weights}
@@ -129,6 +145,32 @@ def _without_initializer_shapes(src: Path, dst: Path, details: dict[str, Any]) -
     details["dropped_initializer_value_info"] = len(model.graph.value_info) - len(keep)
     del model.graph.value_info[:]
     model.graph.value_info.extend(keep)
+    onnx.save(model, str(dst))
+    return dst
+
+
+# samples used for the statistics of equalization and bias correction (calibration data, at most)
+STAT_SAMPLES = 256
+
+
+def _stat_feeds(cfg: QuantizeConfig, calibration: Dataset | None, names: list[str]) -> list[dict[str, np.ndarray]] | None:
+    """Calibration batches for equalization's ReLU6 statistics and bias correction (None: no data)."""
+    if cfg.mode != "static" or calibration is None or len(calibration) == 0 or not (
+            cfg.equalization or cfg.bias_correction != "none"):
+        return None
+    data = calibration.subset(STAT_SAMPLES, seed=0) if len(calibration) > STAT_SAMPLES else calibration
+    return [{n: np.ascontiguousarray(f[n] if n in f else next(iter(f.values()))) for n in names}
+            for f, _ in data.batches(16)]
+
+
+def _equalized(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]] | None, details: dict[str, Any]) -> Path:
+    """``src`` with cross-layer equalization applied, saved to ``dst``."""
+    import onnx
+
+    from compressor.steps.quantize.equalize import equalize
+
+    model = onnx.load(str(src))
+    details.update(equalize(model, feeds))
     onnx.save(model, str(dst))
     return dst
 
@@ -170,9 +212,13 @@ def quantize_onnx(
 
     details: dict[str, Any] = {"engine": "onnxruntime", "mode": cfg.mode}
     exclude = sorted(set(cfg.nodes_to_exclude) | set(nodes_to_exclude or []))
+    if cfg.bias_correction != "none" and (cfg.mode != "static" or calibration is None or len(calibration) == 0):
+        raise StepError("bias_correction needs static quantization with calibration data",
+                        hint="set quantize.mode: static and data.calibration, or bias_correction: none")
     with tempfile.TemporaryDirectory(prefix="compressor-quant-") as tmpdir:
-        src = _without_initializer_shapes(src, Path(tmpdir) / "clean.onnx", details)
-        pre = Path(tmpdir) / "preprocessed.onnx"
+        tmp = Path(tmpdir)
+        src = _without_initializer_shapes(src, tmp / "clean.onnx", details)
+        pre = tmp / "preprocessed.onnx"
         details.update({"preprocess": "done before"} if skip_preprocess else preprocess(src, pre))
         model_in = pre if details["preprocess"] not in ("none", "done before") else src
         graph = onnx.load(str(model_in), load_external_data=False).graph
@@ -180,8 +226,19 @@ def quantize_onnx(
         names = [i.name for i in graph.input]
         check_node_names(cfg.nodes_to_exclude, {n.name for n in graph.node} | {n.name for n in src_graph.node})
         ort_exclude = _with_rewritten_gemms(exclude, [graph, src_graph]) if cfg.mode == "dynamic" else exclude
+        feeds = _stat_feeds(cfg, calibration, names)
+        # bias correction rewrites the quantized model: make it in the temporary folder, publish after
+        out = tmp / "quantized.onnx" if cfg.bias_correction != "none" else dst
+
+        def attempt(fp32: Path) -> Path:
+            """Quantize ``fp32`` (equalized first when asked) into ``out``; returns the FP32 model quantized."""
+            if cfg.equalization:
+                fp32 = _equalized(fp32, tmp / f"equalized-{fp32.stem}.onnx", feeds, details)
+            _quantize(fp32, out, cfg, calibration, names, ort_exclude, progress, calibration_cache)
+            return fp32
+
         try:
-            _quantize(model_in, dst, cfg, calibration, names, ort_exclude, progress, calibration_cache)
+            quantized_from = attempt(model_in)
         except (StepError, DataError):
             raise
         except Exception as e:  # noqa: BLE001
@@ -193,43 +250,28 @@ def quantize_onnx(
             details.update(preprocess="none", preprocess_note=f"quantizing the pre-processed model failed "
                            f"({type(e).__name__}: {str(e)[:160]}); quantized the exported model instead")
             try:
-                _quantize(src, dst, cfg, calibration, names, ort_exclude, progress, calibration_cache)
+                quantized_from = attempt(src)
             except (StepError, DataError):
                 raise
             except Exception as e2:  # noqa: BLE001
                 raise StepError(f"ONNX Runtime quantization failed: {type(e2).__name__}: "
                                 f"{str(e2).splitlines()[0] if str(e2) else ''}") from e2
+        if cfg.bias_correction != "none":
+            from compressor.steps.quantize.bias_correction import correct_biases
+
+            assert feeds is not None
+            details.update(correct_biases(out, quantized_from, feeds, cfg.bias_correction))
+            with atomic_path(dst) as final:
+                shutil.copyfile(out, final)
     details.update({
         "calibration": cfg.calibration if cfg.mode == "static" else None,
         "calibration_samples": len(calibration) if (cfg.mode == "static" and calibration is not None) else 0,
         "moving_average": cfg.moving_average, "calibration_batch_size": cfg.calibration_batch_size,
+        **({"calibration_batch_size_used": calibration_batch_size(cfg, len(calibration))}
+           if cfg.mode == "static" and calibration is not None
+           and calibration_batch_size(cfg, len(calibration)) != cfg.calibration_batch_size else {}),
         "per_channel": cfg.per_channel, "activation_type": cfg.activation_type if cfg.mode == "static" else "dynamic",
-        "weight_type": cfg.weight_type, "nodes_excluded": exclude, "format": "QDQ" if cfg.mode == "static" else "QOperator",
+        "weight_type": cfg.weight_type, "reduce_range": cfg.reduce_range, "equalization": cfg.equalization,
+        "nodes_excluded": exclude, "format": "QDQ" if cfg.mode == "static" else "QOperator",
     })
     return details
-
-
-class QuantizeStep(Step):
-    """INT8 post-training quantization of the exported ONNX model."""
-
-    kind = "quantize"
-    domain = "onnx"
-    config: QuantizeConfig
-
-    def output_precision(self) -> str:
-        return "int8"
-
-    def run(self, model: Path, ctx: RunContext) -> Path:
-        cfg = ctx.quant_config(self.config)
-        if cfg.engine != "onnxruntime" or cfg.accuracy_criterion is not None:
-            from compressor.steps.quantize.accuracy_aware import run_tuned
-
-            return run_tuned(self, model, ctx, cfg)
-        dst = ctx.artifacts_dir / f"{self.name}.onnx"
-        t0 = time.perf_counter()
-        calib = ctx.calibration_data() if cfg.mode == "static" else None
-        with ctx.progress.task(f"{self.name}: calibrating", total=None) as update:
-            details = quantize_onnx(model, dst, cfg, calib, progress=lambda i, n: update(i, n))
-        self.report.details.update(details)
-        self.report.seconds = time.perf_counter() - t0
-        return dst

@@ -43,6 +43,14 @@ def test_plain_ptq_breaks_and_tuner_finds_the_fallback(hostile_dir, tmp_path):
     fell = tuning["fallback_nodes"]
     assert len(fell) == 2 and "node_linear" not in fell, fell
     assert (_acc(rt, "baseline") - _acc(rt, "compressed")) * 100 <= 1.0 + 1e-9
+    # the report says what was done: 64x32 + 32x17 + 17x10 MACs per sample, fc0's 2048 in INT8
+    macs = _quant_step(rt)["details"]["macs"]
+    assert macs["macs"] == 64 * 32 + 32 * 17 + 17 * 10 and macs["int8_macs"] == 64 * 32
+    assert sorted(macs["fp32_compute_nodes"]) == sorted(fell)
+    assert _quant_step(rp)["details"]["macs"]["int8_mac_share"] == 1.0
+    for page in ("report.md", "report.html"):
+        text = (tmp_path / "t" / page).read_text()
+        assert "MACs in INT8" in text and "74.1%" in text and "FP32 fallback of 2 node(s)" in text
     # the sensitivity analysis is cached: a second run reuses it
     again = _run(write_recipe(hostile_dir, "{accuracy_criterion: {max_drop: 1.0}}", name="tuned"), tmp_path / "t2")
     assert again.exit_code == 0
@@ -160,7 +168,7 @@ def test_dynamic_candidates_are_the_source_nodes_ort_rewrites(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     from compressor.recipe.schema import QuantizeConfig
-    from compressor.steps.quantize.accuracy_aware import dynamically_quantized_nodes
+    from compressor.steps.quantize.tuning import dynamically_quantized_nodes
     from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx
 
     rng = np.random.default_rng(0)
@@ -201,3 +209,43 @@ def test_inc_needs_a_torch_model(hostile_dir, tmp_path):
         "evaluation: {samples: 50}}\nsteps: [{quantize: {engine: inc}}]\n")
     res = CliRunner().invoke(cli, ["run", str(onnx_dir / "r.yaml"), "--out", str(tmp_path / "r")])
     assert res.exit_code == 1 and "torch model" in res.output
+
+
+def _failing_variant(monkeypatch, calibrations: tuple[str, ...] = ("percentile",)):
+    """Fault injection: ORT's quantizer raises for one calibration method (as percentile did on
+    sample counts that were not a multiple of the batch size); everything else is real."""
+    from compressor.steps.quantize import onnxruntime_ptq
+
+    real = onnxruntime_ptq._quantize
+
+    def flaky(model_in, dst, cfg, *args, **kwargs):
+        if cfg.calibration in calibrations:
+            raise ValueError("setting an array element with a sequence (injected)")
+        return real(model_in, dst, cfg, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime_ptq, "_quantize", flaky)
+
+
+def test_a_trial_that_raises_is_recorded_and_tuning_goes_on(hostile_dir, tmp_path, monkeypatch):
+    _failing_variant(monkeypatch)
+    res = _run(write_recipe(hostile_dir, "{accuracy_criterion: {max_drop: 1.0}}", name="flaky"), tmp_path / "f")
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "f" / "report.json").read_text())
+    tuning = _quant_step(report)["details"]["tuning"]
+    bad = next(t for t in tuning["trials"] if t["label"].startswith("calibration=percentile"))
+    assert bad["passed"] is False and "inhomogeneous" not in bad["error"] and "injected" in bad["error"]
+    assert bad["trial"] == 2 and len(tuning["trials"]) > 2 and tuning["passed"] is True
+    assert (_acc(report, "baseline") - _acc(report, "compressed")) * 100 <= 1.0 + 1e-9
+    for page in ("report.md", "report.html"):  # the reason reaches the report
+        assert "error: ONNX Runtime quantization failed: ValueError: setting an array element" in (tmp_path / "f" / page).read_text()
+
+
+def test_every_trial_raising_fails_with_the_history(hostile_dir, tmp_path, monkeypatch):
+    _failing_variant(monkeypatch, ("minmax", "percentile"))
+    q = "{accuracy_criterion: {max_drop: 1.0, max_trials: 4}}"
+    res = _run(write_recipe(hostile_dir, q, name="allbad"), tmp_path / "a")
+    assert res.exit_code == 1, res.output
+    assert "accuracy criterion not met" in res.output and "error (" in res.output
+    history = json.loads((tmp_path / "a" / "00-quantize.tuning.json").read_text())
+    assert any(t.get("error") for t in history["tuning"]["trials"])
+    assert not (tmp_path / "a" / "artifacts" / "00-quantize.onnx").exists()

@@ -48,3 +48,33 @@ def test_moving_average_needs_minmax(mlp_onnx, tmp_path):
     with pytest.raises(StepError, match="moving_average"):
         quantize_onnx(mlp_onnx, tmp_path / "p.onnx", QuantizeConfig(calibration="percentile", moving_average=True), calib)
     assert not (tmp_path / "p.onnx").exists()
+
+
+@pytest.mark.parametrize("samples", [1, 31, 33, 500, 1000])
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile", "moving_average"])
+def test_any_calibration_count(mlp_onnx, tmp_path, samples, method):
+    """ORT's histogram calibrators crashed unless samples % calibration_batch_size == 0."""
+    import numpy as np
+    import onnxruntime as ort
+
+    calib = load_split("digits", "train", samples, seed=0)
+    assert len(calib) == samples
+    cfg = (QuantizeConfig(moving_average=True) if method == "moving_average"
+           else QuantizeConfig(calibration=method))
+    info = quantize_onnx(mlp_onnx, tmp_path / "q.onnx", cfg, calib)
+    assert info["calibration_samples"] == samples
+    used = info.get("calibration_batch_size_used", cfg.calibration_batch_size)
+    if method != "minmax":  # equal batches: no sample dropped or repeated
+        assert samples % used == 0 and used <= cfg.calibration_batch_size
+    # the quantized model runs and stays close to the FP32 one
+    x = next(iter(load_split("digits", "test", 64, seed=0).inputs.values()))
+    ref = ort.InferenceSession(str(mlp_onnx)).run(None, {"input": x})[0]
+    out = ort.InferenceSession(str(tmp_path / "q.onnx")).run(None, {"input": x})[0]
+    agree = float((ref.argmax(1) == out.argmax(1)).mean())
+    assert agree >= (0.5 if samples == 1 else 0.8), agree
+
+
+def test_even_batch_size():
+    from compressor.steps.quantize.onnxruntime_ptq import even_batch_size
+
+    assert [even_batch_size(n, 32) for n in (1, 31, 33, 500, 512, 1000)] == [1, 31, 11, 25, 32, 25]

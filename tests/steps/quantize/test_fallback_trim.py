@@ -6,7 +6,8 @@ import numpy as np
 
 from compressor.data.dataset import Dataset
 from compressor.recipe.schema import AccuracyCriterion, QuantizeConfig
-from compressor.steps.quantize.accuracy_aware import Evaluator, Tuner, _trim
+from compressor.steps.quantize.accuracy_aware import _trim
+from compressor.steps.quantize.tuning import Evaluator, Tuner
 
 
 def _tuner(max_trials: int = 50) -> Tuner:
@@ -19,10 +20,10 @@ def _tuner(max_trials: int = 50) -> Tuner:
 def _trial_needing(k: int, tuner: Tuner, calls: list[int]):
     """A candidate meets the criterion when the k most sensitive nodes are FP32 (top-1 1.0),
     and loses 5 points otherwise."""
-    def trial(cfg, exclude, desc):
+    def trial(cfg, exclude, label, fallback=()):
         calls.append(len(exclude))
         value = 1.0 if len(exclude) >= k else 0.95
-        return tuner.record({**desc, "excluded_total": len(exclude)}, value, None, None), None
+        return tuner.record(label, value, excluded=exclude, fallback=list(fallback))
     return trial
 
 
@@ -30,25 +31,25 @@ def test_trim_finds_the_shortest_passing_prefix():
     order = [{"node": f"n{i}"} for i in range(16)]
     tuner, calls = _tuner(), []
     trial = _trial_needing(5, tuner, calls)
-    trial(None, [n["node"] for n in order[:8]], {"label": "fp32 8"})   # the doubling loop: 4 failed, 8 passed
+    trial(None, [n["node"] for n in order[:8]], "fp32 8")   # the doubling loop: 4 failed, 8 passed
     _trim(order, 4, 8, QuantizeConfig(), "default", trial, tuner)
     assert calls == [8, 6, 5]                      # binary search between 4 (fails) and 8 (passes)
-    assert tuner.best["excluded_total"] == 5 and tuner.best["passed"]
+    assert len(tuner.best.excluded) == 5 and tuner.best.passed
 
 
 def test_passing_trial_with_fewer_fallbacks_wins_over_a_smaller_drop():
     tuner, calls = _tuner(), []
     trial = _trial_needing(3, tuner, calls)
-    trial(None, ["a", "b", "c", "d"], {"label": "4"})
-    trial(None, ["a", "b", "c"], {"label": "3"})
-    trial(None, ["a"], {"label": "1"})             # fails: a failing trial never beats a passing one
-    assert tuner.best["label"] == "3"
+    trial(None, ["a", "b", "c", "d"], "4")
+    trial(None, ["a", "b", "c"], "3")
+    trial(None, ["a"], "1")             # fails: a failing trial never beats a passing one
+    assert tuner.best.label == "3"
 
 
 def test_trim_stops_at_the_trial_budget():
     order = [{"node": f"n{i}"} for i in range(64)]
     tuner, calls = _tuner(max_trials=2), []
     trial = _trial_needing(33, tuner, calls)
-    trial(None, [n["node"] for n in order], {"label": "64"})
+    trial(None, [n["node"] for n in order], "64")
     _trim(order, 32, 64, QuantizeConfig(), "default", trial, tuner)
-    assert calls == [64, 48] and tuner.best["excluded_total"] == 48
+    assert calls == [64, 48] and len(tuner.best.excluded) == 48

@@ -1,0 +1,132 @@
+"""MobileNetV2 (real ImageNet weights): what each depthwise-network technique of the ORT
+engine buys, alone and together: top-1 agreement with the FP32 model on ONNX Runtime and on
+OpenVINO (running the same QDQ model), the share of MACs in INT8, and batch-1 latency against
+ORT FP32, timed interleaved in one process.
+
+    nice python benchmarks/mobilenet_techniques.py            # about 10 minutes on 2 cores
+    nice python benchmarks/mobilenet_techniques.py --quick    # 60 eval crops, fewer timing rounds
+
+Data as in benchmarks/mobilenet_int8.py: 64 calibration crops (seed 1) and 200 evaluation
+crops (seed 2) of scikit-learn's two sample photos. Writes benchmarks/out/mobilenet_techniques.json;
+the committed summary is benchmarks/results/mobilenet_techniques.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "examples"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from mobilenet_int8 import THREADS, interleaved_p50, ort_session, run_all  # noqa: E402
+
+# the recipe's starting point (targets' U8/S8 per-channel minmax), then each technique alone and together
+BASE = {"per_channel": True}
+VARIANTS: dict[str, dict] = {
+    "plain (U8S8 per-channel minmax)": {},
+    "+ bias correction fast": {"bias_correction": "fast"},
+    "+ equalization": {"equalization": True},
+    "+ equalization + bias correction fast": {"equalization": True, "bias_correction": "fast"},
+    "+ equalization + bias correction full": {"equalization": True, "bias_correction": "full"},
+    "reduce_range": {"reduce_range": True},
+    "U8U8": {"weight_type": "uint8"},
+    "per-tensor + equalization + bias correction fast": {"per_channel": False, "equalization": True,
+                                                         "bias_correction": "fast"},
+    "recipe (moving-avg minmax batch 1, classifier FP32)": {"moving_average": True, "calibration_batch_size": 1,
+                                                            "nodes_to_exclude": ["node_linear"]},
+    "recipe + equalization + bias correction fast": {"moving_average": True, "calibration_batch_size": 1,
+                                                     "nodes_to_exclude": ["node_linear"], "equalization": True,
+                                                     "bias_correction": "fast"},
+    "recipe + equalization + bias correction full": {"moving_average": True, "calibration_batch_size": 1,
+                                                     "nodes_to_exclude": ["node_linear"], "equalization": True,
+                                                     "bias_correction": "full"},
+    "recipe + equalization": {"moving_average": True, "calibration_batch_size": 1,
+                              "nodes_to_exclude": ["node_linear"], "equalization": True},
+    "recipe + bias correction fast": {"moving_average": True, "calibration_batch_size": 1,
+                                      "nodes_to_exclude": ["node_linear"], "bias_correction": "fast"},
+}
+
+
+def cpu_flags() -> list[str]:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return []
+    return sorted({f for f in ("avx2", "avx512_vnni", "amx_int8") if f in out})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", nargs="*", help="variant names to run (default: all)")
+    ap.add_argument("--tag", default="", help="suffix of the output file (runs of a subset)")
+    args = ap.parse_args()
+    import mobilenet_v2 as mn
+
+    from compressor.data.dataset import Dataset
+    from compressor.export.onnx_export import export_onnx
+    from compressor.recipe.schema import QuantizeConfig
+    from compressor.steps.quantize.macs import mac_summary
+    from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx
+    from compressor.targets.base import ModelArtifact
+    from compressor.targets.registry import make_target
+    from compressor.targets.spec import load_target
+
+    out = ROOT / "benchmarks" / "out" / "mobilenet_techniques"
+    out.mkdir(parents=True, exist_ok=True)
+    n_eval = 60 if args.quick else 200
+    calib, evals = mn.sample_images(64, seed=1), mn.sample_images(n_eval, seed=2)
+    fp32 = export_onnx(mn.build(pretrained=True).eval(), out / "fp32.onnx",
+                       [{"name": "input", "shape": [2, 3, 224, 224], "dtype": "float32", "dynamic": {}}])
+    ref = run_all(ort_session(fp32), evals)
+    ov = make_target(load_target("openvino-cpu"))
+    feeds = {"input": evals[:1]}
+    res: dict = {"date": time.strftime("%Y-%m-%d"), "cpu": platform.processor() or platform.machine(),
+                 "cpu_flags": cpu_flags(), "threads": THREADS, "eval_crops": n_eval, "calibration_crops": len(calib),
+                 "variants": {}}
+    runs = {"ort fp32": (lambda s=ort_session(fp32): s.run(None, feeds))}
+    art = ov.compile(ModelArtifact("ov-fp32", "fp32", fp32, []), out, precision="fp32")
+    s_ov32 = ov.load(art, threads=THREADS)
+    runs["openvino fp32"] = lambda s=s_ov32: s.run(feeds)
+    chosen = {k: v for k, v in VARIANTS.items() if not args.only or k in args.only}
+    for i, (name, kw) in enumerate(chosen.items()):
+        dst = out / f"int8.{i}.onnx"
+        t0 = time.perf_counter()
+        info = quantize_onnx(fp32, dst, QuantizeConfig(**{**BASE, **kw}), Dataset({"input": calib}))
+        secs = time.perf_counter() - t0
+        s = ort_session(dst)
+        agree_ort = float(np.mean(run_all(s, evals).argmax(1) == ref.argmax(1)))
+        art = ov.compile(ModelArtifact(f"ov-int8-{i}", "int8", dst, []), out, precision="int8")
+        s_ov = ov.load(art, threads=THREADS)
+        agree_ov = float(np.mean(run_all(s_ov, evals).argmax(1) == ref.argmax(1)))
+        macs = mac_summary(dst)
+        res["variants"][name] = {"settings": kw, "top1_agreement_ort": agree_ort, "top1_agreement_openvino": agree_ov,
+                                 "int8_mac_share": macs["int8_mac_share"], "quantize_s": round(secs, 1),
+                                 "size_mb": round(dst.stat().st_size / 1e6, 2),
+                                 **{k: info[k] for k in ("equalized_pairs", "equalized_through_relu6",
+                                                          "relu6_channels_left_unscaled", "bias_corrected_layers")
+                                    if k in info}}
+        runs[f"ort {name}"] = lambda s=s: s.run(None, feeds)
+        runs[f"openvino {name}"] = lambda s=s_ov: s.run(feeds)
+        print(f"{name:50s} ORT {agree_ort:.3f}  OpenVINO {agree_ov:.3f}  INT8 MACs {macs['int8_mac_share']:.3f}  "
+              f"{secs:.0f}s", flush=True)
+    p50 = interleaved_p50(runs, rounds=2 if args.quick else 5)
+    res["latency_p50_ms"] = p50
+    res["speedup_vs_ort_fp32"] = {k: p50["ort fp32"] / v for k, v in p50.items()}
+    print("speedup vs ORT FP32", json.dumps({k: round(v, 2) for k, v in res["speedup_vs_ort_fp32"].items()}), flush=True)
+    name = "mobilenet_techniques" + ("-" + args.tag if args.tag else "")
+    (ROOT / "benchmarks" / "out" / f"{name}.json").write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The ``quantize`` step: INT8 post-training quantization of the exported ONNX model.
+
+The engine is chosen here, once (:func:`~compressor.steps.quantize.engines.get_engine`). Without
+an ``accuracy_criterion`` the engine's plain PTQ runs; with one, the engine tunes under a
+:class:`~compressor.steps.quantize.tuning.Tuner` and this step applies the criterion's
+failure policy (fail with the full history, or keep the best candidate as a failed gate).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from compressor.errors import CompressorError, DataError, StepError
+from compressor.recipe.schema import QuantizeConfig
+from compressor.steps.base import Step
+from compressor.steps.quantize.engines import get_engine
+from compressor.steps.quantize.macs import mac_summary
+from compressor.steps.quantize.tuning import Tuner, make_evaluator
+from compressor.utils.io import atomic_path, atomic_write_json
+
+if TYPE_CHECKING:
+    from compressor.pipeline import RunContext
+
+
+class QuantizeStep(Step):
+    """INT8 post-training quantization of the exported ONNX model."""
+
+    kind = "quantize"
+    domain = "onnx"
+    config: QuantizeConfig
+
+    def output_precision(self) -> str:
+        return "int8"
+
+    def run(self, model: Path, ctx: RunContext) -> Path:
+        cfg = ctx.quant_config(self.config)
+        engine = get_engine(cfg.engine)
+        engine.check(cfg)
+        t0 = time.perf_counter()
+        dst = ctx.artifacts_dir / f"{self.name}.onnx"
+        crit = cfg.accuracy_criterion
+        details: dict[str, Any] = {"engine": cfg.engine}
+        if crit is None:
+            details.update(engine.quantize(model, dst, cfg, ctx))
+        else:
+            tuner = Tuner(make_evaluator(ctx, model, crit, crit.tuning_samples), crit)
+            try:
+                details.update(engine.tune(model, dst, cfg, ctx, tuner))
+            except DataError:
+                raise  # the data cannot score any candidate: not a trial
+            except CompressorError as e:
+                # the engine gave up (e.g. NNCF raised): that is a failed trial; fail with the history
+                tuner.record_error(f"{cfg.engine} (stopped)", e)
+                self._fail(ctx, tuner, details, f"accuracy criterion not met ({cfg.engine} stopped: {e.message})", dst)
+            details["tuning"] = {**tuner.details(), **details.get("tuning", {})}
+            passed = tuner.best is not None and tuner.best.passed
+            if not passed:
+                if crit.on_failure == "fail" or tuner.best is None:
+                    self._fail(ctx, tuner, details, "accuracy criterion not met", dst)
+                self._keep_best(dst, tuner, details)
+            details["tuning"]["passed"] = passed
+        details.update(_what_was_done(dst, details))
+        self.report.details.update(details)
+        self.report.seconds = time.perf_counter() - t0
+        return dst
+
+    def _fail(self, ctx: RunContext, tuner: Tuner, details: dict[str, Any], why: str, dst: Path) -> None:
+        """Write the full history beside the run (the run stops before report.json) and raise;
+        no quantized model is left under the step's output name."""
+        c = tuner.criterion
+        dst.unlink(missing_ok=True)
+        history = ctx.run_dir / f"{self.name}.tuning.json"
+        atomic_write_json(history, {**details, "tuning": {**tuner.details(), "passed": False}})
+        self.report.details.update(details, tuning={**tuner.details(), "passed": False})
+        raise StepError(
+            f"{why}: {tuner.evaluator.metric} drop <= {c.max_drop} ({c.mode}) not reached in "
+            f"{len(tuner.trials)} trial(s) [{tuner.summary_line()}]; full history in {history}",
+            hint="raise max_drop, max_trials or timeout_s, or set on_failure: keep_best",
+        )
+
+    def _keep_best(self, dst: Path, tuner: Tuner, details: dict[str, Any]) -> None:
+        best = tuner.best
+        assert best is not None
+        if best.path is not None and Path(best.path).resolve() != dst.resolve():
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(best.path, tmp)
+        details["tuning"]["kept_trial"] = best.number
+        details["gates"] = [{"name": f"{self.name}.accuracy_criterion", "limit": tuner.criterion.max_drop,
+                             "value": best.drop, "passed": False,
+                             "detail": f"kept trial #{best.number} (on_failure: keep_best)"}]
+
+
+def _what_was_done(dst: Path, details: dict[str, Any]) -> dict[str, Any]:
+    """The report's account of the step: the techniques applied, and from the model itself the
+    compute nodes left in FP32 and the share of MACs in INT8."""
+    out: dict[str, Any] = {"techniques": techniques(details)}
+    try:
+        out["macs"] = mac_summary(dst)
+    except Exception as e:  # noqa: BLE001 - an account that cannot be made must not fail a finished step
+        out["macs"] = {"error": f"{type(e).__name__}: {str(e)[:160]}"}
+    return out
+
+
+def techniques(details: dict[str, Any]) -> list[str]:
+    """What the kept model was made with, in words, from the engine's details."""
+    d = details
+    mode = d.get("mode", "static")
+    out = [f"{d.get('engine', '?')} {mode} INT8" + (f" ({d['format']})" if d.get("format") else "")]
+    if mode == "static" and d.get("calibration"):
+        out.append(f"{d['calibration']} calibration" + (" (moving average)" if d.get("moving_average") else ""))
+    if "per_channel" in d:
+        out.append("per-channel weights" if d["per_channel"] else "per-tensor weights")
+    if d.get("activation_type") and d.get("weight_type"):
+        short = {"uint8": "U8", "int8": "S8", "dynamic": "dynamic"}
+        out.append(f"{short.get(d['activation_type'], d['activation_type'])} activations / "
+                   f"{short.get(d['weight_type'], d['weight_type'])} weights")
+    if d.get("reduce_range"):
+        out.append("reduce_range (7-bit weights)")
+    if d.get("preset"):
+        out.append(f"NNCF preset {d['preset']}")
+    if d.get("equalization"):
+        out.append(f"cross-layer equalization ({d.get('equalized_pairs', 0)} Conv pairs, "
+                   f"{d.get('equalized_through_relu6', 0)} through ReLU6)")
+    if d.get("bias_correction") not in (None, "none"):
+        out.append(f"bias correction ({d['bias_correction']})")
+    for t in d.get("extra_techniques", []):
+        out.append(t)
+    excluded = d.get("nodes_excluded") or []
+    if excluded:
+        out.append(f"FP32 fallback of {len(excluded)} node(s)")
+    tuning = d.get("tuning") or {}
+    if tuning.get("trials"):
+        out.append(f"accuracy-aware tuning: {len(tuning['trials'])} trial(s)"
+                   + (f", kept #{tuning['kept_trial']}" if tuning.get("kept_trial") else ""))
+    return out
