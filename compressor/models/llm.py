@@ -75,7 +75,10 @@ def load_hf_folder(folder: Path) -> LlmModel:
         raise
     except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as e:
         raise ModelLoadError(f"cannot load the model in {folder}: {_first_line(e)}") from None
-    return LlmModel(model.eval(), tokenizer, "hf", folder)
+    # a folder written by save_hf_folder from a GGUF says where its FP32 weights came from
+    source = folder / "SOURCE.txt"
+    note = source.read_text(encoding="utf-8").strip() if source.is_file() else ""
+    return LlmModel(model.eval(), tokenizer, "hf", folder, note=note)
 
 
 def load_gguf(path: Path) -> LlmModel:

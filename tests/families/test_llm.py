@@ -169,3 +169,28 @@ def test_llm_gates():
                                         Result(variant="compressed", target="t", precision="int8")])
     with pytest.raises(ReportError, match="needs decoder-LLM perplexity"):
         evaluate_gates(plain, GateLimits(max_perplexity_increase_pct=5))
+
+
+def test_canterbury_extraction_writes_by_name_only(tmp_path):
+    """examples/smollm2.py takes tests/testdata/*.txt from the sdist by file name, so an
+    archive path with '..' cannot write outside the output folder."""
+    import importlib.util
+    import io
+    import tarfile
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("smollm2_example", Path(__file__).parents[2] / "examples/smollm2.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sdist = tmp_path / "b.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tar:
+        for name, data in [("brotli-1/tests/testdata/alice29.txt", b"alice"),
+                           ("brotli-1/tests/testdata/../../../evil/tests/testdata/x.txt", b"x"),
+                           ("brotli-1/setup.py", b"code")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    out = tmp_path / "out"
+    written = mod.extract_canterbury(sdist, out)
+    assert sorted(p.name for p in written) == ["alice29.txt", "x.txt"]
+    assert all(p.parent == out for p in written) and (out / "alice29.txt").read_bytes() == b"alice"
