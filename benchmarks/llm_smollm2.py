@@ -180,6 +180,31 @@ def measure(entry: dict, data: dict, threads: int, decode_only: bool) -> dict:
     return res
 
 
+def markdown(summary: dict) -> str:
+    """The results as a table: ratios against the same runtime's FP32 from the same run."""
+    res = summary["results"]
+    env = summary["environment"]
+    lines = [f"# SmolLM2-135M-Instruct weight-only INT8/INT4 ({summary['created']})", "",
+             f"`{summary['command']}` on {env.get('cpu')} ({', '.join(env.get('cpu_flags', []))}), "
+             f"{env.get('threads')} threads, shared machine. {summary['model']}. Text: {summary['text']}.", "",
+             "| variant | ppl | ppl vs FP32 | agreement | prefill 128 ms | decode tok/s (pass 1 / 2) | decode vs FP32 "
+             "| peak RSS MB | size MB | size vs FP32 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in res.items():
+        fp32 = res["ov-fp32" if name.startswith("ov-") else "ort-fp32"]
+        if "error" in r or "perplexity" not in r:
+            lines.append(f"| {name} | {r.get('error', 'failed')} |" + " |" * 8)
+            continue
+        speeds = [v for v in (r["decode_tokens_per_s"], r.get("decode_tokens_per_s_pass2")) if v]
+        base = [v for v in (fp32["decode_tokens_per_s"], fp32.get("decode_tokens_per_s_pass2")) if v]
+        lines.append(
+            f"| {name} | {r['perplexity']:.2f} | {(r['perplexity'] / fp32['perplexity'] - 1) * 100:+.2f}% | "
+            f"{r['next_token_agreement']:.3f} | {r['prefill_ms_p50']:.0f} | "
+            f"{' / '.join(f'{v:.2f}' for v in speeds)} | {np.mean(speeds) / np.mean(base):.2f}x | "
+            f"{r['peak_rss_bytes'] / 2**20:.0f} | {r['size_bytes'] / 2**20:.1f} | "
+            f"{r['size_bytes'] / fp32['size_bytes'] * 100:.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/llm")
@@ -229,6 +254,7 @@ def main() -> None:
                "timing": TIMING, "results": results}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(summary, indent=1) + "\n")
+    args.results.with_suffix(".md").write_text(markdown(summary))
     print(f"wrote {args.results}")
 
 
