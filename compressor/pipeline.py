@@ -149,6 +149,10 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
     """Run a whole recipe; writes artifacts, report.json and report.md into ``run_dir``."""
     base_dir = recipe_path.resolve().parent if recipe_path else None
     target_specs = resolve_targets(recipe, base_dir)  # fail on a bad target name before any work
+    if recipe.model.domain == "llm":  # decoder LLMs: their own flow (pipeline_llm.py)
+        from compressor.pipeline_llm import run_llm_recipe
+
+        return run_llm_recipe(recipe, target_specs, run_dir or default_run_dir(recipe), base_dir, progress, resume)
     check_target_quantization(recipe, target_specs)
     quant_choices = quantization_plan(recipe, target_specs)
     check_limits(recipe, base_dir)  # model size, eval set size, memory: before any work

@@ -100,7 +100,9 @@ def _child_main(conn: Any, job: TargetJob) -> None:
     warnings.simplefilter("ignore", FutureWarning)
     warnings.simplefilter("ignore", DeprecationWarning)
     try:
-        conn.send(("ok", run_job(job, progress)))
+        # a job with its own ``execute`` (e.g. bench.llm_job.LlmJob) runs that instead of run_job
+        execute = getattr(job, "execute", None)
+        conn.send(("ok", execute(progress) if execute else run_job(job, progress)))
     except CompressorError as e:
         conn.send(("failed", str(e)))
     except Exception as e:  # noqa: BLE001 - anything a runtime raises is that target's failure

@@ -24,6 +24,8 @@ METRICS: dict[str, MetricInfo] = {
     "mse": MetricInfo("mse", False, True, "mean squared error against the target array (lower is better)"),
     "cosine": MetricInfo("cosine", True, False, "mean cosine similarity to the FP32 reference output"),
     "top1_agreement": MetricInfo("top1_agreement", True, False, "fraction of top-1 predictions equal to the FP32 reference"),
+    # decoder LLMs only (measured by bench/llm.py, not by compute_metric)
+    "perplexity": MetricInfo("perplexity", False, False, "sliding-window perplexity on text (lower is better)"),
 }
 
 

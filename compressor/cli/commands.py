@@ -184,10 +184,15 @@ def _bench_args(ctx: click.Context) -> list[str]:
               help="Latency noise allowance: multiples of the two runs' combined p50 standard error [default: 3].")
 @click.option("--latency-floor", type=click.FloatRange(min=0), default=None,
               help="Latency noise allowance never below this percent [default: 5].")
+@click.option("--max-perplexity-increase-pct", type=click.FloatRange(min=0), default=None,
+              help="Decoder LLMs: percent perplexity increase allowed over the same target's FP32.")
+@click.option("--min-decode-tokens-per-s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Decoder LLMs: batch-1 greedy decode speed every compressed result must reach.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JUnit XML here.")
 def check(report_path: Path, baseline: Path | None, max_accuracy_drop: float | None, min_speedup: float | None,
           max_latency_increase: float | None, max_size_bytes: int | None, latency_tolerance: float | None,
-          latency_floor: float | None, junit: Path | None) -> None:
+          latency_floor: float | None, max_perplexity_increase_pct: float | None,
+          min_decode_tokens_per_s: float | None, junit: Path | None) -> None:
     """CI gate: exit 0 when every gate holds, 1 when one fails, 2 on bad input.
 
     Gates come from the options, or else from the gates recorded in REPORT (the
@@ -197,5 +202,7 @@ def check(report_path: Path, baseline: Path | None, max_accuracy_drop: float | N
 
     code = run_check(report_path, baseline=baseline, max_accuracy_drop=max_accuracy_drop, min_speedup=min_speedup,
                      max_latency_increase=max_latency_increase, max_size_bytes=max_size_bytes,
-                     latency_tolerance=latency_tolerance, latency_floor=latency_floor, junit=junit)
+                     latency_tolerance=latency_tolerance, latency_floor=latency_floor, junit=junit,
+                     max_perplexity_increase_pct=max_perplexity_increase_pct,
+                     min_decode_tokens_per_s=min_decode_tokens_per_s)
     sys.exit(code)

@@ -33,6 +33,9 @@ class ModelSpec(Strict):
     factory_kwargs: dict[str, Any] = Field(default_factory=dict)
     weights: str | None = Field(None, description=".safetensors, or a .pt/.pth state_dict loaded weights-only")
     onnx: str | None = Field(None, description="an ONNX model; skips the torch-domain steps")
+    hf: str | None = Field(None, description="a Hugging Face decoder-LLM folder (config.json, *.safetensors, "
+                           "tokenizer); read offline, no remote code")
+    gguf: str | None = Field(None, description="a GGUF decoder-LLM file, dequantized to FP32 when loaded")
     input_shape: list[int] | None = Field(None, description="example input shape, batch first")
     inputs: list[InputSpec] | None = Field(None, description="named inputs, instead of input_shape")
     output_names: list[str] | None = None
@@ -40,8 +43,15 @@ class ModelSpec(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
+        llm = [k for k in ("hf", "gguf") if getattr(self, k) is not None]
+        if llm:
+            others = [k for k in ("factory", "onnx", "weights", "input_shape", "inputs") if getattr(self, k) is not None]
+            if len(llm) > 1 or others:
+                raise ValueError(f"a decoder LLM is given by exactly one of 'hf' or 'gguf', without "
+                                 f"{', '.join(repr(k) for k in llm[1:] + others)}")
+            return self
         if (self.factory is None) == (self.onnx is None):
-            raise ValueError("give exactly one of 'factory' (with 'weights') or 'onnx'")
+            raise ValueError("give exactly one of 'factory' (with 'weights') or 'onnx' (or 'hf' / 'gguf' for a decoder LLM)")
         if self.onnx is not None and self.weights is not None:
             raise ValueError("'weights' goes with 'factory'; an ONNX model carries its own weights")
         if self.input_shape is not None and self.inputs is not None:
@@ -54,7 +64,9 @@ class ModelSpec(Strict):
         return self
 
     @property
-    def domain(self) -> Literal["torch", "onnx"]:
+    def domain(self) -> Literal["torch", "onnx", "llm"]:
+        if self.hf is not None or self.gguf is not None:
+            return "llm"
         return "torch" if self.factory is not None else "onnx"
 
 
@@ -69,10 +81,35 @@ class SplitSpec(Strict):
 Metric = Literal["top1", "macro_f1", "mse", "cosine", "top1_agreement"]
 
 
+class TextEvalSpec(Strict):
+    """Decoder-LLM evaluation on a text (``data.source: {text: file}``)."""
+
+    max_tokens: int = Field(2048, ge=16, description="perplexity over the first this many tokens of the text")
+    window: int = Field(512, ge=8, description="sliding-window length (tokens, BOS included)")
+    stride: int = Field(256, ge=1, description="window step; each token is scored once with up to "
+                        "window - stride tokens of context")
+    bos: Literal["auto", "always", "never"] = Field(
+        "auto", description="start each window with the BOS token: auto = when the tokenizer adds one itself")
+    prompts: int = Field(8, ge=1, description="greedy next-token agreement: prompts taken from the text")
+    prompt_tokens: int = Field(32, ge=1)
+    continuation_tokens: int = Field(16, ge=1, description="FP32 greedy tokens compared per prompt")
+    calibration_samples: int = Field(16, ge=1, description="text windows (from after the evaluated part) for "
+                                     "data-aware weight quantization (GPTQ, AWQ, scale estimation)")
+    calibration_tokens: int = Field(128, ge=8)
+
+    @model_validator(mode="after")
+    def _stride(self) -> TextEvalSpec:
+        if self.stride > self.window:
+            raise ValueError(f"stride ({self.stride}) must not exceed window ({self.window})")
+        return self
+
+
 class DataSpec(Strict):
     source: Union[str, dict[str, Any]] = Field(
-        description="built-in name (fashion-mnist, digits), {npz: file}, {factory: file.py:fn}"
+        description="built-in name (fashion-mnist, digits), {npz: file}, {factory: file.py:fn}, {text: file} "
+        "(decoder LLMs)"
     )
+    text: TextEvalSpec = TextEvalSpec()
     calibration: SplitSpec = SplitSpec(split="train", samples=512)
     evaluation: SplitSpec = SplitSpec(split="test", samples=None)
     train: SplitSpec = SplitSpec(split="train", samples=None)
@@ -85,9 +122,9 @@ class DataSpec(Strict):
     def _source(cls, v: Any) -> Any:
         if isinstance(v, dict):
             keys = set(v)
-            kinds = keys & {"npz", "factory", "imagefolder"}
+            kinds = keys & {"npz", "factory", "imagefolder", "text"}
             if len(kinds) != 1:
-                raise ValueError("a data source mapping needs exactly one of 'npz', 'factory', 'imagefolder'")
+                raise ValueError("a data source mapping needs exactly one of 'npz', 'factory', 'imagefolder', 'text'")
             allowed = kinds | {"kwargs"}
             if keys - allowed:
                 raise ValueError(f"unknown key(s) {sorted(keys - allowed)} in data source")
@@ -169,7 +206,6 @@ class QuantizeConfig(Strict):
         "the global extremes; tighter ranges, use with calibration_batch_size: 1. Keep the classifier in FP32 "
         "(nodes_to_exclude): a tight logit range clips the top logits and ties the top-1")
 
-
     @model_validator(mode="after")
     def _ort_techniques(self) -> QuantizeConfig:
         # these rewrite the ONNX model around ORT's quantizer: never ignore them silently
@@ -179,6 +215,42 @@ class QuantizeConfig(Strict):
         if self.mode == "dynamic" and self.bias_correction != "none":
             raise ValueError("bias_correction needs mode: static (calibration data)")
         return self
+
+
+class WeightQuantizeConfig(Strict):
+    """Weight-only quantization of a decoder LLM's linear layers (activations stay float).
+
+    ONNX Runtime targets get ``MatMulNBits`` (onnxruntime.quantization's MatMulNBitsQuantizer);
+    OpenVINO targets get NNCF ``compress_weights`` on the OpenVINO model. Same settings, one
+    quantized model per runtime."""
+
+    bits: Literal[4, 8] = 4
+    group_size: int = Field(128, description="weights per scale along the input axis (16..256, power of 2); "
+                            "-1: one scale per output channel")
+    symmetric: bool = Field(True, description="symmetric (no zero point) or asymmetric weights")
+    algorithm: Literal["rtn", "k_quant", "gptq", "hqq"] = Field(
+        "rtn", description="ONNX Runtime: round-to-nearest, k-quant, GPTQ (calibration text) or HQQ")
+    awq: bool = Field(False, description="OpenVINO/NNCF: activation-aware scaling (calibration text, INT4)")
+    scale_estimation: bool = Field(False, description="OpenVINO/NNCF: scale estimation (calibration text, INT4)")
+    mixed: Literal["none", "head", "edges"] = Field(
+        "head", description="INT4 only: keep layers at INT8. head: the lm-head (and, on OpenVINO, the "
+        "embedding: NNCF's default); edges: also the first and last decoder layers")
+    quantize_embedding: bool = Field(False, description="ONNX Runtime: also quantize the embedding Gather "
+                                     "(GatherBlockQuantized, 4 bits only)")
+    accuracy_level: Literal[0, 1, 2, 3, 4] = Field(
+        4, description="ONNX Runtime MatMulNBits compute type: 4 = int8 activations (fastest on CPU), "
+        "0 = default (float)")
+
+    @field_validator("group_size")
+    @classmethod
+    def _group(cls, v: int) -> int:
+        if v != -1 and (v < 16 or v > 256 or v & (v - 1)):
+            raise ValueError(f"group_size must be a power of 2 in 16..256, or -1, not {v}")
+        return v
+
+
+class WeightQuantizeStep(Strict):
+    weight_quantize: WeightQuantizeConfig = WeightQuantizeConfig()
 
 
 class QuantizeStep(Strict):
@@ -301,7 +373,9 @@ STEP_TYPES: dict[str, type[Strict]] = {
     "prune": PruneStep,
     "distill": DistillStep,
     "finetune": FinetuneStep,
+    "weight_quantize": WeightQuantizeStep,
 }
+LLM_STEPS = ("weight_quantize",)  # the steps a decoder LLM (model: hf / gguf) takes
 
 StepSpec = Annotated[
     Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in STEP_TYPES.items())],  # type: ignore[valid-type]
@@ -314,6 +388,15 @@ StepSpec = Annotated[
 # ----------------------------------------------------------------------------- bench/gates
 
 
+class LlmBenchSpec(Strict):
+    """Decoder-LLM timing (``model: hf / gguf``)."""
+
+    prefill_tokens: int = Field(128, ge=1, description="prompt length of the prefill latency")
+    prefill_runs: int = Field(5, ge=1)
+    decode_tokens: int = Field(64, ge=1, description="greedy tokens per decode run (batch 1, KV cache)")
+    decode_runs: int = Field(2, ge=1, description="timed decode runs (after one warm-up run)")
+
+
 class BenchmarkSpec(Strict):
     warmup: int = Field(50, ge=0)
     iterations: int = Field(200, ge=1, description="minimum number of timed runs")
@@ -324,6 +407,7 @@ class BenchmarkSpec(Strict):
     timeout_s: float = Field(900.0, gt=0, description="per-target compile+benchmark time limit")
     isolate: bool = Field(True, description="compile+benchmark each (variant, target) in a child process, so a "
                           "crashing or hanging runtime fails only its own result")
+    llm: LlmBenchSpec = LlmBenchSpec()
 
 
 class GateSpec(Strict):
@@ -331,6 +415,9 @@ class GateSpec(Strict):
     min_speedup: float | None = Field(None, gt=0)
     max_latency_increase: float | None = Field(None, ge=0, description="percent, against a baseline report")
     max_size_bytes: int | None = Field(None, ge=1)
+    max_perplexity_increase_pct: float | None = Field(None, ge=0, description="decoder LLMs: percent over the "
+                                                      "FP32 baseline's perplexity on the same target")
+    min_decode_tokens_per_s: float | None = Field(None, gt=0, description="decoder LLMs: batch-1 greedy decode speed")
 
 
 class LimitsSpec(Strict):
@@ -366,6 +453,18 @@ class Recipe(Strict):
         unknown = sorted(set(self.devices) - set(self.targets))
         if unknown:
             raise ValueError(f"devices names target(s) not in targets: {', '.join(unknown)}")
+        kinds = self.step_kinds()
+        if self.model.domain == "llm":
+            other = [k for k in kinds if k not in LLM_STEPS]
+            if other:
+                raise ValueError(f"step {other[0]!r} does not apply to a decoder LLM (model: hf / gguf); its steps: "
+                                 + ", ".join(LLM_STEPS))
+            if len(kinds) > 1:
+                raise ValueError("a decoder LLM takes one weight_quantize step (write a recipe per variant)")
+            if not (isinstance(self.data.source, dict) and "text" in self.data.source):
+                raise ValueError("a decoder LLM is evaluated on text: data.source must be {text: file}")
+        elif any(k in LLM_STEPS for k in kinds):
+            raise ValueError("step 'weight_quantize' needs a decoder LLM (model: hf or gguf)")
         return self
 
     def step_kinds(self) -> list[str]:

@@ -24,13 +24,16 @@ def resolve_limits(report: Report, **cli_limits: float | None) -> GateLimits:
 def run_check(report_path: Path, *, baseline: Path | None = None, max_accuracy_drop: float | None = None,
               min_speedup: float | None = None, max_latency_increase: float | None = None,
               max_size_bytes: int | None = None, latency_tolerance: float | None = None,
-              latency_floor: float | None = None, junit: Path | None = None) -> int:
+              latency_floor: float | None = None, junit: Path | None = None,
+              max_perplexity_increase_pct: float | None = None, min_decode_tokens_per_s: float | None = None) -> int:
     """Evaluate the gates, print one line per gate, write JUnit XML; return 0 or 1 (ReportError: 2)."""
     report = load_report(report_path)
     previous = load_report(baseline) if baseline else None
     limits = resolve_limits(report, max_accuracy_drop=max_accuracy_drop, min_speedup=min_speedup,
                             max_latency_increase=max_latency_increase, max_size_bytes=max_size_bytes,
-                            latency_tolerance=latency_tolerance, latency_floor=latency_floor)
+                            latency_tolerance=latency_tolerance, latency_floor=latency_floor,
+                            max_perplexity_increase_pct=max_perplexity_increase_pct,
+                            min_decode_tokens_per_s=min_decode_tokens_per_s)
     if limits.any() or previous is not None:
         gates = evaluate_gates(report, limits, previous)
         gates += [g for g in report.gates if g.name not in LIMIT_GATES]

@@ -25,10 +25,12 @@ from compressor.report.model import GateResult, Report, Result
 BASELINE_VARIANT = "baseline"
 # gates computed from limits; any other gate in a report was recorded by a step (e.g.
 # "<step>.accuracy_criterion") and is carried forward as recorded
-LIMIT_GATES = frozenset({"target_ok", "max_accuracy_drop", "min_speedup", "max_size_bytes", "max_latency_increase"})
+LIMIT_GATES = frozenset({"target_ok", "max_accuracy_drop", "min_speedup", "max_size_bytes", "max_latency_increase",
+                         "max_perplexity_increase_pct", "min_decode_tokens_per_s"})
 DEFAULT_LATENCY_TOLERANCE = 3.0
 DEFAULT_LATENCY_FLOOR = 5.0
-GATE_NAMES = ("max_accuracy_drop", "min_speedup", "max_latency_increase", "max_size_bytes")
+GATE_NAMES = ("max_accuracy_drop", "min_speedup", "max_latency_increase", "max_size_bytes",
+              "max_perplexity_increase_pct", "min_decode_tokens_per_s")
 
 
 @dataclass
@@ -37,6 +39,8 @@ class GateLimits:
     min_speedup: float | None = None
     max_latency_increase: float | None = None  # percent versus a baseline report
     max_size_bytes: int | None = None
+    max_perplexity_increase_pct: float | None = None  # decoder LLMs: percent over the same target's FP32
+    min_decode_tokens_per_s: float | None = None  # decoder LLMs: batch-1 greedy decode speed
     latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE  # multiples of the combined p50 standard error
     latency_floor: float = DEFAULT_LATENCY_FLOOR  # percent always forgiven (run-to-run drift)
 
@@ -107,6 +111,28 @@ def evaluate_gates(report: Report, limits: GateLimits, previous: Report | None =
                                   passed=r.size_bytes <= limits.max_size_bytes, detail=tag))
         if limits.max_latency_increase is not None:
             out.append(_latency_increase(r, previous, limits, tag))
+        out += _llm_gates(r, base, limits, tag)
+    return out
+
+
+def _llm_gates(r: Result, base: Result | None, limits: GateLimits, tag: str) -> list[GateResult]:
+    """The decoder-LLM gates: perplexity increase over the same target's FP32, decode speed."""
+    out = []
+    if limits.max_perplexity_increase_pct is not None:
+        if r.llm is None or base is None or base.llm is None:
+            raise ReportError(f"gate max_perplexity_increase_pct needs decoder-LLM perplexity for {tag} and its "
+                              "baseline; the report has none", hint="use it with model: hf / gguf recipes")
+        inc = (r.llm.perplexity / base.llm.perplexity - 1.0) * 100.0
+        out.append(GateResult(name="max_perplexity_increase_pct", limit=limits.max_perplexity_increase_pct,
+                              value=round(inc, 3), passed=inc <= limits.max_perplexity_increase_pct,
+                              detail=f"{tag} perplexity {base.llm.perplexity:.3f} -> {r.llm.perplexity:.3f}"))
+    if limits.min_decode_tokens_per_s is not None:
+        if r.llm is None or r.llm.decode_tokens_per_s is None:
+            raise ReportError(f"gate min_decode_tokens_per_s needs decode speed for {tag}; the report has none",
+                              hint="use it with model: hf / gguf recipes")
+        v = r.llm.decode_tokens_per_s
+        out.append(GateResult(name="min_decode_tokens_per_s", limit=limits.min_decode_tokens_per_s, value=round(v, 2),
+                              passed=v >= limits.min_decode_tokens_per_s, detail=f"{tag} batch-1 greedy decode"))
     return out
 
 

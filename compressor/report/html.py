@@ -53,6 +53,13 @@ def render_html(report: Report, base_dir: Path | None = None) -> str:
                  "pareto marks results no other result beats on both p50 latency and accuracy.</p>")
     rows = summary_rows(report)
     parts.append(_table(COLUMNS, [[row.get(c, "") for c in COLUMNS] for row in rows]))
+    from compressor.report.llm_table import LLM_COLUMNS, LLM_NOTE, has_llm, llm_notes, llm_rows
+
+    if has_llm(report):
+        parts.append(f"<h2>Decoder LLM</h2><p class='note'>{html.escape(LLM_NOTE)}</p>")
+        parts += [f"<p><b>Baseline weights: {html.escape(n)}</b> (not an original FP32 checkpoint).</p>"
+                  for n in llm_notes(report)]
+        parts.append(_table(LLM_COLUMNS, [[row.get(c, "") for c in LLM_COLUMNS] for row in llm_rows(report)]))
     if report.gates:
         parts.append("<h2>Gates</h2>")
         parts.append(_table(["gate", "limit", "measured", "result", "detail"],

@@ -106,6 +106,19 @@ COLUMNS = ["variant", "target", "precision", "metric", "accuracy", "drop", "p50_
            "size", "compression", "parity", "pareto", "status"]
 
 
+def _llm_section(report: Report) -> list[str]:
+    from compressor.report.llm_table import LLM_COLUMNS, LLM_NOTE, has_llm, llm_notes, llm_rows
+
+    if not has_llm(report):
+        return []
+    lines = ["", "## Decoder LLM", "", LLM_NOTE, ""]
+    lines += [f"**Baseline weights: {n}** (the FP32 baseline is this dequantized model, not an original FP32 "
+              "checkpoint)." for n in llm_notes(report)]
+    lines += ["", "| " + " | ".join(LLM_COLUMNS) + " |", "|" + "---|" * len(LLM_COLUMNS)]
+    lines += ["| " + " | ".join(row.get(c, "") for c in LLM_COLUMNS) + " |" for row in llm_rows(report)]
+    return lines
+
+
 def render_markdown(report: Report) -> str:
     env = report.environment
     lines = [f"# compressor report: {report.recipe}", ""]
@@ -137,6 +150,7 @@ def render_markdown(report: Report) -> str:
         lines += ["", "## Devices and INT8 settings", ""] + [f"- {n}" for n in notes]
     lines += ["", "`pareto` marks the results no other result beats on both p50 latency and accuracy. Latency is "
               "per call at the benchmark batch size; p50_rse (relative standard error of the p50) is in report.json."]
+    lines += _llm_section(report)
     if report.gate_limits:
         lines += ["", "Recipe gates: " + ", ".join(f"{k} {v:g}" for k, v in report.gate_limits.items()) + "."]
     if report.gates:

@@ -57,6 +57,26 @@ class Parity(_Model):
                                   "compressed-fp32, ...)")
 
 
+class LlmMetrics(_Model):
+    """Decoder-LLM measurements (``model: hf / gguf`` recipes) of one result."""
+
+    perplexity: float = Field(description="sliding-window perplexity on the recipe's text (lower is better)")
+    perplexity_tokens: int = Field(description="tokens scored")
+    window: int | None = Field(None, description="window length, tokens")
+    stride: int | None = Field(None, description="window step, tokens")
+    bos: bool | None = Field(None, description="whether every window started with the BOS token")
+    next_token_agreement: float | None = Field(None, description="fraction of greedy next tokens equal to the FP32 "
+                                               "baseline's, teacher-forced on FP32's greedy continuations")
+    agreement_tokens: int | None = Field(None, description="positions compared for next_token_agreement")
+    prefill_tokens: int | None = Field(None, description="prompt length of prefill_ms")
+    prefill_ms: Latency | None = Field(None, description="prompt (prefill) latency with an empty KV cache")
+    decode_tokens_per_s: float | None = Field(None, description="batch-1 greedy decode speed with the KV cache")
+    decode_tokens: int | None = Field(None, description="decode steps timed")
+    peak_rss_bytes: int | None = Field(None, description="peak resident memory of the measuring process after "
+                                       "loading the model (load + run)")
+    note: str | None = Field(None, description="where the FP32 weights came from, e.g. dequantized from GGUF Q4_1")
+
+
 class Result(_Model):
     """One (variant, target) measurement."""
 
@@ -83,6 +103,8 @@ class Result(_Model):
         "path as, the deploy device), host (this host's kernels, not the device's: confirm on the device with "
         "`compressor bench --data`), emulated (the device's kernel path under qemu, `compressor bench --emulate-cpu`)")
     host: str | None = Field(None, description="host name of the machine that measured it (set in merged reports)")
+    llm: LlmMetrics | None = Field(None, description="decoder LLMs: perplexity, agreement, prefill, decode speed, "
+                                   "memory (their latency_ms is the per-token decode latency)")
 
 
 class GateResult(_Model):

@@ -47,6 +47,17 @@ def write_ir(onnx_path: Path, xml_path: Path) -> list[Path]:
     return [xml_path, bin_path]
 
 
+def copy_ir(src_xml: Path, xml_path: Path) -> list[Path]:
+    """Copy an IR pair, .bin first (a complete-looking .xml never points at a missing .bin)."""
+    from compressor.utils.io import atomic_path
+
+    for a, b in ((src_xml.with_suffix(".bin"), xml_path.with_suffix(".bin")), (src_xml, xml_path)):
+        if a.resolve() != b.resolve():
+            with atomic_path(b) as tmp:
+                shutil.copyfile(a, tmp)
+    return [xml_path, xml_path.with_suffix(".bin")]
+
+
 class OpenVinoSession:
     """A compiled OpenVINO model with one infer request (batch-1 latency use)."""
 
@@ -109,15 +120,19 @@ class OpenVinoCpuTarget(Target):
         return None
 
     def precision_for(self, variant_precision: str) -> str:
-        # INT8 models keep their QDQ precision; their non-quantized ops run at the hint
-        if variant_precision == "int8":
-            return "int8"
+        # INT8 models keep their QDQ precision (weight-only INT4/INT8 their weight precision);
+        # their non-quantized ops run at the hint
+        if variant_precision in ("int8", "int4"):
+            return variant_precision
         return _PRECISIONS[self.precision_hint][1]
 
     def compile(self, model: ModelArtifact, out_dir: Path, *, precision: str) -> Artifact:
         if model.onnx_path is None:
             raise TargetFailed(f"target {self.spec.name} needs an ONNX model")
         xml = out_dir / f"{model.variant}.xml"
+        if model.onnx_path.suffix == ".xml":  # already IR (e.g. NNCF weight compression): copy it
+            files = copy_ir(model.onnx_path, xml)
+            return Artifact(xml, self.precision_for(precision), files, meta={"format": "openvino-ir"})
         files = write_ir(model.onnx_path, xml)
         return Artifact(xml, self.precision_for(precision), files, meta={"format": "openvino-ir"})
 

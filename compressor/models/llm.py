@@ -1,0 +1,147 @@
+"""Decoder LLMs (Llama architecture) from a Hugging Face folder or a GGUF file, offline.
+
+Safety: a folder must hold ``*.safetensors`` weights (``pytorch_model.bin`` would be
+unpickled and is refused), ``trust_remote_code`` is never set, and nothing is fetched
+(``HF_HUB_OFFLINE=1``, ``local_files_only``). A GGUF file is dequantized to FP32 by
+transformers' reader (PyPI ``gguf``); its weights are then the dequantized values of the
+file's own quantization grid (e.g. Q4_1), which every report built on it must say.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from compressor.errors import ModelLoadError
+
+SUPPORTED = ("llama",)  # architectures export/decoder.py rebuilds
+
+
+@dataclass
+class LlmModel:
+    """A loaded decoder: the torch model (eval, FP32), its tokenizer and where it came from."""
+
+    model: Any
+    tokenizer: Any
+    source: str  # "hf" or "gguf"
+    path: Path
+    note: str = ""  # e.g. "FP32 dequantized from Q4_1"
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+
+def _offline() -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _check_arch(config: Any, where: Path) -> None:
+    if getattr(config, "model_type", None) not in SUPPORTED:
+        raise ModelLoadError(f"{where}: model type {getattr(config, 'model_type', None)!r} is not supported "
+                             f"for decoder export", hint=f"supported: {', '.join(SUPPORTED)}")
+
+
+def load_hf_folder(folder: Path) -> LlmModel:
+    """A Hugging Face model folder with config.json, safetensors weights and a tokenizer."""
+    _offline()
+    if not folder.is_dir():
+        raise ModelLoadError(f"model folder {folder} does not exist")
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"{folder} has no config.json: not a Hugging Face model folder")
+    if not list(folder.glob("*.safetensors")):
+        pickled = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt*")]
+        raise ModelLoadError(f"{folder} has no .safetensors weights" + (f" (found {pickled[0]}, which would be "
+                             "unpickled: refused)" if pickled else ""),
+                             hint="convert the weights to safetensors in a trusted environment")
+    from safetensors import SafetensorError
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+        _check_arch(config, folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, trust_remote_code=False,
+                                                     use_safetensors=True, dtype="float32")
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    except ModelLoadError:
+        raise
+    except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as e:
+        raise ModelLoadError(f"cannot load the model in {folder}: {_first_line(e)}") from None
+    # a folder written by save_hf_folder from a GGUF says where its FP32 weights came from
+    source = folder / "SOURCE.txt"
+    note = source.read_text(encoding="utf-8").strip() if source.is_file() else ""
+    return LlmModel(model.eval(), tokenizer, "hf", folder, note=note)
+
+
+def load_gguf(path: Path) -> LlmModel:
+    """A GGUF file, dequantized to FP32 (tokenizer and config come from the file)."""
+    _offline()
+    if not path.is_file():
+        raise ModelLoadError(f"GGUF file {path} does not exist")
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ModelLoadError(f"{path} is not a GGUF file (bad magic bytes)")
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = path.parent, path.name
+    try:
+        config = AutoConfig.from_pretrained(folder, gguf_file=name, local_files_only=True)
+        _check_arch(config, path)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, local_files_only=True,
+                                                      dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+    except ModelLoadError:
+        raise
+    except ImportError as e:
+        raise ModelLoadError(f"reading GGUF needs the packages gguf and accelerate ({_first_line(e)})",
+                             hint="pip install gguf accelerate") from None
+    except Exception as e:  # noqa: BLE001 - the gguf reader raises many types on a truncated file
+        raise ModelLoadError(f"cannot read GGUF file {path}: {_first_line(e)}") from None
+    # a plain FP32 model: drop the GGUF quantization record so it saves and exports as usual
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict(), strict=False)
+    model.tie_weights()
+    gtype = _gguf_file_type(path)
+    return LlmModel(model.eval(), tokenizer, "gguf", path, note=f"FP32 dequantized from GGUF {gtype}")
+
+
+def _gguf_file_type(path: Path) -> str:
+    """The GGUF file's main quantization type (e.g. Q4_1), for the report's note."""
+    try:
+        from gguf import GGUFReader, LlamaFileType
+
+        field = GGUFReader(str(path)).fields.get("general.file_type")
+        return LlamaFileType(int(field.parts[field.data[0]][0])).name.replace("MOSTLY_", "") if field else "?"
+    except Exception:  # noqa: BLE001 - only a label
+        return "?"
+
+
+def load_llm(spec: Any, base_dir: Path | None) -> LlmModel:
+    """The recipe's ``model: {hf: folder}`` or ``model: {gguf: file}``."""
+    from compressor.utils.paths import resolve_path
+
+    if spec.hf is not None:
+        return load_hf_folder(resolve_path(spec.hf, base_dir))
+    return load_gguf(resolve_path(spec.gguf, base_dir))
+
+
+def save_hf_folder(llm: LlmModel, folder: Path) -> Path:
+    """Write ``llm`` as an ordinary FP32 safetensors folder (what ``make llm`` caches)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    llm.model.save_pretrained(folder, safe_serialization=True)
+    llm.tokenizer.save_pretrained(folder)
+    if llm.note:
+        (folder / "SOURCE.txt").write_text(f"{llm.note}: {llm.path.name}\n", encoding="utf-8")
+    return folder

@@ -1,0 +1,1 @@
+"""Weight-only quantization of decoder LLMs, one module per runtime family."""

@@ -1,0 +1,88 @@
+"""Weight-only INT4/INT8 for OpenVINO: NNCF ``compress_weights`` on the OpenVINO model
+read from the exported decoder, saved as IR (.xml/.bin).
+
+NNCF's INT4 modes keep the embedding and the last MatMul (the lm-head) at its backup
+precision INT8 unless ``all_layers`` is set, which is what ``mixed: head`` means here;
+``mixed: edges`` keeps the first and last decoder layers at INT8 too (a first INT4
+pass that ignores them, then an INT8 pass over what is left in float).
+AWQ and scale estimation need calibration text (NNCF runs the model on it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from compressor.errors import StepError
+from compressor.recipe.schema import WeightQuantizeConfig
+from compressor.steps.weight_only.layers import int8_layers
+from compressor.utils.quiet import quiet
+
+
+def _mode(bits: int, symmetric: bool) -> Any:
+    from nncf import CompressWeightsMode
+
+    return getattr(CompressWeightsMode, f"INT{bits}_{'SYM' if symmetric else 'ASYM'}")
+
+
+def compress_openvino(src: Path, dst_xml: Path, cfg: WeightQuantizeConfig, layers: int,
+                      calibration: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Compress the weights of ``src`` (ONNX) into OpenVINO IR at ``dst_xml``; returns details."""
+    import nncf
+    import openvino as ov
+
+    if cfg.algorithm != "rtn":
+        raise StepError(f"weight_quantize algorithm {cfg.algorithm!r} is an ONNX Runtime algorithm; OpenVINO "
+                        "targets use NNCF (rtn, with awq / scale_estimation)")
+    needs_data = cfg.awq or cfg.scale_estimation
+    if needs_data and cfg.bits != 4:
+        raise StepError("awq and scale_estimation apply to INT4 weight compression only")
+    if needs_data and not calibration:
+        raise StepError("awq / scale_estimation need calibration text (data.text.calibration_samples)")
+    model = ov.Core().read_model(str(src))
+    names = [op.get_friendly_name() for op in model.get_ops() if op.get_type_name() == "MatMul"]
+    edges = [n for n in int8_layers(names, "edges", layers) if n != "lm_head"] if cfg.mixed == "edges" else []
+    kwargs: dict[str, Any] = {"mode": _mode(cfg.bits, cfg.symmetric)}
+    if cfg.bits == 4:
+        from nncf.quantization.advanced_parameters import AdvancedCompressionParameters, GroupSizeFallbackMode
+
+        # a layer whose input width the group does not divide (SmolLM2: 576 vs 128) gets the largest
+        # power-of-two group that does (64); ONNX Runtime pads the last group instead
+        kwargs.update(group_size=cfg.group_size, ratio=1.0, all_layers=cfg.mixed == "none",
+                      advanced_parameters=AdvancedCompressionParameters(
+                          group_size_fallback_mode=GroupSizeFallbackMode.ADJUST))
+        if needs_data:
+            kwargs.update(dataset=nncf.Dataset(calibration), awq=cfg.awq, scale_estimation=cfg.scale_estimation,
+                          subset_size=len(calibration or []))
+        if edges:
+            kwargs["ignored_scope"] = nncf.IgnoredScope(names=edges, validate=True)
+    try:
+        with quiet("nncf", ignore_warnings=True):
+            model = nncf.compress_weights(model, **kwargs)
+            if edges:
+                model = nncf.compress_weights(model, mode=_mode(8, False))  # what the INT4 pass left in float
+    except Exception as e:  # noqa: BLE001 - NNCF raises assorted types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StepError(f"NNCF weight compression failed: {first}") from e
+    dst_xml.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst_xml.stem}.", dir=dst_xml.parent))
+    try:
+        ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
+        os.replace(tmp / "model.bin", dst_xml.with_suffix(".bin"))  # .bin first: an .xml never points at nothing
+        os.replace(tmp / "model.xml", dst_xml)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    precisions: dict[str, int] = {}
+    for op in model.get_ops():
+        if op.get_type_name() == "Constant":
+            t = op.get_element_type().get_type_name()
+            if t in ("u4", "i4", "u8", "i8"):
+                precisions[t] = precisions.get(t, 0) + 1
+    return {"engine": "nncf-compress_weights", "nncf": nncf.__version__, "mode": kwargs["mode"].value,
+            "group_size": cfg.group_size if cfg.bits == 4 else -1,
+            "group_size_fallback": "adjust" if cfg.bits == 4 else None, "awq": cfg.awq,
+            "scale_estimation": cfg.scale_estimation, "all_layers": cfg.mixed == "none", "int8_layers": edges,
+            "weight_constants": precisions}
