@@ -32,7 +32,7 @@ LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "openvino", 
 def library_versions() -> dict[str, str]:
     """Versions of everything that can change a step's output (part of every key)."""
     from compressor import __version__
-    from compressor.bench.environment import package_versions
+    from compressor.utils.versions import package_versions
 
     return {"compressor": __version__, "python": platform.python_version(), **package_versions(LIBRARIES)}
 

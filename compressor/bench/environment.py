@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import platform
 import socket
-from importlib import metadata
 from typing import Any
+
+from compressor.utils.versions import package_versions
 
 FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "neon", "asimddp")
 
@@ -18,17 +19,6 @@ def cpu_info() -> dict[str, Any]:
     return {"model": model or platform.processor() or platform.machine(),
             "flags": [f for f in FLAGS_OF_INTEREST if f in flags],
             "logical_cores": os.cpu_count(), "machine": platform.machine()}
-
-
-def package_versions(names: tuple[str, ...] = ("onnxruntime", "openvino", "torch", "onnx", "nncf", "executorch",
-                                               "torch-pruning", "neural-compressor", "tensorrt")) -> dict[str, str]:
-    out = {}
-    for n in names:
-        try:
-            out[n] = metadata.version(n)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def describe_environment(threads: int) -> dict[str, Any]:

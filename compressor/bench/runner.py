@@ -8,10 +8,9 @@ from typing import Any
 import numpy as np
 
 from compressor.bench.latency import measure_latency
-from compressor.bench.metrics import compute_metric, metric_info
+from compressor.metrics import compare_outputs, compute_metric, metric_info
 from compressor.data.dataset import Dataset
 from compressor.errors import DataError, TargetFailed
-from compressor.export.onnx_export import compare_outputs
 from compressor.targets.base import Session, timed_call
 
 # parity tolerances by precision: max abs diff relative to the reference's largest magnitude

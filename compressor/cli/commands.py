@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from compressor.cli.main import cli
+from compressor.cli.group import cli
 from compressor.errors import RecipeError
 
 RECIPE = click.Path(dir_okay=False, path_type=Path)
@@ -69,7 +69,7 @@ def validate(recipe: Path, as_json: bool) -> None:
     import yaml
 
     from compressor.recipe import load_recipe
-    from compressor.recipe.validate import check_references
+    from compressor.pipeline.checks import check_references
 
     r = load_recipe(recipe)
     check_references(r, recipe.resolve().parent)

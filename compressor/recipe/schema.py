@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from compressor.metrics import MetricName
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
@@ -66,7 +68,7 @@ class SplitSpec(Strict):
     samples: int | None = Field(None, ge=1, description="limit to this many samples (None = all)")
 
 
-Metric = Literal["top1", "macro_f1", "mse", "cosine", "top1_agreement"]
+Metric = MetricName  # the names in compressor.metrics.METRICS
 
 
 class DataSpec(Strict):

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from compressor.bench.metrics import metric_drop
+from compressor.metrics import metric_drop
 from compressor.errors import ReportError
 from compressor.report.gates import DEFAULT_LATENCY_FLOOR, DEFAULT_LATENCY_TOLERANCE, latency_allowance
 from compressor.report.model import Report, Result

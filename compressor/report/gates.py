@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from compressor.bench.metrics import metric_drop
+from compressor.metrics import metric_drop
 from compressor.errors import ReportError
 from compressor.report.model import GateResult, Report, Result
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from compressor.bench.metrics import metric_drop
+from compressor.metrics import metric_drop
 from compressor.report.gates import BASELINE_VARIANT
 from compressor.report.model import Report, Result
 

@@ -11,7 +11,7 @@ from compressor.steps.base import Step
 if TYPE_CHECKING:
     import torch
 
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
 
 
 def cross_entropy_loss(label_smoothing: float = 0.0) -> Any:

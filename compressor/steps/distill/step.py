@@ -20,7 +20,7 @@ from compressor.steps.distill.hints import Hint
 if TYPE_CHECKING:
     import torch
 
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
 
 
 def build_module(src: ModuleSource, ctx: RunContext) -> torch.nn.Module:

@@ -18,14 +18,14 @@ from compressor.steps.prune import layers as L
 if TYPE_CHECKING:
     import torch
 
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
 
 
 def example_input(ctx: RunContext, batch: int = 1) -> tuple[Any, ...]:
     """One example batch of the recipe's inputs, as torch tensors."""
     import torch
 
-    from compressor.export.onnx_export import example_inputs
+    from compressor.models.loader import example_inputs
     from compressor.models.loader import input_specs
 
     specs = input_specs(ctx.recipe.model)

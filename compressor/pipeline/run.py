@@ -1,0 +1,98 @@
+"""The run: plan -> load -> torch steps -> export -> ONNX steps -> per target compile +
+benchmark -> report. Reads top to bottom like the flow in DESIGN.md; each stage lives in
+its own module of this package (plan, limits, variants, jobs)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+import yaml
+
+from compressor.bench.environment import describe_environment
+from compressor.context import RunContext
+from compressor.pipeline.jobs import bench_cached, reference_outputs
+from compressor.pipeline.limits import check_limits
+from compressor.pipeline.plan import check_target_quantization, consumes, quantization_plan, resolve_targets
+from compressor.pipeline.variants import onnx_domain, torch_domain
+from compressor.progress import QUIET, Reporter
+from compressor.recipe.schema import Recipe
+from compressor.report.gates import GateLimits, evaluate_gates
+from compressor.report.model import GateResult, Report
+from compressor.stepcache import StepCache
+from compressor.steps.registry import make_step
+from compressor.utils.io import atomic_write_json, atomic_write_text
+from compressor.utils.killpoints import checkpoint
+from compressor.utils.seed import seed_everything
+
+
+def default_run_dir(recipe: Recipe) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{recipe.name}-{stamp}"
+
+
+def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path | None = None,
+               progress: Reporter = QUIET, resume: bool = False) -> Report:
+    """Run a whole recipe; writes artifacts, report.json and report.md into ``run_dir``."""
+    base_dir = recipe_path.resolve().parent if recipe_path else None
+    target_specs = resolve_targets(recipe, base_dir)  # fail on a bad target name before any work
+    check_target_quantization(recipe, target_specs)
+    quant_choices = quantization_plan(recipe, target_specs)
+    check_limits(recipe, base_dir)  # model size, eval set size, memory: before any work
+    seed_everything(recipe.seed, torch_too=recipe.model.domain == "torch")
+    run_dir = run_dir or default_run_dir(recipe)
+    ctx = RunContext(recipe, run_dir, base_dir, progress, resume, quant_choices=quant_choices)
+    ctx.cache = StepCache(run_dir, reuse=resume)
+    for name, choice in quant_choices.items():
+        for w in choice.warnings:
+            progress.log(f"[yellow]warning[/] {name}: {w}")
+    ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "recipe.resolved.yaml",
+                      yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+    steps = [make_step(kind, getattr(spec, kind), f"{i:02d}-{kind}")
+             for i, (kind, spec) in enumerate(zip(recipe.step_kinds(), recipe.steps))]
+    checkpoint("run:start")
+    eval_data = ctx.evaluation_data()
+    check_limits(recipe, base_dir, eval_bytes=sum(a.nbytes for a in eval_data.inputs.values()))
+
+    # 1. the model and its baseline ONNX
+    needs_torch = any(consumes(t) == "torch" for t in target_specs)
+    variants, step_reports = torch_domain(recipe, ctx, steps, eval_data, progress, needs_torch)
+    # 2. ONNX-domain steps, once per distinct quantization profile the targets need
+    variants += onnx_domain(ctx, steps, variants[-1], target_specs, step_reports)
+    # 3. the FP32 reference outputs every variant is compared with
+    reference = reference_outputs(variants[0].onnx_path, eval_data, recipe)
+    checkpoint("reference:done")
+    # 4. every (variant, target); finished results are recorded one by one for --resume
+    results = []
+    for spec in target_specs:
+        for v in variants:
+            if v.targets is None or spec.name in v.targets:
+                results.append(bench_cached(spec, v, ctx, eval_data, reference))
+    report = Report(
+        recipe=recipe.name, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        environment=describe_environment(recipe.benchmark.threads),
+        steps=[s.to_dict() for s in step_reports], results=results,
+        warnings=[f"{name}: {w}" for name, c in quant_choices.items() for w in c.warnings] or None,
+    )
+    # record the recipe's gates so `compressor check` re-evaluates them; the latency-increase
+    # gate needs a previous report, so only `compressor check --baseline` can evaluate it
+    report.gate_limits = GateLimits.from_mapping(recipe.gates.model_dump()).limits() or None
+    run_limits = {k: v for k, v in (report.gate_limits or {}).items() if k != "max_latency_increase"}
+    report.gates = evaluate_gates(report, GateLimits.from_mapping(run_limits))
+    # steps may add gates of their own (accuracy-aware quantization that kept a model failing its criterion)
+    report.gates += [GateResult.model_validate(g) for r in step_reports for g in r.details.get("gates", [])]
+    write_report(report, run_dir)
+    ctx.cache.write_log()
+    return report
+
+
+def write_report(report: Report, run_dir: Path) -> None:
+    from compressor.report.markdown import render_markdown
+
+    atomic_write_json(run_dir / "report.json", report.to_json())
+    checkpoint("report:json")
+    atomic_write_text(run_dir / "report.md", render_markdown(report))
+    from compressor.report.html import write_html
+
+    write_html(report, run_dir / "report.html", base_dir=run_dir)

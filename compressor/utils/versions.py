@@ -1,0 +1,17 @@
+"""Installed versions of the libraries a result depends on (reports and step-cache keys)."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+
+def package_versions(names: tuple[str, ...] = ("onnxruntime", "openvino", "torch", "onnx", "nncf", "executorch",
+                                               "torch-pruning", "neural-compressor", "tensorrt")) -> dict[str, str]:
+    """Version of each installed distribution in ``names``; missing ones are left out."""
+    out = {}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
