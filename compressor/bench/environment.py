@@ -7,7 +7,7 @@ import platform
 import socket
 from typing import Any
 
-from compressor.utils.versions import package_versions
+from compressor.utils.versions import COMPRESSOR_VERSION, package_versions
 
 FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "neon", "asimddp")
 
@@ -22,8 +22,6 @@ def cpu_info() -> dict[str, Any]:
 
 
 def describe_environment(threads: int) -> dict[str, Any]:
-    from compressor import __version__
-
     from compressor.targets.devices import detect_host
 
     cpu = cpu_info()
@@ -32,5 +30,5 @@ def describe_environment(threads: int) -> dict[str, Any]:
         "logical_cores": cpu["logical_cores"],
         "machine": cpu["machine"], "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(), "host": socket.gethostname(), "threads": threads,
-        "compressor": __version__, "runtimes": package_versions(),
+        "compressor": COMPRESSOR_VERSION, "runtimes": package_versions(),
     }

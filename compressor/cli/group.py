@@ -7,8 +7,8 @@ import traceback
 
 import click
 
-from compressor import __version__
 from compressor.errors import CompressorError
+from compressor.utils.versions import COMPRESSOR_VERSION
 
 
 class CompressorGroup(click.Group):
@@ -28,7 +28,7 @@ class CompressorGroup(click.Group):
 
 
 @click.group(cls=CompressorGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="compressor")
+@click.version_option(COMPRESSOR_VERSION, prog_name="compressor")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:

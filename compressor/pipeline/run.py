@@ -17,7 +17,7 @@ from compressor.pipeline.plan import check_target_quantization, consumes, quanti
 from compressor.pipeline.variants import onnx_domain, torch_domain
 from compressor.progress import QUIET, Reporter
 from compressor.recipe.schema import Recipe
-from compressor.report.gates import GateLimits, evaluate_gates
+from compressor.report.gates import NEEDS_PREVIOUS, GateLimits, evaluate_gates
 from compressor.report.model import GateResult, Report
 from compressor.stepcache import StepCache
 from compressor.steps.registry import make_step
@@ -32,9 +32,10 @@ def default_run_dir(recipe: Recipe) -> Path:
 
 
 def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path | None = None,
-               progress: Reporter = QUIET, resume: bool = False) -> Report:
-    """Run a whole recipe; writes artifacts, report.json and report.md into ``run_dir``."""
-    base_dir = recipe_path.resolve().parent if recipe_path else None
+               progress: Reporter = QUIET, resume: bool = False, base_dir: Path | None = None) -> Report:
+    """Run a whole recipe; writes artifacts, report.json and report.md into ``run_dir``.
+    Relative paths in the recipe resolve against ``recipe_path``'s folder, else ``base_dir``."""
+    base_dir = recipe_path.resolve().parent if recipe_path else base_dir
     target_specs = resolve_targets(recipe, base_dir)  # fail on a bad target name before any work
     check_target_quantization(recipe, target_specs)
     quant_choices = quantization_plan(recipe, target_specs)
@@ -78,7 +79,7 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
     # record the recipe's gates so `compressor check` re-evaluates them; the latency-increase
     # gate needs a previous report, so only `compressor check --baseline` can evaluate it
     report.gate_limits = GateLimits.from_mapping(recipe.gates.model_dump()).limits() or None
-    run_limits = {k: v for k, v in (report.gate_limits or {}).items() if k != "max_latency_increase"}
+    run_limits = {k: v for k, v in (report.gate_limits or {}).items() if k not in NEEDS_PREVIOUS}
     report.gates = evaluate_gates(report, GateLimits.from_mapping(run_limits))
     # steps may add gates of their own (accuracy-aware quantization that kept a model failing its criterion)
     report.gates += [GateResult.model_validate(g) for r in step_reports for g in r.details.get("gates", [])]

@@ -272,7 +272,7 @@ def _step_kind(value: Any) -> str | None:
 
 
 # Adding a step: a FooConfig + FooStep(Strict) with one field named ``foo``, then add
-# it to this union and to compressor/steps/registry.py.
+# it to this union and to compressor/steps/registry.py (tests/steps/test_registry.py checks both).
 STEP_TYPES: dict[str, type[Strict]] = {
     "quantize": QuantizeStep,
     "prune": PruneStep,
@@ -301,6 +301,10 @@ class BenchmarkSpec(Strict):
     timeout_s: float = Field(900.0, gt=0, description="per-target compile+benchmark time limit")
     isolate: bool = Field(True, description="compile+benchmark each (variant, target) in a child process, so a "
                           "crashing or hanging runtime fails only its own result")
+
+    def eval_batch_for(self, max_batch: int | None) -> int:
+        """The accuracy batch on a target that runs at most ``max_batch`` samples at once."""
+        return min(self.eval_batch_size, max_batch or self.eval_batch_size)
 
 
 class GateSpec(Strict):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from importlib import metadata
 
+# the package version (pyproject.toml says the same); here, so no module imports the root package
+COMPRESSOR_VERSION = "0.1.0"
+
 
 def package_versions(names: tuple[str, ...] = ("onnxruntime", "openvino", "torch", "onnx", "nncf", "executorch",
                                                "torch-pruning", "neural-compressor", "tensorrt")) -> dict[str, str]:
