@@ -4,7 +4,6 @@ one ONNX-domain result per group of targets that share quantization settings."""
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ from compressor.progress import Reporter
 from compressor.recipe.schema import Recipe
 from compressor.stepcache import StepCache, file_digest
 from compressor.steps.base import Step, StepReport
+from compressor.steps.registry import make_step
 from compressor.targets.spec import TargetSpec
-from compressor.utils.io import sha256_file
 from compressor.utils.paths import resolve_path
 
 BASELINE = "baseline"
@@ -43,9 +42,6 @@ def _model_identity(spec: Any, base_dir: Path | None, specs: list[dict[str, Any]
     return {"factory": spec.factory, "factory_sha": file_digest(factory_file), "kwargs": spec.factory_kwargs,
             "weights_sha": file_digest(weights), "inputs": specs, "outputs": spec.output_names, "opset": spec.opset}
 
-
-def _report_from(d: dict[str, Any]) -> StepReport:
-    return StepReport(d["name"], d["kind"], seconds=d.get("seconds", 0.0), details=d.get("details", {}), cached=True)
 
 
 def torch_domain(recipe: Recipe, ctx: RunContext, steps: list[Step], eval_data: Dataset,
@@ -97,7 +93,7 @@ def torch_domain(recipe: Recipe, ctx: RunContext, steps: list[Step], eval_data: 
                           steps=[(s.kind, s.name, s.config.model_dump(mode="json")) for s in torch_steps])
     rec = cache.get("torch-steps", chain_key) if torch_steps and not needs_torch else None
     if rec is not None:
-        reports += [_report_from(d) for d in rec["data"]["reports"]]
+        reports += [StepReport.from_dict(d) for d in rec["data"]["reports"]]
         variants.append(Variant(name, "fp32", ctx.artifacts_dir / rec["data"]["output"], torch_model=None))
         progress.log(f"[bold]reused[/] {len(torch_steps)} torch-domain step(s) and their export")
     elif torch_steps:
@@ -106,10 +102,7 @@ def torch_domain(recipe: Recipe, ctx: RunContext, steps: list[Step], eval_data: 
         first_report = len(reports)
         current = copy.deepcopy(model)
         for step in torch_steps:
-            progress.log(f"[bold]step[/] {step.name}")
-            t0 = time.perf_counter()
             current = step.run(current, ctx).eval()
-            step.report.seconds = step.report.seconds or time.perf_counter() - t0
             reports.append(step.report)
         path, par = export(current, name)
         reports.append(StepReport(f"export-{name}", "export", details={"parity_vs_torch": par}))
@@ -120,48 +113,28 @@ def torch_domain(recipe: Recipe, ctx: RunContext, steps: list[Step], eval_data: 
 
 
 def onnx_domain(ctx: RunContext, steps: list[Step], source: Variant, targets: list[TargetSpec],
-                 reports: list[StepReport]) -> list[Variant]:
+                reports: list[StepReport]) -> list[Variant]:
+    """Run the ONNX-domain steps once per group of targets that share quantization settings:
+    the settings follow each target's (runtime, device), and what the recipe sets explicitly
+    wins. Each group gets fresh step objects; with several groups their names end ``-g<i>``."""
     onnx_steps = [s for s in steps if s.domain == "onnx"]
     if not onnx_steps:
         return []
-    # targets whose quantization settings come out the same share one quantized model; the
-    # settings follow each target's (runtime, device), and what the recipe sets explicitly wins
     groups: dict[str, list[str]] = {}
     for t in targets:
         choice = ctx.quant_choices.get(t.name)
-        fill = choice.settings if choice else {}
-        groups.setdefault(json.dumps(fill, sort_keys=True), []).append(t.name)
+        groups.setdefault(json.dumps(choice.settings if choice else {}, sort_keys=True), []).append(t.name)
+    ctx.torch_model = source.torch_model  # for engines that quantize the torch model (INC)
     variants = []
-    ctx.torch_model = source.torch_model
-    multi = len(groups) > 1
-    base_names = [s.name for s in onnx_steps]
-    for gi, (overrides, names) in enumerate(groups.items()):
-        ctx.quant_overrides = json.loads(overrides)
+    for gi, (settings, names) in enumerate(groups.items()):
+        suffix = f"-g{gi}" if len(groups) > 1 else ""
         model: Path = source.onnx_path  # type: ignore[assignment]
         precision = source.precision
-        for step, base in zip(onnx_steps, base_names):
-            step.name = f"{base}-g{gi}" if multi else base
-            step.report = StepReport(step.name, step.kind)
-            cache = ctx.cache or StepCache(ctx.run_dir, reuse=False)
-            key = cache.key("onnx-step", kind=step.kind, name=step.name, input=sha256_file(model),
-                            config=step.config.model_dump(mode="json"), overrides=ctx.quant_overrides,
-                            seed=ctx.seed, data=ctx.recipe.data.model_dump(mode="json"))
-            rec = cache.get(f"step:{step.name}", key)
-            if rec is not None:
-                model = ctx.run_dir / rec["data"]["output"]
-                step.report = _report_from(rec["data"]["report"])
-                precision = rec["data"]["precision"] or precision
-                ctx.progress.log(f"[bold]reused[/] {step.name} (finished before the interruption)")
-                reports.append(step.report)
-                continue
-            ctx.progress.log(f"[bold]step[/] {step.name}" + (f" for {', '.join(names)}" if multi else ""))
+        for template in onnx_steps:
+            step = make_step(template.kind, template.config, template.name + suffix,
+                             settings=json.loads(settings), targets=names)
             model = step.run(model, ctx)
             precision = step.output_precision() or precision
-            step.report.details["targets"] = names
             reports.append(step.report)
-            cache.put(f"step:{step.name}", key, {"output": str(model.relative_to(ctx.run_dir)),
-                                                 "report": step.report.to_dict(),
-                                                 "precision": step.output_precision()}, [model])
         variants.append(Variant(COMPRESSED, precision, model, source.torch_model, targets=names))
-    ctx.quant_overrides = {}
     return variants

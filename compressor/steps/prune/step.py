@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from compressor.errors import DataError, StepError
 from compressor.recipe.schema import PruneConfig
-from compressor.steps import checkpoint
 from compressor.steps.base import Step
 from compressor.steps.prune import layers as L
 
@@ -56,15 +55,10 @@ class PruneStep(Step):
     domain = "torch"
     config: PruneConfig
 
-    def run(self, model: torch.nn.Module, ctx: RunContext) -> torch.nn.Module:
+    def apply(self, model: torch.nn.Module, ctx: RunContext) -> torch.nn.Module:
         cfg = self.config
         example = example_input(ctx)
         ignored = L.resolve_ignored(model, cfg.ignored_layers)
-        done = checkpoint.finished(ctx, self.name, model)
-        if done is not None:
-            self.report.details = {**done, "resumed": "finished in an earlier run"}
-            self.report.cached = True
-            return model
         classifier = L.output_layer(model, example) if cfg.ignore_classifier else None
         if classifier is not None and all(classifier[1] is not m for m in ignored):
             ignored.append(classifier[1])
@@ -85,7 +79,6 @@ class PruneStep(Step):
         })
         ctx.progress.log(f"  pruned: params {params0:,} -> {params1:,}, MACs {macs0:,} -> {macs1:,}")
         self.report.details = details
-        checkpoint.mark_finished(ctx, self.name, model, details)
         return model
 
     # ------------------------------------------------------------------ structured
