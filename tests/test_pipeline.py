@@ -77,6 +77,7 @@ def test_dynamic_quantization(cli, write_recipe, tmp_path):
     assert d["mode"] == "dynamic" and d["calibration_samples"] == 0
 
 
+@pytest.mark.slow
 def test_onnx_model_input(cli, tiny_recipe, write_recipe, tmp_path):
     first = tmp_path / "first"
     assert cli("run", tiny_recipe, "--out", first, "-q").exit_code == 0

@@ -26,6 +26,7 @@ def _acc(report, variant):
     return next(r for r in report["results"] if r["variant"] == variant)["accuracy"]["value"]
 
 
+@pytest.mark.slow
 def test_plain_ptq_breaks_and_tuner_finds_the_fallback(hostile_dir, tmp_path):
     plain = _run(write_recipe(hostile_dir, "{mode: static}", name="plain"), tmp_path / "plain")
     assert plain.exit_code == 0, plain.output
