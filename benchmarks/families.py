@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from compressor.bench.metrics import metric_drop  # noqa: E402
+from compressor.metrics import metric_drop  # noqa: E402
 from compressor.pipeline import run_recipe  # noqa: E402
 from compressor.recipe.loader import load_recipe  # noqa: E402
 from compressor.utils.io import atomic_write_text  # noqa: E402

@@ -61,7 +61,7 @@ def main() -> None:
         f"Command: `nice python benchmarks/kill_resume.py` ({seconds} s).", "",
         f"**{len(rows)} kill points, {good} resumed with no finished work redone, no corrupt file and an identical "
         "report.** \"Identical\" means equal after removing timestamps, step durations, `cached` flags, latency, "
-        "throughput and the latency-based gates (`compressor.stepcache.comparable_report`).", "", *table,
+        "throughput and the latency-based gates (`compressor.report.combine.comparable_report`).", "", *table,
     ])
     update_section("kill-resume", "kill -9 and --resume", body)
     print(body)

@@ -27,7 +27,7 @@ def main() -> None:
     from compressor.recipe.loader import load_recipe
     from compressor.targets.onnxruntime_cpu import OrtSession
     from compressor.targets.spec import load_target
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", type=Path)

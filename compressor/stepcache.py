@@ -31,10 +31,9 @@ LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "openvino", 
 
 def library_versions() -> dict[str, str]:
     """Versions of everything that can change a step's output (part of every key)."""
-    from compressor import __version__
-    from compressor.bench.environment import package_versions
+    from compressor.utils.versions import COMPRESSOR_VERSION, package_versions
 
-    return {"compressor": __version__, "python": platform.python_version(), **package_versions(LIBRARIES)}
+    return {"compressor": COMPRESSOR_VERSION, "python": platform.python_version(), **package_versions(LIBRARIES)}
 
 
 @dataclass
@@ -86,26 +85,3 @@ class StepCache:
 
 def file_digest(path: Path | None) -> str | None:
     return None if path is None or not Path(path).is_file() else sha256_file(path)
-
-
-# --------------------------------------------------------------------------- report comparison
-
-VOLATILE_KEYS = {"created", "seconds", "cached", "latency_ms", "throughput_per_s"}
-
-
-def comparable_report(report: dict[str, Any]) -> dict[str, Any]:
-    """A report.json without what legitimately differs between two runs of one recipe:
-    timestamps, step durations, the ``cached`` flags, latency and throughput."""
-
-    def strip(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {k: strip(v) for k, v in x.items() if k not in VOLATILE_KEYS}
-        if isinstance(x, list):
-            return [strip(v) for v in x]
-        return x
-
-    out = strip(report)
-    out.get("environment", {}).pop("host", None)
-    # speedup gates depend on latency
-    out["gates"] = [g for g in out.get("gates", []) if g.get("name") not in ("min_speedup", "max_latency_increase")]
-    return out

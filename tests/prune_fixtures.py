@@ -112,7 +112,7 @@ def write_recipe(tmp: Path, recipe: dict[str, Any]) -> Path:
 
 def make_ctx(tmp: Path, recipe: dict[str, Any], resume: bool = False):
     """A RunContext for calling a step directly."""
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
     from compressor.recipe.schema import Recipe
 
     return RunContext(Recipe.model_validate(recipe), tmp / "run", None, resume=resume)

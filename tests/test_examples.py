@@ -172,6 +172,7 @@ def test_registered_examples_exist(train: ModuleType) -> None:
 
 
 @needs_fashion_mnist
+@pytest.mark.slow
 def test_ensure_weights_trains_once_then_uses_the_cache(train: ModuleType, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from safetensors.torch import load_file
@@ -204,6 +205,7 @@ def test_ensure_weights_trains_once_then_uses_the_cache(train: ModuleType, tmp_p
 
 
 @needs_fashion_mnist
+@pytest.mark.slow
 def test_shipped_weights_replace_training_while_their_key_matches(train: ModuleType, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
@@ -235,6 +237,7 @@ def test_shipped_weights_replace_training_while_their_key_matches(train: ModuleT
 
 
 @needs_fashion_mnist
+@pytest.mark.slow
 def test_training_is_deterministic(train: ModuleType) -> None:
     model_a, meta_a = train.train_example("tiny_cnn", seed=0)
     model_b, meta_b = train.train_example("tiny_cnn", seed=0)

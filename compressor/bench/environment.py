@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import platform
 import socket
-from importlib import metadata
 from typing import Any
+
+from compressor.utils.versions import COMPRESSOR_VERSION, package_versions
 
 FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "neon", "asimddp")
 
@@ -20,20 +21,7 @@ def cpu_info() -> dict[str, Any]:
             "logical_cores": os.cpu_count(), "machine": platform.machine()}
 
 
-def package_versions(names: tuple[str, ...] = ("onnxruntime", "openvino", "torch", "onnx", "nncf", "executorch",
-                                               "torch-pruning", "neural-compressor", "tensorrt")) -> dict[str, str]:
-    out = {}
-    for n in names:
-        try:
-            out[n] = metadata.version(n)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
 def describe_environment(threads: int) -> dict[str, Any]:
-    from compressor import __version__
-
     from compressor.targets.devices import detect_host
 
     cpu = cpu_info()
@@ -42,5 +30,5 @@ def describe_environment(threads: int) -> dict[str, Any]:
         "logical_cores": cpu["logical_cores"],
         "machine": cpu["machine"], "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(), "host": socket.gethostname(), "threads": threads,
-        "compressor": __version__, "runtimes": package_versions(),
+        "compressor": COMPRESSOR_VERSION, "runtimes": package_versions(),
     }

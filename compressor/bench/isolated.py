@@ -23,6 +23,7 @@ import numpy as np
 
 from compressor.data.dataset import Dataset
 from compressor.errors import CompressorError, TargetFailed
+from compressor.recipe.schema import BenchmarkSpec
 from compressor.targets.base import Artifact, ModelArtifact
 from compressor.targets.spec import TargetSpec
 from compressor.utils.io import atomic_write_json
@@ -44,7 +45,7 @@ class TargetJob:
     reference: list[np.ndarray] | None
     metric: str
     threads: int
-    bench: dict[str, Any]  # warmup, iterations, min_duration_s, batch_size, eval_batch_size
+    bench: BenchmarkSpec  # warmup, iterations, min_duration_s, batch_size, eval_batch_size
     model: ModelArtifact | None = None  # compile this in the job ...
     artifact: Artifact | None = None  # ... or run this already compiled artifact
     meta: dict[str, Any] = field(default_factory=dict)
@@ -69,12 +70,9 @@ def run_job(job: TargetJob, progress: Progress | None = None) -> dict[str, Any]:
         assert job.model is not None
         artifact = target.compile(job.model, job.out_dir, precision=job.precision)
     session = target.load(artifact, threads=job.threads)
-    b = job.bench
     measured = benchmark_session(
         session, eval_data=job.eval_data, metric=job.metric, reference=job.reference, precision=precision,
-        warmup=b["warmup"], iterations=b["iterations"], min_duration_s=b["min_duration_s"],
-        batch_size=b["batch_size"], eval_batch_size=min(b["eval_batch_size"], target.max_batch or b["eval_batch_size"]),
-        progress=progress, extra_metrics=job.extra_metrics,
+        bench=job.bench, max_batch=target.max_batch, progress=progress, extra_metrics=job.extra_metrics,
     )
     samples_path = job.out_dir / f"{job.variant}.latency.json"
     atomic_write_json(samples_path, measured.pop("latency_samples_ms"))

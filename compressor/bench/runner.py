@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 from compressor.bench.latency import measure_latency
-from compressor.bench.metrics import compute_metric, metric_info
+from compressor.metrics import compare_outputs, compute_metric, metric_info
 from compressor.data.dataset import Dataset
 from compressor.errors import DataError, TargetFailed
-from compressor.export.onnx_export import compare_outputs
+from compressor.recipe.schema import BenchmarkSpec
 from compressor.targets.base import Session, timed_call
 
 # parity tolerances by precision: max abs diff relative to the reference's largest magnitude
@@ -73,17 +73,16 @@ def benchmark_session(
     metric: str,
     reference: list[np.ndarray] | None,
     precision: str,
-    warmup: int,
-    iterations: int,
-    min_duration_s: float,
-    batch_size: int,
-    eval_batch_size: int,
+    bench: BenchmarkSpec,
+    max_batch: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     extra_metrics: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Accuracy on ``eval_data``, parity against ``reference``, and latency at ``batch_size``."""
+    """Accuracy on ``eval_data``, parity against ``reference``, and latency at ``bench.batch_size``
+    (``max_batch``: the most samples the target's artifact runs at once, for the accuracy pass)."""
     n = len(eval_data)
-    outputs = run_batches(session, eval_data, eval_batch_size,
+    batch_size = bench.batch_size
+    outputs = run_batches(session, eval_data, bench.eval_batch_for(max_batch),
                           None if progress is None else (lambda k: progress("evaluate", k, n)))
     result: dict[str, Any] = {"accuracy": evaluate(outputs, eval_data, metric, reference)}
     result["parity"] = parity(outputs, reference, precision)
@@ -94,9 +93,10 @@ def benchmark_session(
             result["metrics"][m] = evaluate(outputs, eval_data, m, reference)["value"]
     feeds = eval_data.first(batch_size)
     feeds = {n_: feeds[n_] if n_ in feeds else next(iter(feeds.values())) for n_ in session.input_names}
-    total = iterations
+    total = bench.iterations
     stats, samples = measure_latency(
-        timed_call(session, feeds), warmup=warmup, iterations=iterations, min_duration_s=min_duration_s,
+        timed_call(session, feeds), warmup=bench.warmup, iterations=bench.iterations,
+        min_duration_s=bench.min_duration_s,
         progress=None if progress is None else (lambda k: progress("latency", min(k, total), total)),
     )
     result["latency_ms"] = stats.to_dict()

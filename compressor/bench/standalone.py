@@ -10,6 +10,7 @@ from compressor.bench.environment import describe_environment
 from compressor.bench.runner import benchmark_session
 from compressor.data import Dataset, fit_to_shape, load_split
 from compressor.errors import CompressorError, DataError, ModelLoadError
+from compressor.recipe.schema import BenchmarkSpec
 from compressor.report.model import Report, Result
 from compressor.targets.base import ModelArtifact, timed_call
 from compressor.targets.registry import make_target
@@ -53,13 +54,15 @@ def _synthetic(session, input_shape: list[int] | None) -> Dataset:
 
 def bench_file(model: Path, target_name: str, *, data_source: str | None, split: str = "test",
                samples: int | None = None, metric: str = "top1", input_shape: list[int] | None = None,
-               warmup: int = 50, iterations: int = 200, min_duration_s: float = 1.0, batch_size: int = 1,
-               threads: int = 2, precision: str | None = None, out: Path | None = None,
+               bench: BenchmarkSpec | None = None, precision: str | None = None, out: Path | None = None,
                emulated_cpu: str | None = None) -> Report:
-    """Benchmark one artifact; ``emulated_cpu``: this process runs under qemu with that CPU
-    model, so the accuracy is that CPU's and no latency is kept (emulated time means nothing)."""
+    """Benchmark one artifact with the settings of ``bench`` (a recipe's ``benchmark:``; its
+    defaults when None). ``emulated_cpu``: this process runs under qemu with that CPU model,
+    so the accuracy is that CPU's and no latency is kept (emulated time means nothing)."""
+    bench = bench or BenchmarkSpec()
     if emulated_cpu:
-        warmup, iterations, min_duration_s = 0, 1, 0.0
+        bench = bench.model_copy(update={"warmup": 0, "iterations": 1, "min_duration_s": 0.0})
+    threads = bench.threads
     if not model.exists():
         raise ModelLoadError(f"model file {model} does not exist")
     spec = load_target(target_name)
@@ -84,10 +87,9 @@ def bench_file(model: Path, target_name: str, *, data_source: str | None, split:
             data = _synthetic(session, input_shape)
             metric = None
         measured = benchmark_session(
-            session, eval_data=data, metric=metric or "top1", reference=None, precision=precision, warmup=warmup,
-            iterations=iterations, min_duration_s=min_duration_s, batch_size=batch_size,
-            eval_batch_size=target.max_batch or 64,
-        ) if metric else _latency_only(session, data, warmup, iterations, min_duration_s, batch_size)
+            session, eval_data=data, metric=metric or "top1", reference=None, precision=precision, bench=bench,
+            max_batch=target.max_batch,
+        ) if metric else _latency_only(session, data, bench)
         samples = measured.pop("latency_samples_ms", None)
         size = model.stat().st_size
     row = Result(variant=model.stem, target=spec.name, precision=target.precision_for(precision), size_bytes=size,
@@ -108,11 +110,11 @@ def bench_file(model: Path, target_name: str, *, data_source: str | None, split:
     return report
 
 
-def _latency_only(session, data: Dataset, warmup: int, iterations: int, min_duration_s: float, batch_size: int) -> dict:
+def _latency_only(session, data: Dataset, bench: BenchmarkSpec) -> dict:
     from compressor.bench.latency import measure_latency
 
-    feeds = data.first(batch_size)
-    stats, samples = measure_latency(timed_call(session, feeds), warmup=warmup, iterations=iterations,
-                                     min_duration_s=min_duration_s)
-    return {"latency_ms": stats.to_dict(), "throughput_per_s": batch_size * 1000.0 / stats.mean,
+    feeds = data.first(bench.batch_size)
+    stats, samples = measure_latency(timed_call(session, feeds), warmup=bench.warmup, iterations=bench.iterations,
+                                     min_duration_s=bench.min_duration_s)
+    return {"latency_ms": stats.to_dict(), "throughput_per_s": bench.batch_size * 1000.0 / stats.mean,
             "latency_samples_ms": samples.tolist()}

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import click
 
-from compressor.cli.main import cli
+from compressor.cli.group import cli
 from compressor.errors import RecipeError
+from compressor.recipe.schema import BenchmarkSpec
 
 RECIPE = click.Path(dir_okay=False, path_type=Path)
+BENCH = BenchmarkSpec()  # `compressor bench` defaults are the recipe's `benchmark:` defaults
 
 
 @cli.command()
@@ -25,16 +27,16 @@ def run(recipe: Path, out: Path | None, resume: bool, quiet: bool) -> None:
     Exit code 0 when every target ran and every gate in the recipe holds, 1 when a
     target failed or a gate failed, 2 for a bad recipe or input.
     """
+    from compressor import api
     from compressor.cli.render import print_summary
-    from compressor.pipeline import default_run_dir, run_recipe
-    from compressor.progress import Reporter
+    from compressor.pipeline import default_run_dir
     from compressor.recipe import load_recipe
 
     if resume and out is None:
         raise click.UsageError("--resume needs --out pointing at the interrupted run folder")
     r = load_recipe(recipe)
     run_dir = out or default_run_dir(r)
-    report = run_recipe(r, recipe_path=recipe, run_dir=run_dir, progress=Reporter(enabled=not quiet), resume=resume)
+    report = api.run(r, out=run_dir, resume=resume, progress=not quiet, base_dir=recipe.resolve().parent)
     print_summary(report)
     click.echo(f"report: {run_dir / 'report.json'}")
     failed = [x for x in report.results if x.status == "failed"]
@@ -69,7 +71,7 @@ def validate(recipe: Path, as_json: bool) -> None:
     import yaml
 
     from compressor.recipe import load_recipe
-    from compressor.recipe.validate import check_references
+    from compressor.pipeline.checks import check_references
 
     r = load_recipe(recipe)
     check_references(r, recipe.resolve().parent)
@@ -125,11 +127,12 @@ def targets_list() -> None:
 @click.option("--samples", type=int, default=None, help="Evaluate on this many samples.")
 @click.option("--metric", default="top1", show_default=True)
 @click.option("--input-shape", default=None, help="Reshape data samples, e.g. 1,1,28,28.")
-@click.option("--warmup", type=int, default=50, show_default=True)
-@click.option("--iterations", type=int, default=200, show_default=True)
-@click.option("--min-duration", type=float, default=1.0, show_default=True, help="Seconds of timed runs at least.")
-@click.option("--batch-size", type=int, default=1, show_default=True)
-@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=BENCH.warmup, show_default=True)
+@click.option("--iterations", type=click.IntRange(min=1), default=BENCH.iterations, show_default=True)
+@click.option("--min-duration", type=click.FloatRange(min=0), default=BENCH.min_duration_s, show_default=True,
+              help="Seconds of timed runs at least.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=BENCH.batch_size, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=BENCH.threads, show_default=True)
 @click.option("--precision", default=None, help="Precision label recorded in the report (default: from the file).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write report.json here.")
 @click.option("--emulate-cpu", default=None, metavar="DEVICE",
@@ -148,14 +151,14 @@ def bench(ctx: click.Context, model: Path, target_name: str, data_source: str | 
             raise click.UsageError("--emulate-cpu measures accuracy: give --data")
         sys.exit(run_emulated(qemu_cpu_for(emulate_cpu), _bench_args(ctx)))
 
-    from compressor.bench.standalone import bench_file
+    from compressor import api
     from compressor.cli.render import print_summary
 
     shape = [int(x) for x in input_shape.split(",")] if input_shape else None
-    report = bench_file(model, target_name, data_source=data_source, split=split, samples=samples, metric=metric,
-                        input_shape=shape, warmup=warmup, iterations=iterations, min_duration_s=min_duration,
-                        batch_size=batch_size, threads=threads, precision=precision, out=out,
-                        emulated_cpu=emulated_cpu())
+    settings = BENCH.model_copy(update={"warmup": warmup, "iterations": iterations, "min_duration_s": min_duration,
+                                        "batch_size": batch_size, "threads": threads})
+    report = api.bench(model, target_name, data=data_source, split=split, samples=samples, metric=metric,
+                       input_shape=shape, benchmark=settings, precision=precision, out=out)
     print_summary(report)
     if out:
         click.echo(f"report: {out}")
@@ -198,11 +201,16 @@ def check(report_path: Path, baseline: Path | None, max_accuracy_drop: float | N
     Gates come from the options, or else from the gates recorded in REPORT (the
     recipe's `gates:`).
     """
-    from compressor.report.check import run_check
+    from compressor import api
+    from compressor.report.check import write_junit
 
-    code = run_check(report_path, baseline=baseline, max_accuracy_drop=max_accuracy_drop, min_speedup=min_speedup,
-                     max_latency_increase=max_latency_increase, max_size_bytes=max_size_bytes,
-                     latency_tolerance=latency_tolerance, latency_floor=latency_floor, junit=junit,
-                     max_perplexity_increase_pct=max_perplexity_increase_pct,
-                     min_decode_tokens_per_s=min_decode_tokens_per_s)
-    sys.exit(code)
+    result = api.check(report_path, baseline=baseline, max_accuracy_drop=max_accuracy_drop, min_speedup=min_speedup,
+                       max_latency_increase=max_latency_increase, max_size_bytes=max_size_bytes,
+                       latency_tolerance=latency_tolerance, latency_floor=latency_floor,
+                       max_perplexity_increase_pct=max_perplexity_increase_pct,
+                       min_decode_tokens_per_s=min_decode_tokens_per_s)
+    for line in result.lines():
+        click.echo(line)
+    if junit:
+        write_junit(result.gates, junit, result.recipe)
+    sys.exit(result.exit_code)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from compressor.cli.main import cli
+from compressor.cli.group import cli
 from compressor.errors import ModelLoadError
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from compressor.cli.main import cli
+from compressor.cli.group import cli
 
 FORMATS = ("md", "html", "json")
 _FILES = {"md": "report.md", "html": "report.html", "json": "report.json"}

@@ -8,22 +8,10 @@ from typing import Any
 import numpy as np
 
 from compressor.errors import ExportError, ParityError
+from compressor.metrics import compare_outputs
+from compressor.models.loader import example_inputs
 from compressor.utils.io import atomic_path
 from compressor.utils.quiet import quiet
-
-
-def example_inputs(input_specs: list[dict[str, Any]], batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random example inputs for export. Batch >= 2 on purpose: a batch-1 example can
-    make the dynamo exporter specialise the batch dimension to 1."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for s in input_specs:
-        shape = [batch, *s["shape"][1:]]
-        if s["dtype"].startswith("int"):
-            out[s["name"]] = rng.integers(0, s.get("high", 2), size=shape).astype(s["dtype"])
-        else:
-            out[s["name"]] = rng.standard_normal(shape).astype(np.float32)
-    return out
 
 
 def export_onnx(
@@ -89,24 +77,6 @@ def torch_outputs(model: Any, feeds: dict[str, np.ndarray], input_names: list[st
         else:
             flat.append(o)
     return [o.detach().float().numpy() for o in flat if o is not None]
-
-
-def compare_outputs(ref: list[np.ndarray], out: list[np.ndarray]) -> dict[str, float]:
-    """max abs diff, cosine similarity and top-1 agreement of the first output."""
-    if len(ref) != len(out):
-        raise ParityError(f"output count differs: reference {len(ref)}, candidate {len(out)}")
-    max_abs = 0.0
-    for r, o in zip(ref, out):
-        if r.shape != o.shape:
-            raise ParityError(f"output shape differs: reference {list(r.shape)}, candidate {list(o.shape)}")
-        max_abs = max(max_abs, float(np.max(np.abs(r.astype(np.float64) - o.astype(np.float64)))) if r.size else 0.0)
-    r0, o0 = ref[0].reshape(len(ref[0]), -1).astype(np.float64), out[0].reshape(len(out[0]), -1).astype(np.float64)
-    denom = np.linalg.norm(r0, axis=1) * np.linalg.norm(o0, axis=1)
-    cos = float(np.mean(np.where(denom > 0, (r0 * o0).sum(1) / np.maximum(denom, 1e-30), 1.0)))
-    result = {"max_abs_diff": max_abs, "cosine": cos}
-    if r0.shape[1] > 1:
-        result["top1_agreement"] = float(np.mean(r0.argmax(1) == o0.argmax(1)))
-    return result
 
 
 def check_export_parity(

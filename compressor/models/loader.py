@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from compressor.errors import ModelLoadError
 from compressor.models.factory import import_callable
 from compressor.models.weights import apply_state_dict, load_state_dict
@@ -18,6 +20,20 @@ def input_specs(spec: ModelSpec) -> list[dict[str, Any]]:
         return [i.model_dump() for i in spec.inputs]
     assert spec.input_shape is not None
     return [{"name": "input", "shape": list(spec.input_shape), "dtype": "float32", "dynamic": {}}]
+
+
+def example_inputs(input_specs: list[dict[str, Any]], batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random example inputs for export. Batch >= 2 on purpose: a batch-1 example can
+    make the dynamo exporter specialise the batch dimension to 1."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for s in input_specs:
+        shape = [batch, *s["shape"][1:]]
+        if s["dtype"].startswith("int"):
+            out[s["name"]] = rng.integers(0, s.get("high", 2), size=shape).astype(s["dtype"])
+        else:
+            out[s["name"]] = rng.standard_normal(shape).astype(np.float32)
+    return out
 
 
 def load_torch_model(spec: ModelSpec, base_dir: Path | None) -> Any:
@@ -40,10 +56,7 @@ def load_torch_model(spec: ModelSpec, base_dir: Path | None) -> Any:
 
 def check_input_fits(model: Any, specs: list[dict[str, Any]]) -> None:
     """Run one example batch so a wrong input_shape fails here, with a clear message."""
-    import numpy as np
     import torch
-
-    from compressor.export.onnx_export import example_inputs
 
     feeds = example_inputs(specs)
     try:

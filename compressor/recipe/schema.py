@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from compressor.metrics import MetricName
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
@@ -78,7 +80,7 @@ class SplitSpec(Strict):
     samples: int | None = Field(None, ge=1, description="limit to this many samples (None = all)")
 
 
-Metric = Literal["top1", "macro_f1", "mse", "cosine", "top1_agreement"]
+Metric = MetricName  # the names in compressor.metrics.METRICS
 
 
 class TextEvalSpec(Strict):
@@ -367,7 +369,7 @@ def _step_kind(value: Any) -> str | None:
 
 
 # Adding a step: a FooConfig + FooStep(Strict) with one field named ``foo``, then add
-# it to this union and to compressor/steps/registry.py.
+# it to this union and to compressor/steps/registry.py (tests/steps/test_registry.py checks both).
 STEP_TYPES: dict[str, type[Strict]] = {
     "quantize": QuantizeStep,
     "prune": PruneStep,
@@ -408,6 +410,10 @@ class BenchmarkSpec(Strict):
     isolate: bool = Field(True, description="compile+benchmark each (variant, target) in a child process, so a "
                           "crashing or hanging runtime fails only its own result")
     llm: LlmBenchSpec = LlmBenchSpec()
+
+    def eval_batch_for(self, max_batch: int | None) -> int:
+        """The accuracy batch on a target that runs at most ``max_batch`` samples at once."""
+        return min(self.eval_batch_size, max_batch or self.eval_batch_size)
 
 
 class GateSpec(Strict):

@@ -1,4 +1,4 @@
-"""`compressor check`: evaluate gates over a report and return the exit code.
+"""`compressor check`: evaluate gates over a report; the verdict and its exit code.
 
 Exit codes: 0 every gate holds, 1 a gate fails, 2 bad input (unreadable, invalid or
 truncated report; a baseline of another recipe or schema version; a gate on a
@@ -7,13 +7,12 @@ value the report does not have). Each gate prints one line.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-
-import click
 
 from compressor.errors import ReportError
 from compressor.report.gates import LIMIT_GATES, GateLimits, evaluate_gates
-from compressor.report.model import GateResult, Report, load_report
+from compressor.report.model import GateResult, Report
 
 
 def resolve_limits(report: Report, **cli_limits: float | None) -> GateLimits:
@@ -21,36 +20,49 @@ def resolve_limits(report: Report, **cli_limits: float | None) -> GateLimits:
     return GateLimits.from_mapping(report.gate_limits, **cli_limits)
 
 
-def run_check(report_path: Path, *, baseline: Path | None = None, max_accuracy_drop: float | None = None,
-              min_speedup: float | None = None, max_latency_increase: float | None = None,
-              max_size_bytes: int | None = None, latency_tolerance: float | None = None,
-              latency_floor: float | None = None, junit: Path | None = None,
-              max_perplexity_increase_pct: float | None = None, min_decode_tokens_per_s: float | None = None) -> int:
-    """Evaluate the gates, print one line per gate, write JUnit XML; return 0 or 1 (ReportError: 2)."""
-    report = load_report(report_path)
-    previous = load_report(baseline) if baseline else None
-    limits = resolve_limits(report, max_accuracy_drop=max_accuracy_drop, min_speedup=min_speedup,
-                            max_latency_increase=max_latency_increase, max_size_bytes=max_size_bytes,
-                            latency_tolerance=latency_tolerance, latency_floor=latency_floor,
-                            max_perplexity_increase_pct=max_perplexity_increase_pct,
-                            min_decode_tokens_per_s=min_decode_tokens_per_s)
-    if limits.any() or previous is not None:
-        gates = evaluate_gates(report, limits, previous)
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict of ``compressor check``: every gate evaluated, and the exit code it means."""
+
+    recipe: str
+    gates: list[GateResult]
+
+    @property
+    def failed(self) -> list[GateResult]:
+        return [g for g in self.gates if not g.passed]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every gate holds, 1 when one fails (bad input raised ReportError: exit 2)."""
+        return 0 if self.passed else 1
+
+    def lines(self) -> list[str]:
+        """One line per gate, then ``N passed, M failed``."""
+        return [format_gate(g) for g in self.gates] + [f"{len(self.gates) - len(self.failed)} passed, "
+                                                       f"{len(self.failed)} failed"]
+
+
+def check_report(report: Report, *, baseline: Report | None = None, source: str = "the report",
+                 **limits: float | None) -> CheckResult:
+    """Evaluate the gates: ``limits`` (the GateLimits fields; None: not given) override the
+    recipe's gates recorded in ``report``; ``baseline`` is a previous report for the latency
+    gate. Raises ReportError (exit 2) when there is nothing to gate."""
+    resolved = resolve_limits(report, **limits)
+    if resolved.any() or baseline is not None:
+        gates = evaluate_gates(report, resolved, baseline)
         gates += [g for g in report.gates if g.name not in LIMIT_GATES]
     elif report.gates:
         gates = list(report.gates)  # an older report without gate_limits: its recorded verdicts
     else:
-        raise ReportError(f"{report_path}: no gates to check",
+        raise ReportError(f"{source}: no gates to check",
                           hint="give limits such as --max-accuracy-drop 0.5, or put gates: in the recipe")
     if not gates:
-        raise ReportError(f"{report_path}: the report has no results to gate")
-    for g in gates:
-        click.echo(format_gate(g))
-    if junit:
-        write_junit(gates, junit, report.recipe)
-    failed = sum(not g.passed for g in gates)
-    click.echo(f"{len(gates) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+        raise ReportError(f"{source}: the report has no results to gate")
+    return CheckResult(report.recipe, gates)
 
 
 def format_gate(g: GateResult) -> str:

@@ -1,4 +1,5 @@
-"""Comparing two reports and merging reports from several devices.
+"""Comparing two reports, merging reports from several devices, and the part of a report
+that two runs of one recipe must agree on (:func:`comparable_report`, for resume tests).
 
 Merging: every result keeps its (variant, target) and gains ``host``, the host name
 of the machine that measured it (``environment.host``; the file name when two
@@ -12,10 +13,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from compressor.bench.metrics import metric_drop
+from compressor.metrics import metric_drop
 from compressor.errors import ReportError
-from compressor.report.gates import DEFAULT_LATENCY_FLOOR, DEFAULT_LATENCY_TOLERANCE, latency_allowance
+from compressor.report.gates import DEFAULT_LATENCY_FLOOR, DEFAULT_LATENCY_TOLERANCE, LATENCY_GATES, latency_allowance
 from compressor.report.model import Report, Result
 
 
@@ -125,3 +127,24 @@ def device_table(report: Report) -> tuple[list[str], list[list[str]]]:
         rows.setdefault((r.variant, r.target, r.precision), {})[r.host or "-"] = cell
     header = ["variant", "target", "precision"] + [f"p50 ms {h}" for h in hosts]
     return header, [list(k) + [cells.get(h, "-") for h in hosts] for k, cells in rows.items()]
+
+
+VOLATILE_KEYS = {"created", "seconds", "cached", "latency_ms", "throughput_per_s"}
+
+
+def comparable_report(report: dict[str, Any]) -> dict[str, Any]:
+    """A report.json without what legitimately differs between two runs of one recipe:
+    timestamps, step durations, the ``cached`` flags, latency and throughput."""
+
+    def strip(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in VOLATILE_KEYS}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+
+    out = strip(report)
+    out.get("environment", {}).pop("host", None)
+    # speedup gates depend on latency
+    out["gates"] = [g for g in out.get("gates", []) if g.get("name") not in LATENCY_GATES]
+    return out

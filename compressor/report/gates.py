@@ -18,23 +18,28 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from compressor.bench.metrics import metric_drop
+from compressor.metrics import metric_drop
 from compressor.errors import ReportError
+from compressor.recipe.schema import GateSpec
 from compressor.report.model import GateResult, Report, Result
 
 BASELINE_VARIANT = "baseline"
-# gates computed from limits; any other gate in a report was recorded by a step (e.g.
-# "<step>.accuracy_criterion") and is carried forward as recorded
-LIMIT_GATES = frozenset({"target_ok", "max_accuracy_drop", "min_speedup", "max_size_bytes", "max_latency_increase",
-                         "max_perplexity_increase_pct", "min_decode_tokens_per_s"})
+# the gates a limit turns on: the recipe's `gates:` keys are the one list of their names
+GATE_NAMES = tuple(GateSpec.model_fields)
+# gates computed from limits (and target_ok, for a failed target); any other gate in a report
+# was recorded by a step (e.g. "<step>.accuracy_criterion") and is carried forward as recorded
+LIMIT_GATES = frozenset({"target_ok", *GATE_NAMES})
+LATENCY_GATES = frozenset({"min_speedup", "max_latency_increase", "min_decode_tokens_per_s"})  # differ between two runs of one recipe
+NEEDS_PREVIOUS = frozenset({"max_latency_increase"})  # only `compressor check --baseline` can evaluate it
 DEFAULT_LATENCY_TOLERANCE = 3.0
 DEFAULT_LATENCY_FLOOR = 5.0
-GATE_NAMES = ("max_accuracy_drop", "min_speedup", "max_latency_increase", "max_size_bytes",
-              "max_perplexity_increase_pct", "min_decode_tokens_per_s")
 
 
 @dataclass
 class GateLimits:
+    """The limits of one check: a field per gate name (GATE_NAMES; a test keeps them equal)
+    and the latency noise settings."""
+
     max_accuracy_drop: float | None = None  # percentage points (percent for lower-is-better)
     min_speedup: float | None = None
     max_latency_increase: float | None = None  # percent versus a baseline report

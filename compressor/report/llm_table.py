@@ -19,7 +19,7 @@ def has_llm(report: Report) -> bool:
 
 
 def llm_rows(report: Report) -> list[dict[str, str]]:
-    from compressor.report.markdown import fmt_size
+    from compressor.report.units import fmt_size
 
     rows = []
     for r in report.results:

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from compressor.bench.metrics import metric_drop
+from compressor.metrics import metric_drop
 from compressor.report.gates import BASELINE_VARIANT
 from compressor.report.model import Report, Result
+from compressor.report.units import fmt_size
 from compressor.report.quantization import TRIAL_COLUMNS, quantize_summaries
 
 __all__ = ["COLUMNS", "device_notes", "fmt_size", "render_markdown", "summary_rows"]
 
 #: marks an accuracy computed with other kernels than the deploy device's
 HOST_KERNELS_MARK = "†"
-
-
-def fmt_size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return "-"
 
 
 def summary_rows(report: Report) -> list[dict[str, str]]:

@@ -25,7 +25,7 @@ from compressor.utils.io import atomic_path, atomic_write_json
 if TYPE_CHECKING:
     import torch
 
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
 
 
 def step_dir(ctx: RunContext, step_name: str) -> Path:

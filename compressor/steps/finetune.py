@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from compressor.recipe.schema import FinetuneConfig
-from compressor.steps import checkpoint
 from compressor.steps.base import Step
 
 if TYPE_CHECKING:
     import torch
 
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
 
 
 def cross_entropy_loss(label_smoothing: float = 0.0) -> Any:
@@ -37,18 +36,12 @@ class FinetuneStep(Step):
     domain = "torch"
     config: FinetuneConfig
 
-    def run(self, model: torch.nn.Module, ctx: RunContext) -> torch.nn.Module:
+    def apply(self, model: torch.nn.Module, ctx: RunContext) -> torch.nn.Module:
         from compressor.steps.training import evaluate, split_validation, train
 
-        done = checkpoint.finished(ctx, self.name, model)
-        if done is not None:
-            self.report.details = {**done, "resumed": "finished in an earlier run"}
-            self.report.cached = True
-            return model
         eval_data = split_validation(ctx, self.config)[1]
         before = evaluate(model, eval_data)
         result = train(model, ctx, self.config, self.name, cross_entropy_loss(self.config.label_smoothing),
                        label=self.name)
         self.report.details = {"val_accuracy_before": before, **result.summary()}
-        checkpoint.mark_finished(ctx, self.name, model, self.report.details)
         return model

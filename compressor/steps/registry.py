@@ -15,6 +15,7 @@ STEPS: dict[str, str] = {
 }
 
 
-def make_step(kind: str, config: Any, name: str) -> Step:
+def make_step(kind: str, config: Any, name: str, **options: Any) -> Step:
+    """A new step of ``kind``; ``options`` are :class:`Step`'s keyword arguments (settings, targets)."""
     module, _, cls = STEPS[kind].partition(":")
-    return getattr(importlib.import_module(module), cls)(config, name)
+    return getattr(importlib.import_module(module), cls)(config, name, **options)

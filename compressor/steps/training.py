@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import torch
 
     from compressor.data import Dataset
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
 
 LossFn = Callable[["torch.nn.Module", Sequence["torch.Tensor"], "torch.Tensor"], tuple["torch.Tensor", "torch.Tensor"]]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from compressor.bench.latency import LatencyStats, measure_latency
-from compressor.bench.metrics import compute_metric, metric_drop
+from compressor.metrics import compute_metric, metric_drop
 from compressor.errors import DataError
 
 

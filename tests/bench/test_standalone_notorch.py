@@ -8,8 +8,30 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# the stated exceptions of the runtime-no-torch import contract (pyproject.toml)
+NEEDS_TORCH = {"executorch": "ExecuTorch's host runtime is torch",
+               "tensorrt": "TensorRT I/O uses torch CUDA buffers"}
+
+
+def _bench_targets() -> list:
+    """Every target file, skipped where its runtime is missing here or needs torch by design."""
+    from compressor.targets.registry import target_class
+    from compressor.targets.spec import available_targets, load_target_file
+
+    params = []
+    for name, path in sorted(available_targets().items()):
+        runtime = load_target_file(path).runtime
+        reason = next((why for key, why in NEEDS_TORCH.items() if key in runtime), None)
+        if reason is None:
+            cls = target_class(runtime)
+            reason = f"consumes {cls.consumes} models" if cls.consumes != "onnx" else cls.unavailable_reason()
+        # ONNX Runtime is the fast, always-present case; the other runtimes run with the slow tests
+        marks = [pytest.mark.skip(reason=reason)] if reason else [] if name == "onnxruntime-cpu" else [pytest.mark.slow]
+        params.append(pytest.param(name, marks=marks))
+    return params
 
 
 def _tiny_onnx(path: Path) -> Path:
@@ -32,7 +54,8 @@ def _tiny_onnx(path: Path) -> Path:
     return path
 
 
-def test_bench_runs_without_torch(tmp_path):
+@pytest.mark.parametrize("target", _bench_targets())
+def test_bench_runs_without_torch(tmp_path, target):
     from compressor.data import load_split
 
     model = _tiny_onnx(tmp_path / "tiny.onnx")
@@ -45,16 +68,21 @@ def test_bench_runs_without_torch(tmp_path):
     code = (
         "import sys; sys.modules['torch'] = None\n"  # a None entry makes every `import torch` fail
         "from compressor.cli.main import main\n"
-        f"main(['bench', {str(model)!r}, '--data', {str(data)!r}, '--samples', '64', '--warmup', '2',"
+        f"main(['bench', {str(model)!r}, '--target', {target!r}, '--data', {str(data)!r}, '--samples', '64', '--warmup', '2',"
         f" '--iterations', '30', '--min-duration', '0.05', '--out', {str(out)!r}])\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
+    assert report["results"][0]["target"] == target
     assert report["recipe"] == "bench:tiny.onnx" and report["environment"]["cpu"]
     assert "onnxruntime" in report["environment"]["runtimes"]
+    from compressor.targets.registry import make_target
+    from compressor.targets.spec import load_target
+
     (res,) = report["results"]
-    assert res["status"] == "ok" and res["precision"] == "fp32" and res["device"]
+    expected = make_target(load_target(target)).precision_for("fp32")  # e.g. bf16 on openvino-cpu-bf16
+    assert res["status"] == "ok" and res["precision"] == expected and res["device"]
     assert res["accuracy"]["samples"] == 64 and res["latency_ms"]["n"] >= 30
     samples = json.loads((tmp_path / res["latency_samples"]).read_text())
     assert len(samples) == res["latency_ms"]["n"]

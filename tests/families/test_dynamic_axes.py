@@ -20,6 +20,7 @@ def minilm():
     return mod
 
 
+@pytest.mark.slow
 def test_transformer_dynamic_batch_and_sequence(tmp_path, minilm):
     import onnxruntime as ort
     import torch

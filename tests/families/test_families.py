@@ -42,6 +42,7 @@ def quant_step(report: dict) -> dict:
     return next(s for s in report["steps"] if s["kind"] == "quantize")["details"]
 
 
+@pytest.mark.slow
 def test_mlp_static_int8(tmp_path):
     rep = run(tmp_path, """\
         name: mlp-tiny
@@ -57,6 +58,7 @@ def test_mlp_static_int8(tmp_path):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.slow
 def test_rnn_dynamic_int8(tmp_path, cell):
     rep = run(tmp_path, f"""\
         name: {cell}-tiny
@@ -75,6 +77,7 @@ def test_rnn_dynamic_int8(tmp_path, cell):
         assert "DynamicQuantizeLSTM" in ops
 
 
+@pytest.mark.slow
 def test_vae_decoder_mse_lower_is_better(tmp_path):
     rep = run(tmp_path, """\
         name: vae-decoder-tiny
@@ -126,6 +129,7 @@ MINILM_TINY = """\
         """
 
 
+@pytest.mark.slow
 def test_minilm_tiny_named_int64_inputs(tmp_path):
     rep = run(tmp_path, MINILM_TINY.replace("QUANTIZE", "{mode: dynamic, op_types: [MatMul]}"))
     r = rows(rep)

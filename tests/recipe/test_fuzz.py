@@ -27,6 +27,7 @@ def test_random_documents(doc):
 
 @FUZZ
 @given(mutated_recipes())
+@pytest.mark.slow
 def test_mutated_real_recipes(doc):
     check_one(to_yaml(doc))
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from compressor.stepcache import comparable_report
+from compressor.report.combine import comparable_report
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -27,6 +27,7 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
+@pytest.mark.slow
 def test_kill_and_resume(reference, point):
     recipe, ref, root = reference
     out = root / point.replace(":", "_").replace("*", "x")

@@ -53,7 +53,7 @@ def test_limits_refuse_before_work(onnx_recipe, tmp_path, limits, expected):
 
 
 def test_memory_estimate_refuses(onnx_recipe, tmp_path, monkeypatch):
-    import compressor.limits as limits
+    import compressor.pipeline.limits as limits
 
     monkeypatch.setattr(limits, "available_memory_bytes", lambda: 10_000)
     p = _with(onnx_recipe, tmp_path)
@@ -65,7 +65,7 @@ def test_memory_estimate_refuses(onnx_recipe, tmp_path, monkeypatch):
 
 
 def test_real_meminfo_is_read():
-    from compressor.limits import available_memory_bytes
+    from compressor.pipeline.limits import available_memory_bytes
 
     n = available_memory_bytes()
     assert n is not None and n > 10 * 2**20

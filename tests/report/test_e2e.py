@@ -1,4 +1,4 @@
-"""One real tiny run: run -> report.json/md/html -> check with JUnit -> compare with itself."""
+"""One real tiny run: run -> report.json/md/html -> check with JUnit against a slower copy -> compare."""
 
 from __future__ import annotations
 
@@ -53,10 +53,20 @@ def test_real_run_report_and_gate(tmp_path, cli_runner):
     html = (out / "report.html").read_text()
     assert len(re.findall(r"data:image/png;base64,", html)) == 3 and "https://" not in html
 
+    # a copy of the run whose every latency is twice as long: a regression far beyond the noise allowance
+    slow = tmp_path / "slow.json"
+    doubled = json.loads((out / "report.json").read_text())
+    for r in doubled["results"]:
+        r["latency_ms"] = {k: (v * 2 if k in ("p50", "p90", "p99", "mean", "std") else v) for k, v in r["latency_ms"].items()}
+    slow.write_text(json.dumps(doubled))
     junit = tmp_path / "junit.xml"
-    res = cli_runner("check", out / "report.json", "--baseline", out / "report.json", "--max-latency-increase", "0",
+    res = cli_runner("check", slow, "--baseline", out / "report.json", "--max-latency-increase", "20",
                      "--junit", junit)
-    assert res.exit_code == 0, res.output  # the recipe's two gates plus the latency gate, against itself
-    assert len(ET.parse(junit).getroot().find("testsuite").findall("testcase")) == 3
-    res = cli_runner("report", "compare", out / "report.json", out / "report.json")
-    assert res.exit_code == 0 and "slower: none" in res.output
+    assert res.exit_code == 1, res.output  # the recipe's two gates pass, the latency gate fails
+    cases = ET.parse(junit).getroot().find("testsuite").findall("testcase")
+    assert len(cases) == 3 and sum(c.find("failure") is not None for c in cases) == 1
+    assert "FAIL max_latency_increase" in res.output
+    res = cli_runner("check", out / "report.json", "--baseline", slow, "--max-latency-increase", "20")
+    assert res.exit_code == 0, res.output  # twice as fast as the baseline
+    res = cli_runner("report", "compare", out / "report.json", slow)
+    assert res.exit_code == 0 and "slower: none" not in res.output and "faster: none" in res.output, res.output

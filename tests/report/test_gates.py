@@ -171,3 +171,20 @@ def test_check_keeps_gates_recorded_by_steps(tmp_path, cli_runner):
     assert res.exit_code == 1
     assert "PASS max_accuracy_drop" in res.output
     assert "FAIL 01-quantize.accuracy_criterion: limit 0.5, measured 0.8" in res.output
+
+
+def test_gate_names_have_one_source():
+    # the recipe's `gates:` keys are the gate names; GateLimits and `compressor check` follow them
+    from dataclasses import fields
+
+    import click
+
+    from compressor.cli.main import _register, cli
+    from compressor.recipe.schema import GateSpec
+    from compressor.report.gates import GATE_NAMES, LIMIT_GATES, GateLimits
+
+    assert GATE_NAMES == tuple(GateSpec.model_fields)
+    assert set(GATE_NAMES) <= {f.name for f in fields(GateLimits)} and set(GATE_NAMES) < LIMIT_GATES
+    _register()
+    options = {p.name for p in cli.commands["check"].params if isinstance(p, click.Option)}
+    assert set(GATE_NAMES) <= options, set(GATE_NAMES) - options

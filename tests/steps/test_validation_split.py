@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compressor.pipeline import RunContext
+from compressor.context import RunContext
 from compressor.recipe import parse_recipe
 from compressor.recipe.schema import TrainingConfig
 from compressor.steps.training import split_validation

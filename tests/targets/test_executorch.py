@@ -30,10 +30,11 @@ def test_executorch_fp32_and_int8_end_to_end(tmp_path, tt_model_dir):
     assert rows["compressed"].size_bytes < 0.8 * rows["baseline"].size_bytes
     # the exported program benchmarks on its own too (`compressor bench model.pte`)
     from compressor.bench.standalone import bench_file
+    from compressor.recipe.schema import BenchmarkSpec
 
     alone = bench_file(tmp_path / "run" / rows["compressed"].artifact, "executorch-xnnpack", data_source="digits",
-                       samples=120, input_shape=[1, 1, 8, 8], warmup=1, iterations=5, min_duration_s=0.01,
-                       precision="int8")
+                       samples=120, input_shape=[1, 1, 8, 8], precision="int8",
+                       bench=BenchmarkSpec(warmup=1, iterations=5, min_duration_s=0.01))
     assert alone.results[0].status == "ok"
     assert alone.results[0].accuracy.value == pytest.approx(rows["compressed"].accuracy.value)
 

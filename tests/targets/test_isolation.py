@@ -54,6 +54,7 @@ def crashy(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_crash_and_hang_fail_only_their_target(crashy, tt_model_dir):
     recipe = write_recipe(crashy, tt_model_dir, ["crash-abort", "onnxruntime-cpu", "crash-segv", "crash-hang"],
                           quantize=False, benchmark={"timeout_s": 5})

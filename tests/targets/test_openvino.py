@@ -15,6 +15,7 @@ pytestmark = pytest.mark.skipif(OpenVinoCpuTarget.unavailable_reason() is not No
                                 reason=str(OpenVinoCpuTarget.unavailable_reason()))
 
 
+@pytest.mark.slow
 def test_openvino_fp32_int8_bf16_end_to_end(tmp_path, tt_model_dir):
     recipe = write_recipe(tmp_path, tt_model_dir, ["openvino-cpu", "openvino-cpu-bf16"])
     report = run_recipe(load_recipe(recipe), recipe_path=recipe, run_dir=tmp_path / "run")

@@ -15,6 +15,7 @@ from compressor.targets.ort_mobile import OrtMobileTarget, read_operator_config
 from compressor.targets.spec import load_target
 
 
+@pytest.mark.slow
 def test_ort_mobile_end_to_end(tmp_path, tt_model_dir):
     recipe = write_recipe(tmp_path, tt_model_dir, ["ort-mobile"])
     report = run_recipe(load_recipe(recipe), recipe_path=recipe, run_dir=tmp_path / "run")

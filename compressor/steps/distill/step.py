@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from compressor.errors import StepError
 from compressor.recipe.schema import DistillConfig, ModuleSource
-from compressor.steps import checkpoint
 from compressor.steps.base import Step
 from compressor.steps.distill.hints import Hint
 
 if TYPE_CHECKING:
     import torch
 
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
 
 
 def build_module(src: ModuleSource, ctx: RunContext) -> torch.nn.Module:
@@ -57,18 +56,23 @@ class DistillStep(Step):
     domain = "torch"
     config: DistillConfig
 
-    def run(self, model: torch.nn.Module, ctx: RunContext) -> torch.nn.Module:
+    _student: Any = None
+
+    def trainee(self, model: torch.nn.Module, ctx: RunContext) -> torch.nn.Module:
+        """The student: the current model, or one built from its factory (once)."""
+        if self.config.student == "current":
+            return model
+        if self._student is None:
+            self._student = build_module(self.config.student, ctx)
+        return self._student
+
+    def apply(self, model: torch.nn.Module, ctx: RunContext) -> torch.nn.Module:
         import torch
 
         from compressor.steps.training import evaluate, split_validation, train
 
         cfg = self.config
-        student = model if cfg.student == "current" else build_module(cfg.student, ctx)
-        done = checkpoint.finished(ctx, self.name, student)
-        if done is not None:
-            self.report.details = {**done, "resumed": "finished in an earlier run"}
-            self.report.cached = True
-            return student
+        student = self.trainee(model, ctx)
         teacher, teacher_kind = self._teacher(model, ctx)
         teacher.eval().requires_grad_(False)
         example = self._check_outputs(teacher, student, ctx)
@@ -89,7 +93,6 @@ class DistillStep(Step):
                                "temperature": cfg.temperature, "alpha": cfg.alpha,
                                "teacher_val_accuracy": teacher_acc, "student_val_accuracy_before": before,
                                **result.summary()}
-        checkpoint.mark_finished(ctx, self.name, student, self.report.details)
         return student
 
     def _teacher(self, model: torch.nn.Module, ctx: RunContext) -> tuple[torch.nn.Module, str]:

@@ -11,21 +11,20 @@ from typing import TYPE_CHECKING, Any
 
 from compressor.errors import DataError, StepError
 from compressor.recipe.schema import PruneConfig
-from compressor.steps import checkpoint
 from compressor.steps.base import Step
 from compressor.steps.prune import layers as L
 
 if TYPE_CHECKING:
     import torch
 
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
 
 
 def example_input(ctx: RunContext, batch: int = 1) -> tuple[Any, ...]:
     """One example batch of the recipe's inputs, as torch tensors."""
     import torch
 
-    from compressor.export.onnx_export import example_inputs
+    from compressor.models.loader import example_inputs
     from compressor.models.loader import input_specs
 
     specs = input_specs(ctx.recipe.model)
@@ -56,15 +55,10 @@ class PruneStep(Step):
     domain = "torch"
     config: PruneConfig
 
-    def run(self, model: torch.nn.Module, ctx: RunContext) -> torch.nn.Module:
+    def apply(self, model: torch.nn.Module, ctx: RunContext) -> torch.nn.Module:
         cfg = self.config
         example = example_input(ctx)
         ignored = L.resolve_ignored(model, cfg.ignored_layers)
-        done = checkpoint.finished(ctx, self.name, model)
-        if done is not None:
-            self.report.details = {**done, "resumed": "finished in an earlier run"}
-            self.report.cached = True
-            return model
         classifier = L.output_layer(model, example) if cfg.ignore_classifier else None
         if classifier is not None and all(classifier[1] is not m for m in ignored):
             ignored.append(classifier[1])
@@ -85,7 +79,6 @@ class PruneStep(Step):
         })
         ctx.progress.log(f"  pruned: params {params0:,} -> {params1:,}, MACs {macs0:,} -> {macs1:,}")
         self.report.details = details
-        checkpoint.mark_finished(ctx, self.name, model, details)
         return model
 
     # ------------------------------------------------------------------ structured

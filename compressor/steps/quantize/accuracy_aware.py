@@ -27,7 +27,7 @@ from compressor.steps.quantize.tuning import (Evaluator, Trial, Tuner, dynamical
 from compressor.utils.io import atomic_path, atomic_write_json, cache_dir, sha256_file, sha256_json
 
 if TYPE_CHECKING:
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
 
 # variants the loop tries before falling back layers, cheapest first (one calibration each at
 # most); a variant that changes nothing from the configured setting is skipped. reduce_range

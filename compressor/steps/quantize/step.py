@@ -22,7 +22,7 @@ from compressor.steps.quantize.tuning import Tuner, make_evaluator
 from compressor.utils.io import atomic_path, atomic_write_json
 
 if TYPE_CHECKING:
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
 
 
 class QuantizeStep(Step):

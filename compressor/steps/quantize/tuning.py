@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from compressor.bench.metrics import compute_metric, metric_info
+from compressor.metrics import compute_metric, metric_info
 from compressor.data.dataset import Dataset
 from compressor.errors import CompressorError, DataError, TargetFailed
 from compressor.recipe.schema import AccuracyCriterion
 
 if TYPE_CHECKING:
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
 
 
 # ----------------------------------------------------------------------------- running candidates

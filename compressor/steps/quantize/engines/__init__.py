@@ -19,7 +19,7 @@ from compressor.errors import StepError
 from compressor.recipe.schema import QuantizeConfig
 
 if TYPE_CHECKING:
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
     from compressor.steps.quantize.tuning import Tuner
 
 

@@ -6,7 +6,7 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compressor.bench.metrics import metric_info
+from compressor.metrics import metric_info
 from compressor.errors import StepError
 from compressor.recipe.schema import QuantizeConfig
 from compressor.steps.quantize.engines import QuantizeEngine
@@ -14,7 +14,7 @@ from compressor.steps.quantize.tuning import Trial, Tuner, ort_latency_ms, ort_o
 from compressor.utils.quiet import quiet
 
 if TYPE_CHECKING:
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
 
 
 def quiet_engines():

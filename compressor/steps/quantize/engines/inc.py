@@ -17,7 +17,7 @@ from compressor.steps.quantize.tuning import Tuner
 from compressor.utils.io import atomic_path
 
 if TYPE_CHECKING:
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
 
 
 class IncEngine(OneFunctionEngine):

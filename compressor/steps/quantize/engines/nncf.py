@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from compressor.bench.metrics import compute_metric
+from compressor.metrics import compute_metric
 from compressor.errors import BackendUnavailable, StepError
 from compressor.recipe.schema import QuantizeConfig
 from compressor.steps.quantize.engines._common import OneFunctionEngine, higher_is_better, quiet_engines, record
@@ -19,7 +19,7 @@ from compressor.steps.quantize.tuning import Tuner, quantized_nodes
 from compressor.utils.io import atomic_path
 
 if TYPE_CHECKING:
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
 
 
 class NncfEngine(OneFunctionEngine):

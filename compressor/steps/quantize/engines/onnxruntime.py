@@ -11,7 +11,7 @@ from compressor.steps.quantize.engines import QuantizeEngine
 from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx
 
 if TYPE_CHECKING:
-    from compressor.pipeline import RunContext
+    from compressor.context import RunContext
     from compressor.steps.quantize.tuning import Tuner
 
 

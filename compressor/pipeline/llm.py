@@ -4,7 +4,7 @@ targets need (ONNX Runtime MatMulNBits, OpenVINO NNCF) -> per target: perplexity
 agreement with FP32, prefill latency, decode tokens/s, peak memory, size -> report.
 
 The same report, gates and `compressor check` as the other families; :func:`run_recipe`
-in pipeline.py hands decoder-LLM recipes here.
+in pipeline/run.py hands decoder-LLM recipes here.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def run_llm_recipe(recipe: Recipe, target_specs: list[TargetSpec], run_dir: Path
     from compressor.data.text import split_text
     from compressor.export.decoder import check_decoder_parity, export_decoder
     from compressor.models.llm import load_llm
-    from compressor.pipeline import write_report
+    from compressor.pipeline.output import write_report
 
     cache = StepCache(run_dir, reuse=resume)
     artifacts = run_dir / "artifacts"

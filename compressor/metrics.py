@@ -1,13 +1,15 @@
-"""Evaluation metrics. Each knows whether higher is better, so gates and reports can
-compute "drop" the right way round."""
+"""Evaluation metrics, the one list of their names, and the comparison of outputs with a
+reference (parity). Each metric knows whether higher is better, so gates and reports
+compute "drop" the right way round. Shared by bench, tuning, report and the recipe schema."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from compressor.errors import DataError
+from compressor.errors import DataError, ParityError
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,9 @@ METRICS: dict[str, MetricInfo] = {
     # decoder LLMs only (measured by bench/llm.py, not by compute_metric)
     "perplexity": MetricInfo("perplexity", False, False, "sliding-window perplexity on text (lower is better)"),
 }
+
+# the recipe's `metric:` type, built from METRICS so the two cannot disagree
+MetricName = Literal[tuple(METRICS)]  # type: ignore[valid-type]
 
 
 def metric_info(name: str) -> MetricInfo:
@@ -77,3 +82,20 @@ def metric_drop(name: str, baseline: float, candidate: float) -> float:
     if metric_info(name).higher_is_better:
         return (baseline - candidate) * 100.0
     return (candidate - baseline) / baseline * 100.0 if baseline > 0 else 0.0
+
+def compare_outputs(ref: list[np.ndarray], out: list[np.ndarray]) -> dict[str, float]:
+    """Parity of ``out`` with ``ref``: max abs diff, cosine similarity and top-1 agreement of the first output."""
+    if len(ref) != len(out):
+        raise ParityError(f"output count differs: reference {len(ref)}, candidate {len(out)}")
+    max_abs = 0.0
+    for r, o in zip(ref, out):
+        if r.shape != o.shape:
+            raise ParityError(f"output shape differs: reference {list(r.shape)}, candidate {list(o.shape)}")
+        max_abs = max(max_abs, float(np.max(np.abs(r.astype(np.float64) - o.astype(np.float64)))) if r.size else 0.0)
+    r0, o0 = ref[0].reshape(len(ref[0]), -1).astype(np.float64), out[0].reshape(len(out[0]), -1).astype(np.float64)
+    denom = np.linalg.norm(r0, axis=1) * np.linalg.norm(o0, axis=1)
+    cos = float(np.mean(np.where(denom > 0, (r0 * o0).sum(1) / np.maximum(denom, 1e-30), 1.0)))
+    result = {"max_abs_diff": max_abs, "cosine": cos}
+    if r0.shape[1] > 1:
+        result["top1_agreement"] = float(np.mean(r0.argmax(1) == o0.argmax(1)))
+    return result

@@ -1,4 +1,4 @@
-"""Checks of a recipe's references that need no code execution."""
+"""`compressor validate`: checks of a recipe's references that need no code execution."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ from pathlib import Path
 
 from compressor.errors import RecipeError
 from compressor.models.factory import check_factory
+from compressor.pipeline.plan import check_target_quantization, resolve_targets
 from compressor.recipe.schema import Recipe
 from compressor.utils.paths import resolve_path
 
 
 def check_references(recipe: Recipe, base_dir: Path | None) -> None:
     """Files exist, factories parse, targets are known. Imports no user code."""
-    from compressor.pipeline import check_target_quantization, resolve_targets
-
     m = recipe.model
     if m.factory:
         check_factory(m.factory, base_dir)

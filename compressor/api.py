@@ -1,0 +1,85 @@
+"""The public Python API: what the ``compressor`` command does, for CI scripts and notebooks.
+
+The CLI calls these functions and only adds printing and exit codes. ``compressor.run`` and
+``compressor.check`` are these two; ``bench`` is ``compressor.api.bench`` (``compressor.bench``
+is the measurement package). Errors are :mod:`compressor.errors` types (``exit_code`` 2
+for bad input), as on the command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from compressor.errors import RecipeError
+from compressor.progress import QUIET, Reporter
+from compressor.recipe import Recipe, load_recipe
+from compressor.recipe.schema import BenchmarkSpec
+from compressor.report.check import CheckResult, check_report
+from compressor.report.model import Report, load_report
+
+__all__ = ["CheckResult", "Report", "bench", "check", "run"]
+
+
+def run(recipe: str | Path | Recipe, *, out: str | Path | None = None, resume: bool = False,
+        progress: bool | Reporter = False, base_dir: str | Path | None = None) -> Report:
+    """Run a recipe (a YAML file, or a :class:`Recipe`) end to end, like ``compressor run``.
+
+    Writes the artifacts, ``report.json``, ``report.md`` and ``report.html`` into ``out``
+    (default ``runs/<name>-<timestamp>``) and returns the report. ``resume`` continues an
+    interrupted run in ``out``. Relative paths in the recipe resolve against the YAML file's
+    folder, or ``base_dir`` for a :class:`Recipe` object (default: the working directory).
+    A failed target or gate is in the report (``check`` judges it), not an exception.
+    """
+    from compressor.pipeline import default_run_dir, run_recipe
+
+    recipe_path = None
+    if not isinstance(recipe, Recipe):
+        recipe_path = Path(recipe)
+        recipe = load_recipe(recipe_path)
+    if resume and out is None:
+        raise RecipeError("resume needs out: the folder of the interrupted run")
+    reporter = progress if isinstance(progress, Reporter) else Reporter(enabled=True) if progress else QUIET
+    return run_recipe(recipe, recipe_path=recipe_path, run_dir=Path(out) if out else default_run_dir(recipe),
+                      progress=reporter, resume=resume, base_dir=Path(base_dir) if base_dir else None)
+
+
+def check(report: Report | str | Path, *, baseline: Report | str | Path | None = None,
+          **limits: float | None) -> CheckResult:
+    """Evaluate CI gates over a report, like ``compressor check``; never prints.
+
+    ``limits`` are gate limits by name (``max_accuracy_drop``, ``min_speedup``,
+    ``max_latency_increase``, ``max_size_bytes``, and the latency noise settings
+    ``latency_tolerance``, ``latency_floor``); each given one overrides the recipe's
+    gate recorded in the report. ``baseline`` is a previous report, for
+    ``max_latency_increase``. Returns the verdict: ``.passed``, ``.gates``, ``.exit_code``.
+    """
+    from compressor.report.gates import GateLimits
+
+    known = GateLimits.__dataclass_fields__
+    unknown = sorted(set(limits) - set(known))
+    if unknown:
+        raise TypeError(f"check() got unknown gate limit(s) {unknown}; known: {', '.join(known)}")
+    source = str(report) if not isinstance(report, Report) else f"report of {report.recipe!r}"
+    rep = report if isinstance(report, Report) else load_report(Path(report))
+    prev = baseline if isinstance(baseline, Report) or baseline is None else load_report(Path(baseline))
+    return check_report(rep, baseline=prev, source=source, **limits)
+
+
+def bench(model: str | Path, target: str = "onnxruntime-cpu", *, data: str | None = None, split: str = "test",
+          samples: int | None = None, metric: str = "top1", input_shape: list[int] | None = None,
+          benchmark: BenchmarkSpec | dict[str, Any] | None = None, precision: str | None = None,
+          out: str | Path | None = None) -> Report:
+    """Benchmark one artifact on one target, like ``compressor bench`` (needs no torch).
+
+    ``data``: fashion-mnist, digits or an ``.npz`` file (None: latency only, on zeros);
+    ``benchmark``: a recipe's ``benchmark:`` settings (defaults when None); ``out``: write
+    the report there as JSON.
+    """
+    from compressor.bench.emulate import emulated_cpu
+    from compressor.bench.standalone import bench_file
+
+    spec = benchmark if isinstance(benchmark, BenchmarkSpec) else BenchmarkSpec.model_validate(benchmark or {})
+    return bench_file(Path(model), target, data_source=data, split=split, samples=samples, metric=metric,
+                      input_shape=input_shape, bench=spec, precision=precision, out=Path(out) if out else None,
+                      emulated_cpu=emulated_cpu())  # set when this process runs under qemu (--emulate-cpu)

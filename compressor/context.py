@@ -1,0 +1,69 @@
+"""The run context every step receives: the recipe, the run folder, data splits (loaded
+once, on first use), progress, the step cache, and the quantization settings the
+pipeline chose for the targets of the model being quantized."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compressor.data import Dataset, fit_to_shape, load_split
+from compressor.progress import QUIET, Reporter
+from compressor.recipe.schema import QuantizeConfig, Recipe
+from compressor.stepcache import StepCache
+
+
+@dataclass
+class RunContext:
+    """What steps and targets see of the run."""
+
+    recipe: Recipe
+    run_dir: Path
+    base_dir: Path | None
+    progress: Reporter = QUIET
+    resume: bool = False  # reuse finished work found in run_dir (``compressor run --resume``)
+    quant_overrides: dict[str, Any] = field(default_factory=dict)
+    torch_model: Any = None  # the torch model behind the ONNX-domain steps' input (torch-side engines, e.g. INC)
+    _cache: dict[str, Dataset] = field(default_factory=dict)
+    cache: StepCache | None = None  # finished work on disk (reused with ``resume``)
+    # target -> its device's quantization settings and why (a targets.quant_defaults.QuantChoice;
+    # typed Any so the context imports nothing above it in the layers)
+    quant_choices: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.run_dir / "artifacts"
+
+    @property
+    def seed(self) -> int:
+        return self.recipe.seed
+
+    def input_shape(self) -> list[int] | None:
+        return self.recipe.model.input_shape
+
+    def _data(self, which: str) -> Dataset:
+        if which not in self._cache:
+            split = getattr(self.recipe.data, which)
+            ds = load_split(self.recipe.data.source, split.split, split.samples,
+                            seed=self.seed if which == "calibration" else None, base_dir=self.base_dir)
+            ds = fit_to_shape(ds, self.input_shape())
+            ds.check_finite()
+            self._cache[which] = ds
+        return self._cache[which]
+
+    def calibration_data(self) -> Dataset:
+        return self._data("calibration")
+
+    def evaluation_data(self) -> Dataset:
+        return self._data("evaluation")
+
+    def train_data(self) -> Dataset:
+        return self._data("train")
+
+    def quant_config(self, cfg: QuantizeConfig) -> QuantizeConfig:
+        """The step's settings, with the current targets' quantization settings filling in
+        what the recipe left unset (what the recipe sets explicitly wins; a strict target's
+        conflicts were refused by :func:`check_target_quantization` before the run)."""
+        fill = {k: v for k, v in self.quant_overrides.items() if k not in cfg.model_fields_set}
+        return cfg.model_copy(update=fill) if fill else cfg

@@ -1,0 +1,108 @@
+"""The run: plan -> load -> torch steps -> export -> ONNX steps -> per target compile +
+benchmark -> report. Reads top to bottom like the flow in DESIGN.md; each stage lives in
+its own module of this package (plan, limits, variants, jobs)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+import yaml
+
+from compressor.bench.environment import describe_environment
+from compressor.context import RunContext
+from compressor.pipeline.jobs import bench_cached, reference_outputs
+from compressor.pipeline.limits import check_limits
+from compressor.pipeline.output import write_report
+from compressor.pipeline.plan import check_target_quantization, consumes, quantization_plan, resolve_targets
+from compressor.pipeline.variants import onnx_domain, torch_domain
+from compressor.progress import QUIET, Reporter
+from compressor.recipe.schema import Recipe
+from compressor.report.gates import NEEDS_PREVIOUS, GateLimits, evaluate_gates
+from compressor.report.model import GateResult, Report, Result
+from compressor.stepcache import StepCache
+from compressor.steps.base import StepReport
+from compressor.steps.registry import make_step
+from compressor.targets.spec import TargetSpec
+from compressor.utils.io import atomic_write_text
+from compressor.utils.killpoints import checkpoint
+from compressor.utils.seed import seed_everything
+
+
+def default_run_dir(recipe: Recipe) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{recipe.name}-{stamp}"
+
+
+def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path | None = None,
+               progress: Reporter = QUIET, resume: bool = False, base_dir: Path | None = None) -> Report:
+    """Run a whole recipe; writes artifacts, report.json and report.md into ``run_dir``.
+    Relative paths in the recipe resolve against ``recipe_path``'s folder, else ``base_dir``."""
+    base_dir = recipe_path.resolve().parent if recipe_path else base_dir
+    if recipe.model.domain == "llm":  # decoder LLMs: their own flow (pipeline/llm.py)
+        from compressor.pipeline.llm import run_llm_recipe
+
+        return run_llm_recipe(recipe, resolve_targets(recipe, base_dir), run_dir or default_run_dir(recipe),
+                              base_dir, progress, resume)
+    ctx, target_specs = start_run(recipe, run_dir or default_run_dir(recipe), base_dir, progress, resume)
+    steps = [make_step(kind, getattr(spec, kind), f"{i:02d}-{kind}")
+             for i, (kind, spec) in enumerate(zip(recipe.step_kinds(), recipe.steps))]
+    checkpoint("run:start")
+    eval_data = ctx.evaluation_data()
+    check_limits(recipe, base_dir, eval_bytes=sum(a.nbytes for a in eval_data.inputs.values()))
+
+    # 1. the model and its baseline ONNX, then the torch-domain steps and their export
+    needs_torch = any(consumes(t) == "torch" for t in target_specs)
+    variants, step_reports = torch_domain(recipe, ctx, steps, eval_data, progress, needs_torch)
+    # 2. ONNX-domain steps, once per distinct quantization profile the targets need
+    variants += onnx_domain(ctx, steps, variants[-1], target_specs, step_reports)
+    # 3. the FP32 reference outputs each variant is compared with: those of the FP32 model it was made from
+    references = {r.name: reference_outputs(r.onnx_path, eval_data, recipe)
+                  for r in {v.parity_reference.name: v.parity_reference for v in variants}.values()}
+    checkpoint("reference:done")
+    # 4. every (variant, target); finished results are recorded one by one for --resume
+    results = [bench_cached(spec, v, ctx, eval_data, references[v.parity_reference.name])
+               for spec in target_specs for v in variants if v.targets is None or spec.name in v.targets]
+    # 5. the report, with the recipe's gates evaluated
+    report = build_report(recipe, ctx, step_reports, results)
+    write_report(report, ctx.run_dir)
+    ctx.cache.write_log()
+    return report
+
+
+def start_run(recipe: Recipe, run_dir: Path, base_dir: Path | None, progress: Reporter,
+              resume: bool) -> tuple[RunContext, list[TargetSpec]]:
+    """Everything that can refuse the recipe, before any work (bad target, a setting a strict
+    target cannot run, resource limits); then the run folder, its context and resolved recipe."""
+    target_specs = resolve_targets(recipe, base_dir)
+    check_target_quantization(recipe, target_specs)
+    quant_choices = quantization_plan(recipe, target_specs)
+    check_limits(recipe, base_dir)  # model size, eval set size, memory
+    seed_everything(recipe.seed, torch_too=recipe.model.domain == "torch")
+    ctx = RunContext(recipe, run_dir, base_dir, progress, resume, quant_choices=quant_choices)
+    ctx.cache = StepCache(run_dir, reuse=resume)
+    for name, choice in quant_choices.items():
+        for w in choice.warnings:
+            progress.log(f"[yellow]warning[/] {name}: {w}")
+    ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "recipe.resolved.yaml",
+                      yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+    return ctx, target_specs
+
+
+def build_report(recipe: Recipe, ctx: RunContext, step_reports: list[StepReport], results: list[Result]) -> Report:
+    """The run's report: results, step reports, the device warnings, and the recipe's gates."""
+    report = Report(
+        recipe=recipe.name, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        environment=describe_environment(recipe.benchmark.threads),
+        steps=[s.to_dict() for s in step_reports], results=results,
+        warnings=[f"{name}: {w}" for name, c in ctx.quant_choices.items() for w in c.warnings] or None,
+    )
+    # record the recipe's gates so `compressor check` re-evaluates them; the latency-increase
+    # gate needs a previous report, so only `compressor check --baseline` can evaluate it
+    report.gate_limits = GateLimits.from_mapping(recipe.gates.model_dump()).limits() or None
+    run_limits = {k: v for k, v in (report.gate_limits or {}).items() if k not in NEEDS_PREVIOUS}
+    report.gates = evaluate_gates(report, GateLimits.from_mapping(run_limits))
+    # steps may add gates of their own (accuracy-aware quantization that kept a model failing its criterion)
+    report.gates += [GateResult.model_validate(g) for r in step_reports for g in r.details.get("gates", [])]
+    return report

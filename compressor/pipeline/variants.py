@@ -1,0 +1,148 @@
+"""The models a run benchmarks: the baseline export, the torch-domain steps' result, and
+one ONNX-domain result per group of targets that share quantization settings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from compressor.context import RunContext
+from compressor.data import Dataset
+from compressor.errors import CompressorError
+from compressor.progress import Reporter
+from compressor.recipe.schema import Recipe
+from compressor.stepcache import StepCache, file_digest
+from compressor.steps.base import Step, StepReport
+from compressor.steps.registry import make_step
+from compressor.targets.spec import TargetSpec
+from compressor.utils.paths import resolve_path
+
+BASELINE = "baseline"
+COMPRESSED = "compressed"
+
+
+@dataclass
+class Variant:
+    name: str
+    precision: str
+    onnx_path: Path | None
+    torch_model: Any = None
+    targets: list[str] | None = None  # None: every target
+    # the FP32 variant this one was made from, whose outputs judge its parity (None: itself).
+    # A quantized model is judged against the FP32 model it was quantized from, not against
+    # the unpruned original: pruning and distillation change the outputs on purpose.
+    made_from: Variant | None = None
+
+    @property
+    def parity_reference(self) -> Variant:
+        return self.made_from or self
+
+
+def _model_identity(spec: Any, base_dir: Path | None, specs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the baseline export depends on: factory source, kwargs, weights bytes, inputs, opset."""
+    from compressor.models.factory import resolve_file, split_spec
+
+    module, _ = split_spec(spec.factory)
+    factory_file = resolve_file(module, base_dir)
+    weights = resolve_path(spec.weights, base_dir) if spec.weights else None
+    return {"factory": spec.factory, "factory_sha": file_digest(factory_file), "kwargs": spec.factory_kwargs,
+            "weights_sha": file_digest(weights), "inputs": specs, "outputs": spec.output_names, "opset": spec.opset}
+
+
+
+def torch_domain(recipe: Recipe, ctx: RunContext, steps: list[Step], eval_data: Dataset,
+                  progress: Reporter, needs_torch: bool = False) -> tuple[list[Variant], list[StepReport]]:
+    spec = recipe.model
+    if spec.domain == "onnx":
+        from compressor.models.onnx_input import prepare_onnx_input
+
+        path = prepare_onnx_input(resolve_path(spec.onnx, ctx.base_dir), ctx.artifacts_dir / f"{BASELINE}.onnx")
+        torch_steps = [s for s in steps if s.domain == "torch"]
+        if torch_steps:
+            raise CompressorError(f"step {torch_steps[0].kind!r} needs a torch model; this recipe gives an ONNX model",
+                                  hint="use model.factory + weights, or drop the torch-domain steps")
+        return [Variant(BASELINE, "fp32", path)], []
+
+    from compressor.export.onnx_export import check_export_parity, export_onnx
+    from compressor.models.loader import check_input_fits, input_specs, load_torch_model
+
+    progress.log(f"[bold]loading[/] {spec.factory}")
+    model = load_torch_model(spec, ctx.base_dir)
+    specs = input_specs(spec)
+    check_input_fits(model, specs)
+    parity_feeds = eval_data.first(8)
+    parity_feeds = {s["name"]: parity_feeds.get(s["name"], next(iter(parity_feeds.values()))) for s in specs}
+
+    def export(m: Any, name: str) -> tuple[Path, dict[str, Any]]:
+        with progress.task(f"exporting {name} to ONNX"):
+            path = export_onnx(m, ctx.artifacts_dir / f"{name}.onnx", specs, output_names=spec.output_names,
+                               opset=spec.opset)
+        return path, check_export_parity(m, path, parity_feeds)
+
+    cache = ctx.cache or StepCache(ctx.run_dir, reuse=False)
+    model_key = cache.key("export-baseline", model=_model_identity(spec, ctx.base_dir, specs))
+    rec = cache.get("export:baseline", model_key)
+    if rec is not None:
+        base_path, base_parity = ctx.artifacts_dir / rec["data"]["output"], rec["data"]["parity"]
+        progress.log("[bold]reused[/] the baseline ONNX export")
+    else:
+        base_path, base_parity = export(model, BASELINE)
+        cache.put("export:baseline", model_key, {"output": base_path.name, "parity": base_parity}, [base_path])
+    reports = [StepReport("export-baseline", "export", details={"parity_vs_torch": base_parity}, cached=rec is not None)]
+    variants = [Variant(BASELINE, "fp32", base_path, torch_model=model)]
+    torch_steps = [s for s in steps if s.domain == "torch"]
+    name = COMPRESSED if not any(s.domain == "onnx" for s in steps) else f"{COMPRESSED}-fp32"
+    # The torch steps are cached as a chain, through the ONNX export of their result: a
+    # pruned module cannot be rebuilt from the factory, and storing it would mean pickling
+    # code. Targets that consume the torch model itself need the chain re-run (seeded).
+    chain_key = cache.key("torch-steps", input=model_key, seed=ctx.seed, data=recipe.data.model_dump(mode="json"),
+                          steps=[(s.kind, s.name, s.config.model_dump(mode="json")) for s in torch_steps])
+    rec = cache.get("torch-steps", chain_key) if torch_steps and not needs_torch else None
+    if rec is not None:
+        reports += [StepReport.from_dict(d) for d in rec["data"]["reports"]]
+        variants.append(Variant(name, "fp32", ctx.artifacts_dir / rec["data"]["output"], torch_model=None))
+        progress.log(f"[bold]reused[/] {len(torch_steps)} torch-domain step(s) and their export")
+    elif torch_steps:
+        import copy
+
+        first_report = len(reports)
+        current = copy.deepcopy(model)
+        for step in torch_steps:
+            current = step.run(current, ctx).eval()
+            reports.append(step.report)
+        path, par = export(current, name)
+        reports.append(StepReport(f"export-{name}", "export", details={"parity_vs_torch": par}))
+        variants.append(Variant(name, "fp32", path, torch_model=current))
+        cache.put("torch-steps", chain_key, {"output": path.name,
+                                             "reports": [r.to_dict() for r in reports[first_report:]]}, [path])
+    return variants, reports
+
+
+def onnx_domain(ctx: RunContext, steps: list[Step], source: Variant, targets: list[TargetSpec],
+                reports: list[StepReport]) -> list[Variant]:
+    """Run the ONNX-domain steps once per group of targets that share quantization settings:
+    the settings follow each target's (runtime, device), and what the recipe sets explicitly
+    wins. Each group gets fresh step objects; with several groups their names end ``-g<i>``."""
+    onnx_steps = [s for s in steps if s.domain == "onnx"]
+    if not onnx_steps:
+        return []
+    groups: dict[str, list[str]] = {}
+    for t in targets:
+        choice = ctx.quant_choices.get(t.name)
+        groups.setdefault(json.dumps(choice.settings if choice else {}, sort_keys=True), []).append(t.name)
+    ctx.torch_model = source.torch_model  # for engines that quantize the torch model (INC)
+    variants = []
+    for gi, (settings, names) in enumerate(groups.items()):
+        suffix = f"-g{gi}" if len(groups) > 1 else ""
+        model: Path = source.onnx_path  # type: ignore[assignment]
+        precision = source.precision
+        for template in onnx_steps:
+            step = make_step(template.kind, template.config, template.name + suffix,
+                             settings=json.loads(settings), targets=names)
+            model = step.run(model, ctx)
+            precision = step.output_precision() or precision
+            reports.append(step.report)
+        variants.append(Variant(COMPRESSED, precision, model, source.torch_model, targets=names, made_from=source))
+    return variants
