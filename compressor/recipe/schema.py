@@ -71,7 +71,8 @@ Metric = Literal["top1", "macro_f1", "mse", "cosine", "top1_agreement"]
 
 class DataSpec(Strict):
     source: Union[str, dict[str, Any]] = Field(
-        description="built-in name (fashion-mnist, digits), {npz: file}, {factory: file.py:fn}"
+        description="built-in name (fashion-mnist, digits), {npz: file}, {imagefolder: dir with <split>/<class>/ "
+        "image folders}, {factory: file.py:fn}"
     )
     calibration: SplitSpec = SplitSpec(split="train", samples=512)
     evaluation: SplitSpec = SplitSpec(split="test", samples=None)
