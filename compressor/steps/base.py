@@ -31,6 +31,10 @@ class StepReport:
 class Step(abc.ABC):
     kind: ClassVar[str]
     domain: ClassVar[Literal["torch", "onnx"]]
+    #: how the step changed the torch model's architecture, as JSON-able data, set by ``run``:
+    #: ``{"op": "prune", ...pruning history}`` or ``{"op": "student", "student": {...}}`` (None: unchanged).
+    #: :mod:`compressor.steps.rebuild` replays these to rebuild a chain's result from the factory.
+    structure: dict[str, Any] | None = None
 
     def __init__(self, config: Any, name: str):
         self.config = config

@@ -64,6 +64,9 @@ class DistillStep(Step):
 
         cfg = self.config
         student = model if cfg.student == "current" else build_module(cfg.student, ctx)
+        # a separate student replaces the architecture: a rebuild starts again from its factory
+        self.structure = None if cfg.student == "current" else {"op": "student",
+                                                                "student": cfg.student.model_dump(mode="json")}
         done = checkpoint.finished(ctx, self.name, student)
         if done is not None:
             self.report.details = {**done, "resumed": "finished in an earlier run"}

@@ -64,6 +64,8 @@ class PruneStep(Step):
         if done is not None:
             self.report.details = {**done, "resumed": "finished in an earlier run"}
             self.report.cached = True
+            history = checkpoint.pruning_history(ctx, self.name)
+            self.structure = {"op": "prune", **history} if history else None
             return model
         classifier = L.output_layer(model, example) if cfg.ignore_classifier else None
         if classifier is not None and all(classifier[1] is not m for m in ignored):
@@ -72,8 +74,11 @@ class PruneStep(Step):
         channels0 = L.channel_counts(model)
         details: dict[str, Any] = {"mode": cfg.mode, "ratio": cfg.ratio,
                                    "ignored_layers": [n for n, m in model.named_modules() if any(m is i for i in ignored)]}
+        history = None
         if cfg.mode == "structured":
-            details.update(self._structured(model, ctx, example, ignored))
+            structured, history = self._structured(model, ctx, example, ignored)
+            details.update(structured)
+            self.structure = {"op": "prune", **history}
         else:
             details.update(self._sparsity(model, ignored))
         macs1, params1 = count_macs_params(model, example)
@@ -85,14 +90,17 @@ class PruneStep(Step):
         })
         ctx.progress.log(f"  pruned: params {params0:,} -> {params1:,}, MACs {macs0:,} -> {macs1:,}")
         self.report.details = details
-        checkpoint.mark_finished(ctx, self.name, model, details)
+        checkpoint.mark_finished(ctx, self.name, model, details, pruning=history)
         return model
 
     # ------------------------------------------------------------------ structured
 
     def _structured(self, model: torch.nn.Module, ctx: RunContext, example: tuple[Any, ...],
-                    ignored: list[Any]) -> dict[str, Any]:
+                    ignored: list[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Prune channels; returns the report details and the pruning history record."""
         import torch_pruning as tp
+
+        from compressor.steps.prune.history import history_record
 
         cfg = self.config
         with L.last_module_tracker(model) as trail:
@@ -126,8 +134,9 @@ class PruneStep(Step):
                             resume=False, label=f"{self.name} round {r} fine-tune")
                 row["finetune"] = {"epochs": len(res.history), "val_accuracy": res.history[-1]["val_accuracy"]}
             rounds.append(row)
-        return {"importance": cfg.importance, "global_pruning": cfg.global_pruning, "round_to": cfg.round_to,
-                "iterative_steps": cfg.iterative_steps, "rounds": rounds}
+        details = {"importance": cfg.importance, "global_pruning": cfg.global_pruning, "round_to": cfg.round_to,
+                   "iterative_steps": cfg.iterative_steps, "rounds": rounds}
+        return details, history_record(pruner.pruning_history(), example)
 
     def _taylor_gradients(self, model: torch.nn.Module, ctx: RunContext) -> None:
         """Taylor importance needs gradients of the loss on a few real batches."""
