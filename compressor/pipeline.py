@@ -174,6 +174,14 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
         for v in variants:
             if v.targets is None or spec.name in v.targets:
                 results.append(_bench_cached(spec, v, ctx, eval_data, reference))
+    # 5. paired timing: each compressed model against the baseline, interleaved on the same target
+    b = recipe.benchmark
+    if b.paired or (b.paired is None and recipe.gates.min_speedup is not None):
+        from compressor.bench.paired import pair_with_baseline
+
+        with progress.task("paired timing against the baseline"):
+            pair_with_baseline(results, target_specs, run_dir, eval_data, threads=b.threads, batch_size=b.batch_size,
+                               warmup=b.warmup, isolate=b.isolate, timeout_s=b.timeout_s, log=progress.log)
     report = Report(
         recipe=recipe.name, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         environment=describe_environment(recipe.benchmark.threads),

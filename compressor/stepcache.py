@@ -91,7 +91,7 @@ def file_digest(path: Path | None) -> str | None:
 
 # --------------------------------------------------------------------------- report comparison
 
-VOLATILE_KEYS = {"created", "seconds", "cached", "latency_ms", "throughput_per_s"}
+VOLATILE_KEYS = {"created", "seconds", "cached", "latency_ms", "throughput_per_s", "paired"}
 
 
 def comparable_report(report: dict[str, Any]) -> dict[str, Any]:

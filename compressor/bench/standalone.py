@@ -108,6 +108,82 @@ def bench_file(model: Path, target_name: str, *, data_source: str | None, split:
     return report
 
 
+def bench_interleaved(models: list[Path], target_name: str, *, data_source: str | None = None,
+                      split: str = "test", samples: int | None = None, input_shape: list[int] | None = None,
+                      warmup: int = 50, rounds: int = 30, per_round: int = 10, batch_size: int = 1,
+                      threads: int = 2, out: Path | None = None) -> Report:
+    """Time ``models`` on one target in alternating rounds in this process (each round
+    times every model ``per_round`` times); every model after the first gets ``paired``:
+    its per-round speedup over the first (median, p10, p90). Latency only: the data
+    gives the inputs, no accuracy is computed (run ``compressor bench`` per model for it).
+
+    >>> bench_interleaved([Path("fp32.onnx"), Path("int8.onnx")], "onnxruntime-cpu")  # doctest: +SKIP
+    """
+    from compressor.bench.paired import paired_record, time_interleaved
+    from compressor.report.model import PairedSpeedup
+
+    if len(models) < 2:
+        raise DataError("interleaved timing needs two or more models")
+    for m in models:
+        if not m.exists():
+            raise ModelLoadError(f"model file {m} does not exist")
+    spec = load_target(target_name)
+    target = make_target(spec)
+    reason = target.unavailable_reason()
+    if reason:
+        raise CompressorError(f"target {spec.name} is unavailable here: {reason}")
+    names = _unique_names(models)
+    with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
+        sessions, precisions = {}, {}
+        for name, model in zip(names, models):
+            if target.consumes != "onnx" and model.suffix == ".onnx":
+                raise CompressorError(f"target {spec.name} runs {spec.runtime} artifacts, not ONNX files")
+            if model.suffix == ".onnx":
+                from compressor.models.onnx_input import load_onnx_checked
+
+                load_onnx_checked(model)
+            precisions[name] = detect_precision(model)
+            folder = Path(tmp) / name
+            folder.mkdir()
+            artifact = target.compile(ModelArtifact(name, precisions[name], model, []), folder,
+                                      precision=precisions[name])
+            sessions[name] = target.load(artifact, threads=threads)
+        first = next(iter(sessions.values()))
+        if data_source:
+            src = {"npz": data_source} if data_source.endswith(".npz") else data_source
+            data = fit_to_shape(load_split(src, split, samples or batch_size), input_shape)
+        else:
+            data = _synthetic(first, input_shape)
+        timing = time_interleaved(sessions, data, batch_size=batch_size, rounds=rounds, per_round=per_round,
+                                  warmup=warmup)
+    rows = []
+    for i, (name, model) in enumerate(zip(names, models)):
+        stats = timing.stats[name]
+        rows.append(Result(
+            variant=name, target=spec.name, precision=target.precision_for(precisions[name]),
+            size_bytes=model.stat().st_size, artifact=str(model), device=target.describe(),
+            latency_ms=stats.to_dict(), throughput_per_s=batch_size * 1000.0 / stats.mean if stats.mean else None,
+            paired=None if i == 0 else PairedSpeedup.model_validate(
+                paired_record(timing, name, rounds=rounds, per_round=per_round))))
+    report = Report(recipe=f"bench:interleave:{','.join(m.name for m in models)}",
+                    created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    environment=describe_environment(threads), results=rows)
+    if out:
+        atomic_write_json(out, report.to_json())
+    return report
+
+
+def _unique_names(models: list[Path]) -> list[str]:
+    """File stems, made unique (a/model.onnx, b/model.onnx -> model, model-2)."""
+    names: list[str] = []
+    for m in models:
+        name, k = m.stem, 2
+        while name in names:
+            name, k = f"{m.stem}-{k}", k + 1
+        names.append(name)
+    return names
+
+
 def _latency_only(session, data: Dataset, warmup: int, iterations: int, min_duration_s: float, batch_size: int) -> dict:
     from compressor.bench.latency import measure_latency
 

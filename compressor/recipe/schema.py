@@ -300,6 +300,9 @@ class BenchmarkSpec(Strict):
     timeout_s: float = Field(900.0, gt=0, description="per-target compile+benchmark time limit")
     isolate: bool = Field(True, description="compile+benchmark each (variant, target) in a child process, so a "
                           "crashing or hanging runtime fails only its own result")
+    paired: bool | None = Field(None, description="time each compressed model interleaved with the baseline on "
+                                "the same target (result.paired; the min_speedup gate uses it). Default: when "
+                                "gates.min_speedup is set")
 
 
 class GateSpec(Strict):
