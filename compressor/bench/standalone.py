@@ -11,9 +11,9 @@ from compressor.bench.runner import benchmark_session
 from compressor.data import Dataset, fit_to_shape, load_split
 from compressor.errors import CompressorError, DataError, ModelLoadError
 from compressor.report.model import Report, Result
-from compressor.targets.base import ModelArtifact, timed_call
+from compressor.targets.base import ModelArtifact, Target, timed_call
 from compressor.targets.registry import make_target
-from compressor.targets.spec import load_target
+from compressor.targets.spec import TargetSpec, load_target
 from compressor.utils.io import atomic_write_json
 
 INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger",
@@ -51,6 +51,27 @@ def _synthetic(session, input_shape: list[int] | None) -> Dataset:
     return Dataset(inputs, None, "synthetic")
 
 
+def _usable_target(name: str) -> tuple[TargetSpec, Target]:
+    spec = load_target(name)
+    target = make_target(spec)
+    reason = target.unavailable_reason()
+    if reason:
+        raise CompressorError(f"target {spec.name} is unavailable here: {reason}")
+    return spec, target
+
+
+def _check_model(model: Path, target: Target) -> None:
+    """The file exists, fits the target, and (ONNX) passes the safe-loading checks."""
+    if not model.exists():
+        raise ModelLoadError(f"model file {model} does not exist")
+    if target.consumes != "onnx" and model.suffix == ".onnx":
+        raise CompressorError(f"target {target.spec.name} runs {target.spec.runtime} artifacts, not ONNX files")
+    if model.suffix == ".onnx":
+        from compressor.models.onnx_input import load_onnx_checked
+
+        load_onnx_checked(model)
+
+
 def bench_file(model: Path, target_name: str, *, data_source: str | None, split: str = "test",
                samples: int | None = None, metric: str = "top1", input_shape: list[int] | None = None,
                warmup: int = 50, iterations: int = 200, min_duration_s: float = 1.0, batch_size: int = 1,
@@ -60,19 +81,8 @@ def bench_file(model: Path, target_name: str, *, data_source: str | None, split:
     model, so the accuracy is that CPU's and no latency is kept (emulated time means nothing)."""
     if emulated_cpu:
         warmup, iterations, min_duration_s = 0, 1, 0.0
-    if not model.exists():
-        raise ModelLoadError(f"model file {model} does not exist")
-    spec = load_target(target_name)
-    target = make_target(spec)
-    reason = target.unavailable_reason()
-    if reason:
-        raise CompressorError(f"target {spec.name} is unavailable here: {reason}")
-    if target.consumes != "onnx" and model.suffix == ".onnx":
-        raise CompressorError(f"target {spec.name} runs {spec.runtime} artifacts, not ONNX files")
-    if model.suffix == ".onnx":
-        from compressor.models.onnx_input import load_onnx_checked
-
-        load_onnx_checked(model)
+    spec, target = _usable_target(target_name)
+    _check_model(model, target)
     precision = precision or detect_precision(model)
     with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
         artifact = target.compile(ModelArtifact("model", precision, model, []), Path(tmp), precision=precision)
@@ -124,24 +134,13 @@ def bench_interleaved(models: list[Path], target_name: str, *, data_source: str 
 
     if len(models) < 2:
         raise DataError("interleaved timing needs two or more models")
+    spec, target = _usable_target(target_name)
     for m in models:
-        if not m.exists():
-            raise ModelLoadError(f"model file {m} does not exist")
-    spec = load_target(target_name)
-    target = make_target(spec)
-    reason = target.unavailable_reason()
-    if reason:
-        raise CompressorError(f"target {spec.name} is unavailable here: {reason}")
+        _check_model(m, target)
     names = _unique_names(models)
     with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
         sessions, precisions = {}, {}
         for name, model in zip(names, models):
-            if target.consumes != "onnx" and model.suffix == ".onnx":
-                raise CompressorError(f"target {spec.name} runs {spec.runtime} artifacts, not ONNX files")
-            if model.suffix == ".onnx":
-                from compressor.models.onnx_input import load_onnx_checked
-
-                load_onnx_checked(model)
             precisions[name] = detect_precision(model)
             folder = Path(tmp) / name
             folder.mkdir()
