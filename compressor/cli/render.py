@@ -25,7 +25,7 @@ def console_for_output() -> Console:
 
 def summary_table(report: Report) -> Table:
     table = Table(title=f"compressor: {report.recipe}", title_justify="left", box=box.SIMPLE_HEAD,
-                  caption="speedup and ratio (size) vs the baseline on the same target ([p10-p90]: paired, "
+                  caption="speedup and ratio (size) vs the baseline on the same target (\\[p10-p90]: paired, "
                           "interleaved rounds); parity: top-1 agreement with FP32", caption_justify="left")
     rows = summary_rows(report)
     for key, header, justify in TERMINAL_COLUMNS:
