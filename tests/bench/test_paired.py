@@ -51,6 +51,7 @@ def test_bench_interleave_reports_the_paired_speedup(tmp_path):
     # 2 layers against 16: faster whatever the machine's load, since both share it round by round
     assert p["speedup"] > 2, p
     assert f"{p['speedup']:.2f}x [" in res.output  # the terminal table shows the paired speedup and spread
+    assert "([p10-p90]: paired" in res.output  # ... and says so (not eaten as rich markup)
 
 
 @pytest.mark.parametrize("args,message", [
