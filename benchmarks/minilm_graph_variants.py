@@ -17,7 +17,6 @@ import argparse
 import datetime as dt
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -84,6 +83,7 @@ def export_all(sample: dict[str, np.ndarray]) -> dict[str, Path]:
 def main() -> None:
     import minilm
 
+    from compressor.bench.paired import time_interleaved
     from compressor.targets.onnxruntime_cpu import OrtSession
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,30 +92,22 @@ def main() -> None:
     args = ap.parse_args()
     data = minilm.tweets("test", samples=2)
     models = export_all(data.inputs)
-    feeds = data.first(1)
     sessions = {}
     for name, path in models.items():
         for sln in ("on", "off"):
             opts = {"disabled_optimizers": [] if sln == "on" else ["SkipLayerNormFusion"]}
-            s = OrtSession(path, 2, opts)
-            f = {n: feeds[n] for n in s.input_names}
-            for _ in range(10):
-                s.run(f)
-            sessions[(name, sln)] = (s, f, [])
-    for _ in range(args.rounds):  # interleaved: every variant sees the same host conditions
-        for s, f, ts in sessions.values():
-            for _ in range(args.per_round):
-                t0 = time.perf_counter()
-                s.run(f)
-                ts.append((time.perf_counter() - t0) * 1e3)
-    base = float(np.median(sessions[("sdpa fp32", "on")][2]))
+            sessions[f"{name}|{sln}"] = OrtSession(path, 2, opts)
+    # interleaved: every variant sees the same host conditions (the product's paired timing)
+    timing = time_interleaved(sessions, data.subset(1), rounds=args.rounds, per_round=args.per_round, warmup=10)
+    base = timing.stats["sdpa fp32|on"].p50
     lines = ["# MiniLM graph variants on ONNX Runtime (seq 128, batch 1, 2 threads)", "",
              f"Measured {dt.date.today().isoformat()}, 1-minute load {os.getloadavg()[0]:.1f} at the end; all variants "
              f"timed interleaved in one process ({args.rounds} rounds x {args.per_round} calls).", "",
              "    nice python benchmarks/minilm_graph_variants.py", "",
              "| graph | SkipLayerNormFusion | p50 ms | vs sdpa FP32 (fusion on) |", "|---|---|---|---|"]
-    for (name, sln), (_, _, ts) in sessions.items():
-        p50 = float(np.median(ts))
+    for key, stats in timing.stats.items():
+        name, sln = key.split("|")
+        p50 = stats.p50
         lines.append(f"| {name} | {sln} | {p50:.2f} | {base / p50:.2f}x |")
     RESULT.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -117,15 +116,12 @@ def quantizers(fp32: Path, calib: np.ndarray, out: Path) -> dict[str, tuple[Path
 
 
 def interleaved_p50(runs: dict[str, object], rounds: int = 5, iterations: int = 20) -> dict[str, float]:
-    """Median over rounds of each callable's p50 (ms); all variants timed once per round."""
-    from compressor.bench.latency import measure_latency
+    """Each callable's p50 (ms) over ``rounds`` interleaved rounds of ``iterations`` calls
+    (the product's paired timing, compressor.bench.latency.measure_interleaved)."""
+    from compressor.bench.latency import measure_interleaved
 
-    p50s: dict[str, list[float]] = collections.defaultdict(list)
-    for _ in range(rounds):
-        for k, fn in runs.items():
-            stats, _ = measure_latency(fn, warmup=5, iterations=iterations, min_duration_s=0.3)
-            p50s[k].append(stats.p50)
-    return {k: statistics.median(v) for k, v in p50s.items()}
+    timing = measure_interleaved(runs, rounds=rounds, per_round=iterations, warmup=5)  # type: ignore[arg-type]
+    return {k: s.p50 for k, s in timing.stats.items()}
 
 
 def photos_part(out: Path, quick: bool) -> dict:

@@ -1,10 +1,11 @@
 """Interleaved FP32-vs-INT8 latency of a finished run's models on onnxruntime-cpu.
 
-The pipeline times the baseline and then the compressed model; on this shared machine the
-host's load can change between the two (MiniLM's INT8/FP32 ratio read 2.26x and 1.43x in two
-runs an hour apart). Here both sessions are loaded in one process (with the target's
-options) and timed in alternating blocks, so every round sees the same conditions; the
-per-round ratios show how much the ratio itself moves with the load.
+Sequential timing of the baseline and then the compressed model drifts on this shared
+machine (MiniLM's INT8/FP32 ratio read 2.26x and 1.43x in two runs an hour apart). Both
+sessions are loaded in one process (with the target's options) and timed in alternating
+blocks with the product's paired timing (compressor.bench.paired, which `compressor run`'s
+min_speedup gate and `compressor bench A B --interleave` use); the per-round ratios show
+how much the ratio itself moves with the load.
 
     nice python benchmarks/paired_speedup.py benchmarks/out/families/minilm-dynamic [--rounds 30]
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
+    from compressor.bench.paired import time_interleaved
     from compressor.recipe.loader import load_recipe
     from compressor.targets.onnxruntime_cpu import OrtSession
     from compressor.targets.spec import load_target
@@ -42,29 +43,16 @@ def main() -> None:
         raise SystemExit(f"not a finished run with an onnxruntime-cpu result: {missing[0]} is missing")
     recipe = load_recipe(args.run_dir / "recipe.resolved.yaml")
     ctx = RunContext(recipe, args.run_dir, ROOT / "recipes")
-    first = ctx.evaluation_data().first(1)
+    data = ctx.evaluation_data().subset(1)
     options = load_target("onnxruntime-cpu", None).options
     sessions = {k: OrtSession(p, args.threads, options) for k, p in models.items()}
-    feeds = {k: {n: first[n] for n in s.input_names} for k, s in sessions.items()}
-    for k, s in sessions.items():
-        for _ in range(5):
-            s.run(feeds[k])
-    times: dict[str, list[list[float]]] = {k: [] for k in sessions}
-    for r in range(args.rounds):
-        order = list(sessions) if r % 2 == 0 else list(sessions)[::-1]  # alternate who goes first
-        for k in order:
-            block = []
-            for _ in range(args.per_round):
-                t0 = time.perf_counter()
-                sessions[k].run(feeds[k])
-                block.append((time.perf_counter() - t0) * 1e3)
-            times[k].append(block)
-    p50 = {k: float(np.median(np.concatenate(v))) for k, v in times.items()}
-    ratios = np.array([np.median(a) / np.median(b) for a, b in zip(times["fp32"], times["int8"])])
+    # the product's paired timing (what `compressor bench A B --interleave` and the min_speedup gate use)
+    timing = time_interleaved(sessions, data, rounds=args.rounds, per_round=args.per_round)
+    p50 = {k: s.p50 for k, s in timing.stats.items()}
     print(f"run: {args.run_dir}  ({args.rounds} rounds x {args.per_round} calls each, threads {args.threads}, "
           f"options {options}, load {os.getloadavg()[0]:.1f})")
     print(f"p50 FP32 {p50['fp32']:.3f} ms, INT8 {p50['int8']:.3f} ms -> speedup {p50['fp32'] / p50['int8']:.2f}x")
-    q = np.percentile(ratios, [0, 10, 50, 90, 100])
+    q = np.percentile(timing.speedups["int8"], [0, 10, 50, 90, 100])
     print("per-round speedup: min {:.2f}x, p10 {:.2f}x, median {:.2f}x, p90 {:.2f}x, max {:.2f}x".format(*q))
 
 

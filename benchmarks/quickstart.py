@@ -29,6 +29,7 @@ def quickstart() -> dict:
     from compressor.recipe import load_recipe
 
     recipe = load_recipe(ROOT / "recipes" / "quickstart.yaml")
+    recipe.benchmark.paired = True  # the speedup from the run's paired (interleaved) timing
     t0 = time.perf_counter()
     report = run_recipe(recipe, recipe_path=ROOT / "recipes" / "quickstart.yaml", run_dir=OUT / "quickstart-run")
     seconds = time.perf_counter() - t0
@@ -37,13 +38,15 @@ def quickstart() -> dict:
         "fp32_top1": base.accuracy.value, "int8_top1": int8.accuracy.value, "samples": base.accuracy.samples,
         "drop_pp": (base.accuracy.value - int8.accuracy.value) * 100,
         "fp32_p50_ms": base.latency_ms.p50, "int8_p50_ms": int8.latency_ms.p50,
-        "speedup": base.latency_ms.p50 / int8.latency_ms.p50, "run_seconds": seconds,
+        "speedup": int8.paired.speedup if int8.paired else base.latency_ms.p50 / int8.latency_ms.p50,
+        "speedup_p10_p90": [int8.paired.p10, int8.paired.p90] if int8.paired else None, "run_seconds": seconds,
     }
 
 
 def resnet18(rounds: int = 5, iters: int = 40) -> dict:
     import torch
 
+    from compressor.bench.paired import paired_record, time_interleaved
     from compressor.data import Dataset
     from compressor.export.onnx_export import export_onnx
     from compressor.recipe.schema import QuantizeConfig
@@ -64,20 +67,12 @@ def resnet18(rounds: int = 5, iters: int = 40) -> dict:
     quantize_onnx(fp32, u8s8, QuantizeConfig(), calib)
     quantize_onnx(fp32, s8s8, QuantizeConfig(activation_type="int8", symmetric_activations=True), calib)
     sessions = {name: OrtSession(p, 2, {}) for name, p in [("fp32", fp32), ("int8_u8s8", u8s8), ("int8_s8s8", s8s8)]}
-    x = {"input": calib.inputs["input"][:1]}
-    samples: dict[str, list[float]] = {k: [] for k in sessions}
-    for s in sessions.values():
-        for _ in range(10):
-            s.run(x)
-    for _ in range(rounds):  # interleave: each round times every variant
-        for name, s in sessions.items():
-            for _ in range(iters):
-                t = time.perf_counter_ns()
-                s.run(x)
-                samples[name].append((time.perf_counter_ns() - t) / 1e6)
-    p50 = {k: float(np.median(v)) for k, v in samples.items()}
-    return {"p50_ms": p50, "speedup_u8s8": p50["fp32"] / p50["int8_u8s8"],
-            "speedup_s8s8": p50["fp32"] / p50["int8_s8s8"], "samples_per_variant": rounds * iters}
+    # interleaved: each round times every variant (compressor.bench.paired, as `compressor bench --interleave`)
+    timing = time_interleaved(sessions, calib.subset(1), rounds=rounds, per_round=iters, warmup=10)
+    p50 = {k: s.p50 for k, s in timing.stats.items()}
+    paired = {k: paired_record(timing, k, rounds=rounds, per_round=iters) for k in ("int8_u8s8", "int8_s8s8")}
+    return {"p50_ms": p50, "speedup_u8s8": paired["int8_u8s8"]["speedup"],
+            "speedup_s8s8": paired["int8_s8s8"]["speedup"], "paired": paired, "samples_per_variant": rounds * iters}
 
 
 def main() -> None:

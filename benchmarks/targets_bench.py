@@ -3,8 +3,9 @@
 Models: examples/resnet18.py (random weights; latency only) and examples/mobilenet_v2.py
 (real ImageNet weights; calibrated on real photo crops, top-1 agreement with the FP32
 model on other crops). Batch 1, 2 threads, every variant in one process and one run;
-latency is measured in interleaved rounds (each round times every variant once) and
-the median of the rounds' p50 is reported, so load on the machine hits all alike.
+latency is measured in interleaved rounds (each round times every variant, the product's
+paired timing, compressor.bench.paired) and the p50 over all rounds is reported, so load
+on the machine hits all alike.
 
     nice python benchmarks/targets_bench.py            # writes benchmarks/out/targets.json
     nice python benchmarks/targets_bench.py --quick    # fewer rounds/images (smoke run)
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -75,16 +75,13 @@ def build_sessions(name: str, model, calib: np.ndarray, out: Path) -> tuple[dict
 
 
 def time_rounds(sessions: dict, x: np.ndarray, rounds: int, iterations: int) -> dict[str, float]:
-    """Median over ``rounds`` of each variant's p50 latency (ms); variants interleaved per round."""
-    from compressor.bench.latency import measure_latency
+    """Each variant's p50 latency (ms) over ``rounds`` interleaved rounds of ``iterations`` calls
+    (the product's paired timing, as `compressor bench --interleave`)."""
+    from compressor.bench.paired import time_interleaved
+    from compressor.data import Dataset
 
-    feeds = {"input": x}
-    p50s: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(rounds):
-        for k, s in sessions.items():
-            stats, _ = measure_latency(lambda s=s: s.run(feeds), warmup=5, iterations=iterations, min_duration_s=0.3)
-            p50s[k].append(stats.p50)
-    return {k: statistics.median(v) for k, v in p50s.items()}
+    timing = time_interleaved(sessions, Dataset({"input": x}), rounds=rounds, per_round=iterations)
+    return {k: s.p50 for k, s in timing.stats.items()}
 
 
 def agreement(sessions: dict, images: np.ndarray) -> dict[str, float]:
@@ -96,8 +93,8 @@ def agreement(sessions: dict, images: np.ndarray) -> dict[str, float]:
 
 def render_markdown(results: dict, meta: dict) -> str:
     """The results table (copied to benchmarks/results/targets.md)."""
-    lines = [f"Batch 1, {meta['threads']} threads, median of {meta['rounds']} interleaved rounds' p50 "
-             f"({meta['iterations_per_round']}+ runs each); load average at the end: "
+    lines = [f"Batch 1, {meta['threads']} threads, p50 over {meta['rounds']} interleaved rounds "
+             f"({meta['iterations_per_round']} runs of each variant per round); load average at the end: "
              f"{' '.join(meta['loadavg_at_end'])}.", ""]
     for name, res in results.items():
         agree = res.get("top1_agreement_vs_fp32")

@@ -10,8 +10,9 @@ invalidates the record.
 
 What is cached: every ONNX artifact (exported baseline, the exported model after the
 torch-domain steps, each ONNX-step output) with its step report, and every finished
-(variant, target) benchmark result. Torch-domain steps are cached as a chain through
-their exported ONNX model (see docs/reliability.md for why).
+(variant, target) benchmark result. Torch-domain steps are cached as a chain: their
+exported ONNX model and their torch model as data (weights + pruning histories,
+compressor.steps.rebuild; see docs/reliability.md).
 """
 
 from __future__ import annotations

@@ -74,6 +74,10 @@ def run_job(job: TargetJob, progress: Progress | None = None) -> dict[str, Any]:
         session, eval_data=job.eval_data, metric=job.metric, reference=job.reference, precision=precision,
         bench=job.bench, max_batch=target.max_batch, progress=progress, extra_metrics=job.extra_metrics,
     )
+    from compressor.bench.artifacts import write_artifact_record
+
+    # what loading the artifact again needs (the run's paired timing step loads it beside the baseline)
+    write_artifact_record(artifact, Path(f"{artifact.path}.artifact.json"), job.run_dir)
     samples_path = job.out_dir / f"{job.variant}.latency.json"
     atomic_write_json(samples_path, measured.pop("latency_samples_ms"))
     measured.update(precision=precision, size_bytes=artifact.size_bytes, device=target.describe(),
@@ -82,8 +86,8 @@ def run_job(job: TargetJob, progress: Progress | None = None) -> dict[str, Any]:
     return measured
 
 
-def _child_main(conn: Any, job: TargetJob) -> None:
-    """Child entry point: send ("progress", ...) messages, then ("ok", row) or ("failed", msg)."""
+def _child_main(conn: Any, job: Any, fn: Callable[[Any, Progress | None], dict[str, Any]] = run_job) -> None:
+    """Child entry point: send ("progress", ...) messages, then ("ok", fn(job)) or ("failed", msg)."""
     last = [0.0]
 
     def progress(stage: str, k: int, n: int) -> None:
@@ -98,9 +102,9 @@ def _child_main(conn: Any, job: TargetJob) -> None:
     warnings.simplefilter("ignore", FutureWarning)
     warnings.simplefilter("ignore", DeprecationWarning)
     try:
-        # a job with its own ``execute`` (e.g. bench.llm_job.LlmJob) runs that instead of run_job
+        # a job with its own ``execute`` (e.g. bench.llm_job.LlmJob) runs that instead of ``fn``
         execute = getattr(job, "execute", None)
-        conn.send(("ok", execute(progress) if execute else run_job(job, progress)))
+        conn.send(("ok", execute(progress) if execute else fn(job, progress)))
     except CompressorError as e:
         conn.send(("failed", str(e)))
     except Exception as e:  # noqa: BLE001 - anything a runtime raises is that target's failure
@@ -119,11 +123,14 @@ def _describe_exit(code: int | None) -> str:
     return f"exited with code {code} without a result"
 
 
-def run_isolated(job: TargetJob, *, timeout_s: float, progress: Progress | None = None) -> dict[str, Any]:
-    """:func:`run_job` in a spawned child; a crash, hang or error raises TargetFailed."""
+def run_isolated(job: Any, *, timeout_s: float, progress: Progress | None = None,
+                 fn: Callable[[Any, Progress | None], dict[str, Any]] = run_job) -> dict[str, Any]:
+    """``fn(job)`` (default :func:`run_job`) in a spawned child; a crash, hang or error
+    raises TargetFailed. ``job`` is plain data with ``spec`` and ``variant``; ``fn`` a
+    module-level function (the child imports it by name)."""
     ctx = mp.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(send, job), name=f"compressor-{job.spec.name}", daemon=True)
+    proc = ctx.Process(target=_child_main, args=(send, job, fn), name=f"compressor-{job.spec.name}", daemon=True)
     proc.start()
     send.close()  # the parent keeps only the reading end, so EOF means the child is gone
     deadline = time.monotonic() + timeout_s

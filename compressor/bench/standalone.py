@@ -12,9 +12,9 @@ from compressor.data import Dataset, fit_to_shape, load_split
 from compressor.errors import CompressorError, DataError, ModelLoadError
 from compressor.recipe.schema import BenchmarkSpec
 from compressor.report.model import Report, Result
-from compressor.targets.base import ModelArtifact, timed_call
+from compressor.targets.base import ModelArtifact, Target, timed_call
 from compressor.targets.registry import make_target
-from compressor.targets.spec import load_target
+from compressor.targets.spec import TargetSpec, load_target
 from compressor.utils.io import atomic_write_json
 
 INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger",
@@ -52,6 +52,27 @@ def _synthetic(session, input_shape: list[int] | None) -> Dataset:
     return Dataset(inputs, None, "synthetic")
 
 
+def _usable_target(name: str) -> tuple[TargetSpec, Target]:
+    spec = load_target(name)
+    target = make_target(spec)
+    reason = target.unavailable_reason()
+    if reason:
+        raise CompressorError(f"target {spec.name} is unavailable here: {reason}")
+    return spec, target
+
+
+def _check_model(model: Path, target: Target) -> None:
+    """The file exists, fits the target, and (ONNX) passes the safe-loading checks."""
+    if not model.exists():
+        raise ModelLoadError(f"model file {model} does not exist")
+    if target.consumes != "onnx" and model.suffix == ".onnx":
+        raise CompressorError(f"target {target.spec.name} runs {target.spec.runtime} artifacts, not ONNX files")
+    if model.suffix == ".onnx":
+        from compressor.models.onnx_input import load_onnx_checked
+
+        load_onnx_checked(model)
+
+
 def bench_file(model: Path, target_name: str, *, data_source: str | None, split: str = "test",
                samples: int | None = None, metric: str = "top1", input_shape: list[int] | None = None,
                bench: BenchmarkSpec | None = None, precision: str | None = None, out: Path | None = None,
@@ -63,19 +84,8 @@ def bench_file(model: Path, target_name: str, *, data_source: str | None, split:
     if emulated_cpu:
         bench = bench.model_copy(update={"warmup": 0, "iterations": 1, "min_duration_s": 0.0})
     threads = bench.threads
-    if not model.exists():
-        raise ModelLoadError(f"model file {model} does not exist")
-    spec = load_target(target_name)
-    target = make_target(spec)
-    reason = target.unavailable_reason()
-    if reason:
-        raise CompressorError(f"target {spec.name} is unavailable here: {reason}")
-    if target.consumes != "onnx" and model.suffix == ".onnx":
-        raise CompressorError(f"target {spec.name} runs {spec.runtime} artifacts, not ONNX files")
-    if model.suffix == ".onnx":
-        from compressor.models.onnx_input import load_onnx_checked
-
-        load_onnx_checked(model)
+    spec, target = _usable_target(target_name)
+    _check_model(model, target)
     precision = precision or detect_precision(model)
     with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
         artifact = target.compile(ModelArtifact("model", precision, model, []), Path(tmp), precision=precision)
@@ -108,6 +118,71 @@ def bench_file(model: Path, target_name: str, *, data_source: str | None, split:
             row.latency_samples = samples_path.name
         atomic_write_json(out, report.to_json())
     return report
+
+
+def bench_interleaved(models: list[Path], target_name: str, *, data_source: str | None = None,
+                      split: str = "test", samples: int | None = None, input_shape: list[int] | None = None,
+                      warmup: int = 50, rounds: int = 30, per_round: int = 10, batch_size: int = 1,
+                      threads: int = 2, out: Path | None = None) -> Report:
+    """Time ``models`` on one target in alternating rounds in this process (each round
+    times every model ``per_round`` times); every model after the first gets ``paired``:
+    its per-round speedup over the first (median, p10, p90). Latency only: the data
+    gives the inputs, no accuracy is computed (run ``compressor bench`` per model for it).
+
+    >>> bench_interleaved([Path("fp32.onnx"), Path("int8.onnx")], "onnxruntime-cpu")  # doctest: +SKIP
+    """
+    from compressor.bench.paired import paired_record, time_interleaved
+    from compressor.report.model import PairedSpeedup
+
+    if len(models) < 2:
+        raise DataError("interleaved timing needs two or more models")
+    spec, target = _usable_target(target_name)
+    for m in models:
+        _check_model(m, target)
+    names = _unique_names(models)
+    with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
+        sessions, precisions = {}, {}
+        for name, model in zip(names, models):
+            precisions[name] = detect_precision(model)
+            folder = Path(tmp) / name
+            folder.mkdir()
+            artifact = target.compile(ModelArtifact(name, precisions[name], model, []), folder,
+                                      precision=precisions[name])
+            sessions[name] = target.load(artifact, threads=threads)
+        first = next(iter(sessions.values()))
+        if data_source:
+            src = {"npz": data_source} if data_source.endswith(".npz") else data_source
+            data = fit_to_shape(load_split(src, split, samples or batch_size), input_shape)
+        else:
+            data = _synthetic(first, input_shape)
+        timing = time_interleaved(sessions, data, batch_size=batch_size, rounds=rounds, per_round=per_round,
+                                  warmup=warmup)
+    rows = []
+    for i, (name, model) in enumerate(zip(names, models)):
+        stats = timing.stats[name]
+        rows.append(Result(
+            variant=name, target=spec.name, precision=target.precision_for(precisions[name]),
+            size_bytes=model.stat().st_size, artifact=str(model), device=target.describe(),
+            latency_ms=stats.to_dict(), throughput_per_s=batch_size * 1000.0 / stats.mean if stats.mean else None,
+            paired=None if i == 0 else PairedSpeedup.model_validate(
+                paired_record(timing, name, rounds=rounds, per_round=per_round))))
+    report = Report(recipe=f"bench:interleave:{','.join(m.name for m in models)}",
+                    created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    environment=describe_environment(threads), results=rows)
+    if out:
+        atomic_write_json(out, report.to_json())
+    return report
+
+
+def _unique_names(models: list[Path]) -> list[str]:
+    """File stems, made unique (a/model.onnx, b/model.onnx -> model, model-2)."""
+    names: list[str] = []
+    for m in models:
+        name, k = m.stem, 2
+        while name in names:
+            name, k = f"{m.stem}-{k}", k + 1
+        names.append(name)
+    return names
 
 
 def _latency_only(session, data: Dataset, bench: BenchmarkSpec) -> dict:

@@ -120,7 +120,7 @@ def targets_list() -> None:
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("models", metavar="MODEL...", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--target", "target_name", default="onnxruntime-cpu", show_default=True, help="Target name or YAML file.")
 @click.option("--data", "data_source", default=None, help="Data source for accuracy: fashion-mnist, digits or a .npz file.")
 @click.option("--split", default="test", show_default=True)
@@ -138,14 +138,45 @@ def targets_list() -> None:
 @click.option("--emulate-cpu", default=None, metavar="DEVICE",
               help="Measure accuracy on another x86 CPU's kernel path under qemu-user: a device profile "
                    "(x86-64-avx2) or a qemu CPU model (Haswell). Accuracy only: emulated timings are not kept.")
+@click.option("--interleave", is_flag=True,
+              help="Time two or more MODELs in alternating rounds in one process and report each one's speedup "
+                   "over the first (median and p10-p90 of the rounds). Latency only.")
+@click.option("--rounds", type=click.IntRange(min=1), default=30, show_default=True, help="--interleave: rounds.")
+@click.option("--per-round", type=click.IntRange(min=1), default=10, show_default=True,
+              help="--interleave: timed calls of each model per round.")
 @click.pass_context
-def bench(ctx: click.Context, model: Path, target_name: str, data_source: str | None, split: str,
+def bench(ctx: click.Context, models: tuple[Path, ...], target_name: str, data_source: str | None, split: str,
           samples: int | None, metric: str, input_shape: str | None, warmup: int, iterations: int,
           min_duration: float, batch_size: int, threads: int, precision: str | None, out: Path | None,
-          emulate_cpu: str | None) -> None:
-    """Benchmark one MODEL artifact on one target (no torch needed)."""
+          emulate_cpu: str | None, interleave: bool, rounds: int, per_round: int) -> None:
+    """Benchmark a MODEL artifact on one target (no torch needed); with --interleave,
+    time several MODELs against the first, paired round by round.
+
+    \b
+      compressor bench model.onnx --data fashion-mnist
+      compressor bench fp32.onnx int8.onnx --interleave
+    """
     from compressor.bench.emulate import emulated_cpu, qemu_cpu_for, run_emulated
 
+    shape = [int(x) for x in input_shape.split(",")] if input_shape else None
+    if interleave or len(models) > 1:
+        if not interleave:
+            raise click.UsageError("several MODELs are timed together with --interleave")
+        if len(models) < 2:
+            raise click.UsageError("--interleave times two or more MODELs against the first")
+        if emulate_cpu:
+            raise click.UsageError("--interleave measures latency; --emulate-cpu measures accuracy")
+        from compressor.bench.standalone import bench_interleaved
+        from compressor.cli.render import print_summary
+
+        report = bench_interleaved(list(models), target_name, data_source=data_source, split=split, samples=samples,
+                                   input_shape=shape, warmup=warmup, rounds=rounds, per_round=per_round,
+                                   batch_size=batch_size, threads=threads, out=out)
+        print_summary(report)
+        if out:
+            click.echo(f"report: {out}")
+        return
+    model = models[0]
     if emulate_cpu and not emulated_cpu():
         if not data_source:
             raise click.UsageError("--emulate-cpu measures accuracy: give --data")
@@ -154,7 +185,6 @@ def bench(ctx: click.Context, model: Path, target_name: str, data_source: str | 
     from compressor import api
     from compressor.cli.render import print_summary
 
-    shape = [int(x) for x in input_shape.split(",")] if input_shape else None
     settings = BENCH.model_copy(update={"warmup": warmup, "iterations": iterations, "min_duration_s": min_duration,
                                         "batch_size": batch_size, "threads": threads})
     report = api.bench(model, target_name, data=data_source, split=split, samples=samples, metric=metric,
@@ -168,10 +198,14 @@ def bench(ctx: click.Context, model: Path, target_name: str, data_source: str | 
 
 def _bench_args(ctx: click.Context) -> list[str]:
     """This ``bench`` invocation's arguments, without ``--emulate-cpu`` (for the emulated child)."""
-    args = ["bench", str(ctx.params["model"])]
+    args = ["bench", *(str(m) for m in ctx.params["models"])]
     for p in ctx.command.params:
         value = ctx.params.get(p.name)
-        if isinstance(p, click.Option) and p.name != "emulate_cpu" and value is not None:
+        if not isinstance(p, click.Option) or p.name == "emulate_cpu" or value is None:
+            continue
+        if p.is_flag:
+            args += [p.opts[0]] if value else []
+        else:
             args += [p.opts[0], str(value)]
     return args
 

@@ -25,8 +25,8 @@ def console_for_output() -> Console:
 
 def summary_table(report: Report) -> Table:
     table = Table(title=f"compressor: {report.recipe}", title_justify="left", box=box.SIMPLE_HEAD,
-                  caption="speedup and ratio (size) vs the baseline on the same target; parity: top-1 agreement "
-                          "with FP32", caption_justify="left")
+                  caption="speedup and ratio (size) vs the baseline on the same target (\\[p10-p90]: paired, "
+                          "interleaved rounds); parity: top-1 agreement with FP32", caption_justify="left")
     rows = summary_rows(report)
     for key, header, justify in TERMINAL_COLUMNS:
         # names stay whole (they are what users grep for); a very long one may still fold

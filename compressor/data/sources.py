@@ -146,11 +146,15 @@ def load_split(
             ds = _digits(split)
         else:
             raise DataError(f"unknown data source {source!r}; built-in sources: {', '.join(BUILTIN_SOURCES)}",
-                            hint="or use {npz: file.npz} / {factory: file.py:fn}")
+                            hint="or use {npz: file.npz} / {imagefolder: dir} / {factory: file.py:fn}")
     elif "npz" in source:
         ds = _npz(source["npz"], split, base_dir)
     elif "factory" in source:
         ds = _factory(source["factory"], split, base_dir, dict(source.get("kwargs") or {}))
+    elif "imagefolder" in source:
+        from compressor.data.imagefolder import load_imagefolder
+
+        ds = load_imagefolder(source["imagefolder"], split, base_dir)
     else:
         raise DataError(f"unknown data source {source!r}")
     if len(ds) == 0:

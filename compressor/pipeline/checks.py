@@ -24,6 +24,8 @@ def check_references(recipe: Recipe, base_dir: Path | None) -> None:
     src = recipe.data.source
     if isinstance(src, dict) and "npz" in src and not resolve_path(src["npz"], base_dir).exists():
         raise RecipeError(f"data.source.npz: {src['npz']} does not exist")
+    if isinstance(src, dict) and "imagefolder" in src and not resolve_path(src["imagefolder"], base_dir).is_dir():
+        raise RecipeError(f"data.source.imagefolder: {src['imagefolder']} is not a folder")
     if isinstance(src, dict) and "factory" in src:
         check_factory(src["factory"], base_dir)
     check_target_quantization(recipe, resolve_targets(recipe, base_dir))

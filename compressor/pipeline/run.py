@@ -63,7 +63,16 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
     # 4. every (variant, target); finished results are recorded one by one for --resume
     results = [bench_cached(spec, v, ctx, eval_data, references[v.parity_reference.name])
                for spec in target_specs for v in variants if v.targets is None or spec.name in v.targets]
-    # 5. the report, with the recipe's gates evaluated
+    # 5. paired timing: each compressed model against the baseline, interleaved on the same target
+    b = recipe.benchmark
+    if b.paired or (b.paired is None and recipe.gates.min_speedup is not None):
+        from compressor.bench.paired import pair_with_baseline
+
+        with progress.task("paired timing against the baseline"):
+            pair_with_baseline(results, target_specs, ctx.run_dir, eval_data, threads=b.threads,
+                               batch_size=b.batch_size, warmup=b.warmup, isolate=b.isolate, timeout_s=b.timeout_s,
+                               log=progress.log)
+    # 6. the report, with the recipe's gates evaluated
     report = build_report(recipe, ctx, step_reports, results)
     write_report(report, ctx.run_dir)
     ctx.cache.write_log()

@@ -94,18 +94,21 @@ def torch_domain(recipe: Recipe, ctx: RunContext, steps: list[Step], eval_data: 
     variants = [Variant(BASELINE, "fp32", base_path, torch_model=model)]
     torch_steps = [s for s in steps if s.domain == "torch"]
     name = COMPRESSED if not any(s.domain == "onnx" for s in steps) else f"{COMPRESSED}-fp32"
-    # The torch steps are cached as a chain, through the ONNX export of their result: a
-    # pruned module cannot be rebuilt from the factory, and storing it would mean pickling
-    # code. Targets that consume the torch model itself need the chain re-run (seeded).
+    # The torch steps are cached as a chain: the ONNX export of their result, and the result
+    # as data (weights + architecture edits such as pruning histories; compressor.steps.rebuild),
+    # so targets that consume the torch model get it back without re-running the steps.
     chain_key = cache.key("torch-steps", input=model_key, seed=ctx.seed, data=recipe.data.model_dump(mode="json"),
                           steps=[(s.kind, s.name, s.config.model_dump(mode="json")) for s in torch_steps])
-    rec = cache.get("torch-steps", chain_key) if torch_steps and not needs_torch else None
-    if rec is not None:
+    rec = cache.get("torch-steps", chain_key) if torch_steps else None
+    rebuilt = _rebuild_chain(model, rec, name, ctx, parity_feeds) if rec is not None and needs_torch else None
+    if rec is not None and (rebuilt is not None or not needs_torch):
         reports += [StepReport.from_dict(d) for d in rec["data"]["reports"]]
-        variants.append(Variant(name, "fp32", ctx.artifacts_dir / rec["data"]["output"], torch_model=None))
+        variants.append(Variant(name, "fp32", ctx.artifacts_dir / rec["data"]["output"], torch_model=rebuilt))
         progress.log(f"[bold]reused[/] {len(torch_steps)} torch-domain step(s) and their export")
     elif torch_steps:
         import copy
+
+        from compressor.steps.rebuild import chain_structure, save_result
 
         first_report = len(reports)
         current = copy.deepcopy(model)
@@ -115,9 +118,33 @@ def torch_domain(recipe: Recipe, ctx: RunContext, steps: list[Step], eval_data: 
         path, par = export(current, name)
         reports.append(StepReport(f"export-{name}", "export", details={"parity_vs_torch": par}))
         variants.append(Variant(name, "fp32", path, torch_model=current))
-        cache.put("torch-steps", chain_key, {"output": path.name,
-                                             "reports": [r.to_dict() for r in reports[first_report:]]}, [path])
+        torch_files = save_result(current, chain_structure(torch_steps), ctx.artifacts_dir, name)
+        cache.put("torch-steps", chain_key, {"output": path.name, "torch_result": name,
+                                             "reports": [r.to_dict() for r in reports[first_report:]]},
+                  [path, *torch_files])
     return variants, reports
+
+
+def _rebuild_chain(model: Any, rec: dict[str, Any], name: str, ctx: RunContext,
+                   feeds: dict[str, Any]) -> Any:
+    """The torch-steps chain's result rebuilt from its record (factory model + saved
+    architecture edits + weights), checked against the chain's ONNX export; None when the
+    record has no torch result (an older run) or the rebuilt model does not match."""
+    import copy
+
+    from compressor.export.onnx_export import check_export_parity
+    from compressor.steps.rebuild import rebuild
+
+    if rec["data"].get("torch_result") != name:
+        return None
+    try:
+        rebuilt = rebuild(copy.deepcopy(model), ctx.artifacts_dir, name, ctx)
+        check_export_parity(rebuilt, ctx.artifacts_dir / rec["data"]["output"], feeds)
+    except CompressorError as e:
+        ctx.progress.log(f"[yellow]re-running the torch-domain steps[/]: their saved result cannot be rebuilt ({e})")
+        return None
+    ctx.progress.log("[bold]rebuilt[/] the torch-domain steps' model from its pruning history and weights")
+    return rebuilt
 
 
 def onnx_domain(ctx: RunContext, steps: list[Step], source: Variant, targets: list[TargetSpec],

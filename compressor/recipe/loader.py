@@ -108,10 +108,13 @@ def _yaml_loc(loc: tuple[Any, ...], lines: dict[Path_, int]) -> tuple[Any, ...]:
     return tuple(kept)
 
 
-def validation_messages(err: ValidationError, lines: dict[Path_, int], source: str) -> list[str]:
+def validation_messages(err: ValidationError, lines: dict[Path_, int], source: str,
+                        prefix: tuple[Any, ...] = ()) -> list[str]:
+    """One ``file:line: key.path: message`` per error. ``prefix`` is where the validated
+    mapping sits in the file (a target file's ``options`` validated on its own)."""
     msgs = []
     for e in err.errors():
-        loc = _yaml_loc(tuple(e["loc"]), lines)
+        loc = _yaml_loc((*prefix, *e["loc"]), lines)
         line = _line_for(loc, lines)
         where = f"{source}:{line}" if line else source
         msg = " ".join(str(e["msg"]).split())

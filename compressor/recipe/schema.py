@@ -108,8 +108,8 @@ class TextEvalSpec(Strict):
 
 class DataSpec(Strict):
     source: Union[str, dict[str, Any]] = Field(
-        description="built-in name (fashion-mnist, digits), {npz: file}, {factory: file.py:fn}, {text: file} "
-        "(decoder LLMs)"
+        description="built-in name (fashion-mnist, digits), {npz: file}, {imagefolder: dir with <split>/<class>/ "
+        "image folders}, {factory: file.py:fn}, {text: file} (decoder LLMs)"
     )
     text: TextEvalSpec = TextEvalSpec()
     calibration: SplitSpec = SplitSpec(split="train", samples=512)
@@ -409,6 +409,9 @@ class BenchmarkSpec(Strict):
     timeout_s: float = Field(900.0, gt=0, description="per-target compile+benchmark time limit")
     isolate: bool = Field(True, description="compile+benchmark each (variant, target) in a child process, so a "
                           "crashing or hanging runtime fails only its own result")
+    paired: bool | None = Field(None, description="time each compressed model interleaved with the baseline on "
+                                "the same target (result.paired; the min_speedup gate uses it). Default: when "
+                                "gates.min_speedup is set")
     llm: LlmBenchSpec = LlmBenchSpec()
 
     def eval_batch_for(self, max_batch: int | None) -> int:

@@ -129,7 +129,7 @@ def device_table(report: Report) -> tuple[list[str], list[list[str]]]:
     return header, [list(k) + [cells.get(h, "-") for h in hosts] for k, cells in rows.items()]
 
 
-VOLATILE_KEYS = {"created", "seconds", "cached", "latency_ms", "throughput_per_s"}
+VOLATILE_KEYS = {"created", "seconds", "cached", "latency_ms", "throughput_per_s", "paired"}
 
 
 def comparable_report(report: dict[str, Any]) -> dict[str, Any]:

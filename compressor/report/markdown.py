@@ -41,7 +41,10 @@ def summary_rows(report: Report) -> list[dict[str, str]]:
         row["p50_ms"] = f"{lat.p50:.3f}" if lat else "-"
         row["p90_ms"] = f"{lat.p90:.3f}" if lat else "-"
         row["p99_ms"] = f"{lat.p99:.3f}" if lat else "-"
-        row["speedup"] = (f"{base.latency_ms.p50 / lat.p50:.2f}x" if lat and base and base.latency_ms else "-")
+        if r.paired is not None:  # interleaved timing: the median round's ratio [p10-p90 of the rounds]
+            row["speedup"] = f"{r.paired.speedup:.2f}x [{r.paired.p10:.2f}-{r.paired.p90:.2f}]"
+        else:
+            row["speedup"] = (f"{base.latency_ms.p50 / lat.p50:.2f}x" if lat and base and base.latency_ms else "-")
         row["size"] = fmt_size(r.size_bytes)
         row["compression"] = (f"{base.size_bytes / r.size_bytes:.2f}x" if base and base.size_bytes and r.size_bytes else "-")
         row["parity"] = _parity(r)

@@ -77,6 +77,23 @@ class LlmMetrics(_Model):
     note: str | None = Field(None, description="where the FP32 weights came from, e.g. dequantized from GGUF Q4_1")
 
 
+class PairedSpeedup(_Model):
+    """Speedup over another model (the baseline) timed interleaved with it, in one process on
+    one target: rounds that time each model ``per_round`` times, alternating their order
+    (``compressor.bench.paired``). Sequential runs in separate processes drift apart on a
+    shared machine; paired rounds share the load."""
+
+    against: str = Field(description="the variant (or file) it was timed against, e.g. baseline")
+    speedup: float = Field(description="median over rounds of (against's round median / this model's round median); "
+                           "the min_speedup gate's value")
+    p10: float = Field(description="10th percentile of the per-round speedups")
+    p90: float = Field(description="90th percentile of the per-round speedups")
+    rounds: int = Field(description="number of rounds")
+    per_round: int = Field(description="timed calls of each model per round")
+    p50_ms: float = Field(description="this model's median latency over the paired rounds, ms")
+    against_p50_ms: float = Field(description="the other model's median latency over the paired rounds, ms")
+
+
 class Result(_Model):
     """One (variant, target) measurement."""
 
@@ -105,6 +122,8 @@ class Result(_Model):
     host: str | None = Field(None, description="host name of the machine that measured it (set in merged reports)")
     llm: LlmMetrics | None = Field(None, description="decoder LLMs: perplexity, agreement, prefill, decode speed, "
                                    "memory (their latency_ms is the per-token decode latency)")
+    paired: PairedSpeedup | None = Field(None, description="speedup over the baseline on the same target from "
+                                         "interleaved timing (when gates.min_speedup is set or benchmark.paired)")
 
 
 class GateResult(_Model):

@@ -48,6 +48,10 @@ class Step(abc.ABC):
 
     kind: ClassVar[str]
     domain: ClassVar[Literal["torch", "onnx"]]
+    #: how the step changed the torch model's architecture, as JSON-able data, set by ``run``:
+    #: ``{"op": "prune", ...pruning history}`` or ``{"op": "student", "student": {...}}`` (None: unchanged).
+    #: :mod:`compressor.steps.rebuild` replays these to rebuild a chain's result from the factory.
+    structure: dict[str, Any] | None = None
 
     def __init__(self, config: Any, name: str, *, settings: dict[str, Any] | None = None,
                  targets: list[str] | None = None):
@@ -122,11 +126,14 @@ def _restore(step: Step, model: Any, ctx: RunContext) -> Any | None:
         from compressor.steps import checkpoint
 
         module = step.trainee(model, ctx)
-        done = checkpoint.finished(ctx, step.name, module)
+        done = checkpoint.finished(ctx, step.name, module)  # replays a recorded pruning history
         if done is None:
             return None
         step.report.details = {**done, "resumed": "finished in an earlier run"}
         step.report.cached = True
+        history = checkpoint.pruning_history(ctx, step.name)
+        if history is not None:
+            step.structure = {"op": "prune", **history}
         return module
     cache = _cache(ctx)
     rec = cache.get(f"step:{step.name}", _onnx_key(step, model, ctx, cache))
@@ -141,7 +148,9 @@ def _record(step: Step, model: Any, out: Any, ctx: RunContext) -> None:
     if step.domain == "torch":
         from compressor.steps import checkpoint
 
-        checkpoint.mark_finished(ctx, step.name, out, step.report.details)
+        pruned = step.structure if step.structure and step.structure.get("op") == "prune" else None
+        history = {k: v for k, v in pruned.items() if k != "op"} if pruned else None
+        checkpoint.mark_finished(ctx, step.name, out, step.report.details, pruning=history)
         return
     cache = _cache(ctx)
     out_path = Path(out)

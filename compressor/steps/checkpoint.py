@@ -7,10 +7,11 @@ Layout under ``<run_dir>/checkpoints/<step name>/``:
   optimizer/scheduler state (a tensors-and-numbers dict, read with
   ``weights_only=True``) after epoch NNN of the training loop;
 - ``history.json``: one line of numbers per finished epoch;
-- ``done.safetensors`` + ``done.json``: the step finished; its output model and report.
-
-Weights are saved with their shapes, so a pruned model (fewer channels than the
-factory builds) is restored by :func:`load_weights` reshaping the layers first.
+- ``done.safetensors`` + ``done.json``: the step finished; its output model and report;
+- ``pruning_history.json`` (structured pruning): Torch-Pruning's pruning history. On
+  resume it is replayed on the step's input model, which then has the pruned
+  architecture and takes ``done.safetensors`` with a strict load (no reshaping of
+  layers by hand, no pickled modules).
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compressor.errors import StepError
+from compressor.steps.pruning_history import replay
 from compressor.utils.io import atomic_path, atomic_write_json
+
+PRUNING_HISTORY = "pruning_history.json"
 
 if TYPE_CHECKING:
     import torch
@@ -44,7 +48,7 @@ def save_weights(module: torch.nn.Module, path: Path, extra: dict[str, torch.nn.
 
 
 def load_weights(module: torch.nn.Module, path: Path, extra: dict[str, torch.nn.Module] | None = None) -> None:
-    """Load what :func:`save_weights` wrote, reshaping layers whose channel counts differ."""
+    """Load what :func:`save_weights` wrote (strict: the modules must have the saved architecture)."""
     from safetensors.torch import load_file
 
     state = load_file(str(path))
@@ -54,41 +58,11 @@ def load_weights(module: torch.nn.Module, path: Path, extra: dict[str, torch.nn.
         groups.setdefault(prefix, {})[rest] = v
     for prefix, m in {"model": module, **(extra or {})}.items():
         sub = groups.get(prefix, {})
-        reshape_to(m, sub)
         try:
             m.load_state_dict(sub, strict=True)
         except RuntimeError as e:
             raise StepError(f"checkpoint {path} does not fit the model: {str(e).splitlines()[0]}",
                             hint="delete the run folder's checkpoints/ and run without --resume") from None
-
-
-def reshape_to(module: torch.nn.Module, state: dict[str, Any]) -> None:
-    """Give every parameter/buffer the shape it has in ``state`` and fix the layers'
-    size attributes (Conv/Linear/BatchNorm), the way structured pruning left them."""
-    import torch
-    from torch import nn
-
-    for name, m in module.named_modules():
-        changed = False
-        for store in (m._parameters, m._buffers):
-            for pname, t in list(store.items()):
-                key = f"{name}.{pname}" if name else pname
-                if t is None or key not in state or tuple(state[key].shape) == tuple(t.shape):
-                    continue
-                new = torch.empty(state[key].shape, dtype=t.dtype)
-                store[pname] = nn.Parameter(new, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else new
-                changed = True
-        if not changed:
-            continue
-        if isinstance(m, nn.modules.conv._ConvNd):
-            depthwise = m.groups > 1 and m.groups == m.in_channels
-            m.out_channels = m.weight.shape[0]
-            m.groups = m.out_channels if depthwise else m.groups
-            m.in_channels = m.weight.shape[1] * m.groups
-        elif isinstance(m, nn.Linear):
-            m.out_features, m.in_features = m.weight.shape
-        elif isinstance(m, nn.modules.batchnorm._NormBase):
-            m.num_features = (m.weight if m.weight is not None else m.running_mean).shape[0]
 
 
 # ----------------------------------------------------------------------------- finished steps
@@ -100,12 +74,28 @@ def finished(ctx: RunContext, step_name: str, model: torch.nn.Module) -> dict[st
     d = step_dir(ctx, step_name)
     if not (ctx.resume and (d / "done.json").exists() and (d / "done.safetensors").exists()):
         return None
+    history = pruning_history(ctx, step_name)
+    if history is not None:
+        replay(model, history)  # the input gets the architecture the step left
     load_weights(model, d / "done.safetensors")
     details: dict[str, Any] = json.loads((d / "done.json").read_text())
     return details
 
 
-def mark_finished(ctx: RunContext, step_name: str, model: torch.nn.Module, details: dict[str, Any]) -> None:
+def pruning_history(ctx: RunContext, step_name: str) -> dict[str, Any] | None:
+    """The pruning history a finished step recorded (None: it did not change the architecture)."""
+    path = step_dir(ctx, step_name) / PRUNING_HISTORY
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def mark_finished(ctx: RunContext, step_name: str, model: torch.nn.Module, details: dict[str, Any],
+                  pruning: dict[str, Any] | None = None) -> None:
+    """Record a finished step: its output weights, its pruning history (when it pruned
+    channels: see :mod:`compressor.steps.pruning_history`) and its report details."""
     d = step_dir(ctx, step_name)
     save_weights(model, d / "done.safetensors")
+    if pruning is not None:
+        atomic_write_json(d / PRUNING_HISTORY, pruning)
+    else:
+        (d / PRUNING_HISTORY).unlink(missing_ok=True)  # a stale one from an earlier, different run
     atomic_write_json(d / "done.json", details)  # written last: its presence means "done"

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
+from pydantic import ValidationError
 
-from compressor.targets.spec import TargetSpec
+from compressor.errors import RecipeError
+from compressor.targets.spec import TargetOptions, TargetSpec
 
 
 @dataclass
@@ -55,6 +57,18 @@ def timed_call(session: Session, feeds: dict[str, np.ndarray]):
     return bind(feeds) if bind is not None else (lambda: session.run(feeds))
 
 
+def parse_options(model: type[TargetOptions], options: dict[str, Any], owner: str) -> Any:
+    """``options`` as ``model``; a bad key or value is one RecipeError line. Target files are
+    checked with their YAML line when loaded; this covers options built in code."""
+    try:
+        return model.model_validate(options)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in ("options", *err["loc"]))
+        msg = "unknown key" if err["type"] == "extra_forbidden" else " ".join(str(err["msg"]).split())
+        raise RecipeError(f"{owner}: {where}: {msg}") from None
+
+
 class Target(abc.ABC):
     """Base class for targets. Subclasses live in one module each and are listed in
     ``compressor.targets.registry.RUNTIMES``; they must not import their runtime at
@@ -64,9 +78,12 @@ class Target(abc.ABC):
     consumes: ClassVar[Literal["onnx", "torch"]] = "onnx"
     #: the largest batch a compiled artifact accepts (None = any)
     max_batch: ClassVar[int | None] = None
+    #: the typed ``options:`` of this runtime's target files (no options by default)
+    Options: ClassVar[type[TargetOptions]] = TargetOptions
 
     def __init__(self, spec: TargetSpec):
         self.spec = spec
+        self.options = parse_options(self.Options, spec.options, f"target {spec.name}")
 
     @classmethod
     @abc.abstractmethod

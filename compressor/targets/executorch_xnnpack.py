@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from compressor.errors import TargetFailed
 from compressor.targets.base import Artifact, ModelArtifact, Target
+from compressor.targets.spec import TargetOptions
 from compressor.utils.io import atomic_write_bytes
 
 EXPORT_BATCH = 1
@@ -82,9 +84,18 @@ class ExecuTorchSession:
         return [o.numpy() if hasattr(o, "numpy") else np.asarray(o) for o in outs]
 
 
+class ExecuTorchOptions(TargetOptions):
+    """``options:`` of an ``executorch`` target file."""
+
+    calibration_samples: int = Field(128, ge=1, description="PT2E calibration samples (batches of 1)")
+    per_channel: bool = Field(True, description="per-channel weight scales (else per tensor)")
+
+
 class ExecuTorchXnnpackTarget(Target):
     consumes = "torch"
     max_batch = EXPORT_BATCH
+    Options = ExecuTorchOptions
+    options: ExecuTorchOptions
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -120,11 +131,12 @@ class ExecuTorchXnnpackTarget(Target):
         detail: dict[str, Any] = {"export_batch": EXPORT_BATCH, "input_names": names}
         try:
             if precision == "int8":
-                samples = int(self.spec.options.get("calibration_samples", 128))
                 calib = [tuple(torch.from_numpy(feeds[n]) for n in names)
-                         for feeds, _ in data.subset(samples).batches(EXPORT_BATCH)]
-                net = quantize_pt2e(net, example, calib, per_channel=bool(self.spec.options.get("per_channel", True)))
-                detail.update(quantizer="XNNPACKQuantizer", per_channel=True, symmetric=True,
+                         for feeds, _ in data.subset(self.options.calibration_samples).batches(EXPORT_BATCH)]
+                per_channel = self.options.per_channel
+                net = quantize_pt2e(net, example, calib, per_channel=per_channel)
+                # what this export did, not the quantizer's default
+                detail.update(quantizer="XNNPACKQuantizer", per_channel=per_channel, symmetric=True,
                               calibration_samples=len(calib))
             elif precision != "fp32":
                 raise TargetFailed(f"target {self.spec.name} builds fp32 or int8, not {precision}")
@@ -142,6 +154,9 @@ class ExecuTorchXnnpackTarget(Target):
             raise TargetFailed(f"target {self.spec.name} loads ExecuTorch programs (.pte), not {artifact.path.name}",
                                hint="compile the model for this target first")
         self._threads = threads
+        # how the program was quantized, as compile recorded it (reported by describe())
+        self._export = {k: artifact.meta[k] for k in ("quantizer", "per_channel", "symmetric", "calibration_samples")
+                        if k in artifact.meta}
         return ExecuTorchSession(artifact.path, threads=threads,
                                  input_names=list(artifact.meta.get("input_names") or ["input"]))
 
@@ -152,4 +167,4 @@ class ExecuTorchXnnpackTarget(Target):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "delegate": "XNNPACK", "batch": EXPORT_BATCH,
-                "threads": getattr(self, "_threads", None)}
+                "threads": getattr(self, "_threads", None), **getattr(self, "_export", {})}

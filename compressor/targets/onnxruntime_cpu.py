@@ -4,38 +4,47 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from compressor.errors import TargetFailed
-from compressor.targets.base import Artifact, ModelArtifact, Target
+from compressor.targets.base import Artifact, ModelArtifact, Target, parse_options
+from compressor.targets.spec import TargetOptions
 from compressor.utils.io import atomic_path
 
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                "all": "ORT_ENABLE_ALL"}
 
 
-def session_options(threads: int, options: dict[str, Any]) -> tuple[Any, list[str]]:
+class OnnxRuntimeOptions(TargetOptions):
+    """``options:`` of an ``onnxruntime`` target file."""
+
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = Field(
+        "all", description="ORT graph optimizations (GraphOptimizationLevel)")
+    disabled_optimizers: list[str] = Field(
+        default_factory=list, description="ORT graph optimizers to skip, by name (e.g. SkipLayerNormFusion)")
+
+
+def session_options(threads: int, options: OnnxRuntimeOptions | dict[str, Any]) -> tuple[Any, list[str]]:
     """ORT SessionOptions and the disabled graph optimizers for a target's ``options``."""
     import onnxruntime as ort
 
+    opts = options if isinstance(options, OnnxRuntimeOptions) else parse_options(OnnxRuntimeOptions, options,
+                                                                                   "onnxruntime session")
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
-    level = options.get("graph_optimization_level", "all")
-    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[level])
-    disabled = options.get("disabled_optimizers") or []
-    if not (isinstance(disabled, list) and all(isinstance(d, str) for d in disabled)):
-        raise TargetFailed(f"options.disabled_optimizers must be a list of ONNX Runtime optimizer names, "
-                           f"not {disabled!r}")
-    return so, disabled
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[opts.graph_optimization_level])
+    return so, list(opts.disabled_optimizers)
 
 
 class OrtSession:
-    def __init__(self, path: Path, threads: int, options: dict[str, Any], providers: list[str] | None = None):
+    def __init__(self, path: Path, threads: int, options: OnnxRuntimeOptions | dict[str, Any],
+                 providers: list[str] | None = None):
         import onnxruntime as ort
 
         so, disabled = session_options(threads, options)
@@ -56,6 +65,8 @@ class OrtSession:
 
 class OnnxRuntimeTarget(Target):
     consumes = "onnx"
+    Options = OnnxRuntimeOptions
+    options: OnnxRuntimeOptions
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -74,7 +85,7 @@ class OnnxRuntimeTarget(Target):
         return Artifact(dst, precision, [dst])
 
     def load(self, artifact: Artifact, *, threads: int) -> OrtSession:
-        return OrtSession(artifact.path, threads, self.spec.options)
+        return OrtSession(artifact.path, threads, self.options)
 
     def runtime_versions(self) -> dict[str, str]:
         import onnxruntime

@@ -12,12 +12,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
-from compressor.errors import RecipeError, TargetFailed
+from compressor.errors import TargetFailed
 from compressor.targets.base import Artifact, ModelArtifact, Target
+from compressor.targets.spec import TargetOptions
 
 # target option -> OpenVINO's INFERENCE_PRECISION_HINT value, and the precision label it runs at
 _PRECISIONS = {"f32": ("f32", "fp32"), "bf16": ("bf16", "bf16"), "f16": ("f16", "fp16")}
@@ -99,16 +101,22 @@ class OpenVinoSession:
         return self.request.infer
 
 
+class OpenVinoOptions(TargetOptions):
+    """``options:`` of an ``openvino`` target file."""
+
+    inference_precision: Literal["f32", "bf16", "f16"] = Field(
+        "f32", description="INFERENCE_PRECISION_HINT: what FP32 models run at (bf16 on AMX/AVX512-BF16 CPUs)")
+    device: str = Field("CPU", min_length=1, description="the OpenVINO device the model compiles for")
+
+
 class OpenVinoCpuTarget(Target):
     consumes = "onnx"
+    Options = OpenVinoOptions
+    options: OpenVinoOptions
 
     def __init__(self, spec):
         super().__init__(spec)
-        hint = str(spec.options.get("inference_precision", "f32"))
-        if hint not in _PRECISIONS:
-            raise RecipeError(f"target {spec.name}: options.inference_precision must be one of "
-                              f"{', '.join(_PRECISIONS)}, not {hint!r}")
-        self.precision_hint = hint
+        self.precision_hint = self.options.inference_precision
         self._loaded: dict[str, Any] = {}
 
     @classmethod
@@ -141,7 +149,7 @@ class OpenVinoCpuTarget(Target):
             raise TargetFailed(f"target {self.spec.name} loads OpenVINO IR (.xml), not {artifact.path.name}",
                                hint="compile the model for this target first")
         session = OpenVinoSession(artifact.path, threads=threads, precision_hint=self.precision_hint,
-                                  device=str(self.spec.options.get("device", "CPU")))
+                                  device=self.options.device)
         self._loaded = {"inference_precision": session.inference_precision, "threads": session.num_threads,
                         "performance_hint": "LATENCY", "cpu": session.device_name}
         return session

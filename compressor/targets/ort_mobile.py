@@ -23,14 +23,14 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from compressor.errors import RecipeError, TargetFailed
+from pydantic import Field
+
+from compressor.errors import TargetFailed
 from compressor.targets.base import Artifact, ModelArtifact, Target
 from compressor.targets.onnxruntime_cpu import OrtSession
-
-PLATFORMS = ("arm", "amd64")
-STYLES = ("fixed", "runtime")
+from compressor.targets.spec import TargetOptions
 
 
 def convert_to_ort(onnx_path: Path, out_dir: Path, stem: str, *, target_platform: str = "arm",
@@ -122,19 +122,24 @@ class OrtFormatSession(OrtSession):
         self._inputs = {i.name: i for i in self.session.get_inputs()}
 
 
+class OrtFormatOptions(TargetOptions):
+    """``options:`` of an ``ort-format`` target file."""
+
+    target_platform: Literal["arm", "amd64"] = Field(
+        "arm", description="arm: phones and boards (no x86-only NCHWc layouts); amd64")
+    optimization_style: Literal["fixed", "runtime"] = Field(
+        "fixed", description="fixed: optimizations baked in for one platform; runtime: saved and replayed at load")
+
+
 class OrtMobileTarget(Target):
     consumes = "onnx"
+    Options = OrtFormatOptions
+    options: OrtFormatOptions
 
     def __init__(self, spec):
         super().__init__(spec)
-        self.target_platform = str(spec.options.get("target_platform", "arm"))
-        self.optimization_style = str(spec.options.get("optimization_style", "fixed"))
-        if self.target_platform not in PLATFORMS:
-            raise RecipeError(f"target {spec.name}: options.target_platform must be one of {', '.join(PLATFORMS)}, "
-                              f"not {self.target_platform!r}")
-        if self.optimization_style not in STYLES:
-            raise RecipeError(f"target {spec.name}: options.optimization_style must be one of {', '.join(STYLES)}, "
-                              f"not {self.optimization_style!r}")
+        self.target_platform = self.options.target_platform
+        self.optimization_style = self.options.optimization_style
         self._operators: dict[str, list[str]] = {}
 
     @classmethod

@@ -13,6 +13,11 @@ from compressor.recipe.schema import Strict
 TARGETS_DIR = Path(__file__).resolve().parents[2] / "targets"
 
 
+class TargetOptions(Strict):
+    """A runtime's ``options:`` (each Target class declares its subclass as ``Options``).
+    Unknown keys are errors, like everywhere in recipes and target files."""
+
+
 class TargetSpec(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     runtime: str = Field(description="key in compressor.targets.registry.RUNTIMES")
@@ -51,15 +56,32 @@ def search_dirs(extra: list[Path] | None = None) -> list[Path]:
 
 
 def load_target_file(path: Path) -> TargetSpec:
+    """Load and validate a target file: the keys of TargetSpec, the runtime's typed
+    ``options`` and the ``quantization`` settings (the quantize step's model). An error
+    names the file, the YAML line and the key."""
     from compressor.recipe.loader import load_yaml, validation_messages
+    from compressor.recipe.schema import QuantizeConfig
+    from compressor.targets.registry import RUNTIMES, options_model
 
     data, lines = load_yaml(path.read_text(encoding="utf-8"), str(path))
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a target file must be a YAML mapping")
     try:
-        return TargetSpec.model_validate(data)
+        spec = TargetSpec.model_validate(data)
     except ValidationError as e:
         raise RecipeError("; ".join(validation_messages(e, lines, str(path))[:3])) from None
+    if spec.runtime not in RUNTIMES:
+        raise RecipeError(f"{path}:{lines.get(('runtime',), '?')}: runtime: unknown runtime {spec.runtime!r}; "
+                          f"known runtimes: {', '.join(sorted(RUNTIMES))}")
+    checked = {}
+    for section, model in (("options", options_model(spec.runtime)), ("quantization", QuantizeConfig)):
+        try:
+            checked[section] = model.model_validate(getattr(spec, section))
+        except ValidationError as e:
+            raise RecipeError("; ".join(validation_messages(e, lines, str(path), prefix=(section,))[:3])) from None
+    # keep only the quantization keys the file sets (they fill in what a recipe leaves unset), as validated
+    quant = checked["quantization"].model_dump(mode="json", include=set(spec.quantization))
+    return spec.model_copy(update={"quantization": quant})
 
 
 def available_targets(extra_dirs: list[Path] | None = None) -> dict[str, Path]:

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from compressor.errors import TargetFailed
 from compressor.targets.base import Artifact, ModelArtifact, Target
+from compressor.targets.spec import TargetOptions
 from compressor.utils.io import atomic_write_bytes
 
 INSTALL_HINT = "pip install tensorrt on a machine with an NVIDIA GPU and CUDA"
@@ -109,8 +111,25 @@ def build_engine(onnx_path: Path, *, precision: str, workspace_mib: int, max_bat
     return bytes(serialized)
 
 
+class TensorRtOptions(TargetOptions):
+    """``options:`` of a ``tensorrt`` target file."""
+
+    fp16: bool = Field(True, description="build FP32 variants with FP16 kernels allowed")
+    workspace_mib: int = Field(1024, ge=1, description="builder workspace memory pool")
+    opt_batch: int = Field(1, ge=1, description="the batch the optimization profile tunes for")
+    max_batch: int = Field(64, ge=1, description="the largest batch the engine accepts")
+
+    @model_validator(mode="after")
+    def _batches(self) -> TensorRtOptions:
+        if self.opt_batch > self.max_batch:
+            raise ValueError(f"opt_batch ({self.opt_batch}) must not exceed max_batch ({self.max_batch})")
+        return self
+
+
 class TensorRtTarget(Target):
     consumes = "onnx"
+    Options = TensorRtOptions
+    options: TensorRtOptions
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -129,7 +148,7 @@ class TensorRtTarget(Target):
 
     def precision_for(self, variant_precision: str) -> str:
         # FP32 models build with FP16 kernels when the target file asks for it
-        if variant_precision == "fp32" and self.spec.options.get("fp16", True):
+        if variant_precision == "fp32" and self.options.fp16:
             return "fp16"
         return variant_precision
 
@@ -144,9 +163,9 @@ class TensorRtTarget(Target):
             if not check.ok:
                 raise TargetFailed(f"{model.onnx_path.name} is not TensorRT-ready: {check.problems[0]}",
                                    hint="use the tensorrt target's quantization settings (S8/S8 symmetric)")
-        opts = self.spec.options
-        engine = build_engine(model.onnx_path, precision=run_precision, workspace_mib=int(opts.get("workspace_mib", 1024)),
-                              max_batch=int(opts.get("max_batch", 64)), opt_batch=int(opts.get("opt_batch", 1)))
+        opts = self.options
+        engine = build_engine(model.onnx_path, precision=run_precision, workspace_mib=opts.workspace_mib,
+                              max_batch=opts.max_batch, opt_batch=opts.opt_batch)
         dst = atomic_write_bytes(out_dir / f"{model.variant}.{run_precision}.engine", engine)
         return Artifact(dst, run_precision, [dst], meta={"format": "tensorrt-engine"})
 

@@ -79,11 +79,18 @@ def test_finetune_early_stopping_and_resume_of_finished_step(tmp_path, trained):
     step.run(model, ctx)
     d = step.report.details
     assert d["stopped_early"] and d["epochs_run"] == 2  # nothing improves by 50 points
-    # --resume: the finished step is not run again, its weights come back (into a fresh, unpruned model)
+    # --resume: the finished steps are not run again; a fresh factory model gets the pruned
+    # architecture from the prune step's pruning history, then the fine-tuned weights
     ctx2 = make_ctx(tmp_path, recipe, resume=True)
-    fresh = load_model(recipe)
+    prune = PruneStep(PruneConfig(ratio=0.5), "00-prune")
+    pruned = prune.run(load_model(recipe), ctx2)
+    assert prune.report.cached and prune.structure["op"] == "prune" and prune.structure["history"]
+    assert pruned.fc.in_features == model.fc.in_features
     again = FinetuneStep(cfg, "02-finetune")
-    restored = again.run(fresh, ctx2)
+    restored = again.run(pruned, ctx2)
     assert again.report.cached and again.report.details["epochs_run"] == 2
     x = torch.rand(4, 1, 8, 8)
     assert torch.allclose(restored(x), model.eval()(x), atol=1e-5)
+    # a finished step's weights never load into a model of another architecture
+    with pytest.raises(StepError, match="does not fit the model"):
+        FinetuneStep(cfg, "02-finetune").run(load_model(recipe), ctx2)

@@ -47,3 +47,37 @@ def test_executorch_refuses_onnx_only_models(tmp_path):
     target = ExecuTorchXnnpackTarget(load_target("executorch-xnnpack"))
     with pytest.raises(TargetFailed, match="needs the torch model"):
         target.compile(ModelArtifact("baseline", "fp32", tmp_path / "m.onnx", []), tmp_path, precision="fp32")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_executorch_reports_the_per_channel_setting_it_used(tmp_path, tt_model_dir, per_channel):
+    """options.per_channel reaches the PT2E quantizer (per-tensor weight Q/DQ when false) and
+    the result reports what the export did, not the quantizer's default."""
+    from compressor.data import load_split
+    from compressor.models.loader import load_torch_model
+    from compressor.recipe import load_recipe
+    from compressor.targets.base import ModelArtifact
+    from compressor.targets.executorch_xnnpack import quantize_pt2e
+    from compressor.targets.spec import load_target
+
+    recipe = load_recipe(write_recipe(tmp_path, tt_model_dir, ["executorch-xnnpack"]))
+    model = load_torch_model(recipe.model, None).eval()
+    data = load_split("digits", "train", 16)
+    data.inputs["input"] = data.inputs["input"].reshape(-1, 1, 8, 8)
+    spec = load_target("executorch-xnnpack")
+    spec = spec.model_copy(update={"options": {**spec.options, "per_channel": per_channel,
+                                               "calibration_samples": 8}})
+    target = ExecuTorchXnnpackTarget(spec)
+    art = target.compile(ModelArtifact("compressed", "int8", None, [], model, meta={"calibration": lambda: data}),
+                         tmp_path, precision="int8")
+    target.load(art, threads=1)
+    d = target.describe()
+    assert d["per_channel"] is per_channel and d["calibration_samples"] == 8
+
+    import torch
+
+    example = (torch.from_numpy(data.first(1)["input"]),)
+    graph = quantize_pt2e(model, example, [example], per_channel=per_channel)
+    targets = {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}
+    assert any("per_channel" in t for t in targets) is per_channel, targets

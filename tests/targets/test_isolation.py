@@ -17,14 +17,20 @@ import os
 import signal
 import time
 
-from compressor.targets.onnxruntime_cpu import OnnxRuntimeTarget
+from compressor.targets.onnxruntime_cpu import OnnxRuntimeOptions, OnnxRuntimeTarget
+
+
+class CrashyOptions(OnnxRuntimeOptions):
+    mode: str
 
 
 class CrashyTarget(OnnxRuntimeTarget):
     """ONNX Runtime, except that loading the model aborts, segfaults or hangs."""
 
+    Options = CrashyOptions
+
     def load(self, artifact, *, threads):
-        mode = self.spec.options["mode"]
+        mode = self.options.mode
         if mode == "abort":
             os.abort()
         if mode == "segv":

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from compressor.errors import TargetFailed
+from compressor.errors import RecipeError
 from compressor.targets.onnxruntime_cpu import OrtSession, session_options
 from compressor.targets.spec import load_target
 
@@ -56,5 +56,5 @@ def test_disabled_optimizers_reach_the_session(tmp_path):
 
 def test_disabled_optimizers_must_be_a_list_of_names(tmp_path):
     model = _residual_layer_norm(tmp_path / "m.onnx")
-    with pytest.raises(TargetFailed, match="disabled_optimizers must be a list"):
+    with pytest.raises(RecipeError, match="options.disabled_optimizers: Input should be a valid list"):
         OrtSession(model, 1, {"disabled_optimizers": "SkipLayerNormFusion"})

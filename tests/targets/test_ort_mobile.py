@@ -79,7 +79,7 @@ def test_ort_mobile_options(tmp_path, platform, style):
 
 def test_ort_mobile_bad_options_and_foreign_artifact(tmp_path):
     spec = load_target("ort-mobile")
-    with pytest.raises(RecipeError, match="target_platform must be one of arm, amd64"):
+    with pytest.raises(RecipeError, match=r"options.target_platform: Input should be 'arm' or 'amd64'"):
         OrtMobileTarget(spec.model_copy(update={"options": {"target_platform": "riscv"}}))
     from compressor.errors import TargetFailed
 

@@ -62,6 +62,8 @@ class DistillStep(Step):
         """The student: the current model, or one built from its factory (once)."""
         if self.config.student == "current":
             return model
+        # a separate student replaces the architecture: a rebuild starts again from its factory
+        self.structure = {"op": "student", "student": self.config.student.model_dump(mode="json")}
         if self._student is None:
             self._student = build_module(self.config.student, ctx)
         return self._student

@@ -66,8 +66,11 @@ class PruneStep(Step):
         channels0 = L.channel_counts(model)
         details: dict[str, Any] = {"mode": cfg.mode, "ratio": cfg.ratio,
                                    "ignored_layers": [n for n, m in model.named_modules() if any(m is i for i in ignored)]}
+        history = None
         if cfg.mode == "structured":
-            details.update(self._structured(model, ctx, example, ignored))
+            structured, history = self._structured(model, ctx, example, ignored)
+            details.update(structured)
+            self.structure = {"op": "prune", **history}
         else:
             details.update(self._sparsity(model, ignored))
         macs1, params1 = count_macs_params(model, example)
@@ -84,8 +87,11 @@ class PruneStep(Step):
     # ------------------------------------------------------------------ structured
 
     def _structured(self, model: torch.nn.Module, ctx: RunContext, example: tuple[Any, ...],
-                    ignored: list[Any]) -> dict[str, Any]:
+                    ignored: list[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Prune channels; returns the report details and the pruning history record."""
         import torch_pruning as tp
+
+        from compressor.steps.pruning_history import history_record
 
         cfg = self.config
         with L.last_module_tracker(model) as trail:
@@ -119,8 +125,9 @@ class PruneStep(Step):
                             resume=False, label=f"{self.name} round {r} fine-tune")
                 row["finetune"] = {"epochs": len(res.history), "val_accuracy": res.history[-1]["val_accuracy"]}
             rounds.append(row)
-        return {"importance": cfg.importance, "global_pruning": cfg.global_pruning, "round_to": cfg.round_to,
-                "iterative_steps": cfg.iterative_steps, "rounds": rounds}
+        details = {"importance": cfg.importance, "global_pruning": cfg.global_pruning, "round_to": cfg.round_to,
+                   "iterative_steps": cfg.iterative_steps, "rounds": rounds}
+        return details, history_record(pruner.pruning_history(), example)
 
     def _taylor_gradients(self, model: torch.nn.Module, ctx: RunContext) -> None:
         """Taylor importance needs gradients of the loss on a few real batches."""
