@@ -10,7 +10,7 @@ from typing import Any
 
 from compressor.data import Dataset, fit_to_shape, load_split
 from compressor.progress import QUIET, Reporter
-from compressor.recipe.schema import QuantizeConfig, Recipe
+from compressor.recipe.schema import Recipe
 from compressor.stepcache import StepCache
 
 
@@ -23,7 +23,6 @@ class RunContext:
     base_dir: Path | None
     progress: Reporter = QUIET
     resume: bool = False  # reuse finished work found in run_dir (``compressor run --resume``)
-    quant_overrides: dict[str, Any] = field(default_factory=dict)
     torch_model: Any = None  # the torch model behind the ONNX-domain steps' input (torch-side engines, e.g. INC)
     _cache: dict[str, Dataset] = field(default_factory=dict)
     cache: StepCache | None = None  # finished work on disk (reused with ``resume``)
@@ -60,10 +59,3 @@ class RunContext:
 
     def train_data(self) -> Dataset:
         return self._data("train")
-
-    def quant_config(self, cfg: QuantizeConfig) -> QuantizeConfig:
-        """The step's settings, with the current targets' quantization settings filling in
-        what the recipe left unset (what the recipe sets explicitly wins; a strict target's
-        conflicts were refused by :func:`check_target_quantization` before the run)."""
-        fill = {k: v for k, v in self.quant_overrides.items() if k not in cfg.model_fields_set}
-        return cfg.model_copy(update=fill) if fill else cfg

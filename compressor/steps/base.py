@@ -61,14 +61,6 @@ class Step(abc.ABC):
         self.targets = targets
         self.report = StepReport(name=name, kind=self.kind)
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        # until the quantize refactor lands (issue #13): a step that still overrides run()
-        # instead of implementing apply() keeps working, and gets the template around it
-        if "run" in cls.__dict__ and "apply" not in cls.__dict__:
-            cls.apply = cls.__dict__["run"]  # type: ignore[method-assign]
-            cls.run = Step.run  # type: ignore[method-assign]
-
     def run(self, model: Any, ctx: RunContext) -> Any:
         """Template: the finished result on ``--resume``, else :meth:`apply`, timed and recorded."""
         kept = _restore(self, model, ctx)
@@ -78,12 +70,7 @@ class Step(abc.ABC):
         ctx.progress.log(f"[bold]step[/] {self.name}" + (f" for {', '.join(self.targets)}"
                                                          if self.targets and self.domain == "onnx" else ""))
         t0 = time.perf_counter()
-        before = ctx.quant_overrides
-        ctx.quant_overrides = self.settings  # until #13: QuantizeStep reads them through ctx.quant_config
-        try:
-            out = self.apply(model, ctx)
-        finally:
-            ctx.quant_overrides = before
+        out = self.apply(model, ctx)
         self.report.seconds = self.report.seconds or time.perf_counter() - t0
         if self.targets is not None:
             self.report.details["targets"] = self.targets

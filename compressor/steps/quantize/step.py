@@ -35,8 +35,8 @@ class QuantizeStep(Step):
     def output_precision(self) -> str:
         return "int8"
 
-    def run(self, model: Path, ctx: RunContext) -> Path:
-        cfg = ctx.quant_config(self.config)
+    def apply(self, model: Path, ctx: RunContext) -> Path:
+        cfg = self.quant_config(self.config)
         engine = get_engine(cfg.engine)
         engine.check(cfg)
         t0 = time.perf_counter()
