@@ -102,7 +102,8 @@ def _where(path: tuple[str | int, ...]) -> str:
 
 
 def _fmt(value: Any) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(value)).strip("-") or "x"
+    text = str(value).rstrip("/").rsplit("/", 1)[-1]  # a path: its file name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:40] or "x"
 
 
 def expand(recipe: Recipe, axes: list[Axis]) -> list[Variant]:
