@@ -46,13 +46,14 @@ def run_sweep(recipe: Recipe, axes: list[Axis], out: Path, *, base_dir: Path | N
     axis or a variant is bad."""
     options = options or SweepOptions()
     variants = expand(recipe, axes)  # validates every variant first
-    _write_manifest(out, recipe, axes, variants, resume)
+    manifest = _check_manifest(out, recipe, axes, variants, resume)
     todo = [v for v in variants if not _finished(out, v)]
     if len(todo) < len(variants):
         log(f"{len(variants) - len(todo)} of {len(variants)} variant(s) finished before: not redone")
     outcomes: dict[str, dict[str, Any]] = {}
     if todo:
-        outcomes = _run_on_ray(recipe, todo, out, base_dir, options, log)
+        outcomes = _run_on_ray(recipe, todo, out, base_dir, options, log,
+                               on_ready=lambda: atomic_write_json(out / MANIFEST, manifest))
     return merge_sweep(recipe, variants, out, outcomes)
 
 
@@ -60,7 +61,9 @@ def _finished(out: Path, v: Variant) -> bool:
     return (out / "variants" / v.name / "report.json").is_file()
 
 
-def _write_manifest(out: Path, recipe: Recipe, axes: list[Axis], variants: list[Variant], resume: bool) -> None:
+def _check_manifest(out: Path, recipe: Recipe, axes: list[Axis], variants: list[Variant],
+                    resume: bool) -> dict[str, Any]:
+    """The sweep's manifest; refuses a folder holding another sweep (written once Ray is up)."""
     manifest = {"recipe": recipe.name, "grid": [a.text + "=" + ",".join(json.dumps(x) for x in a.values) for a in axes],
                 "variants": {v.name: v.settings for v in variants}}
     path = out / MANIFEST
@@ -73,8 +76,7 @@ def _write_manifest(out: Path, recipe: Recipe, axes: list[Axis], variants: list[
                               hint="resume with the same recipe and --grid options, or use another --out")
     elif resume:
         raise RecipeError(f"--resume: {out} holds no sweep ({MANIFEST} is missing)")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, manifest)
+    return manifest
 
 
 def _init_ray(recipe: Recipe, options: SweepOptions) -> bool:
@@ -83,12 +85,17 @@ def _init_ray(recipe: Recipe, options: SweepOptions) -> bool:
 
     if ray.is_initialized():  # a caller (a notebook, a test) already connected
         return False
-    if options.ray_address:
-        ray.init(address=options.ray_address, include_dashboard=False, log_to_driver=False)
-    else:
-        cpus = options.num_cpus or max(1, (os.cpu_count() or 1) - recipe.benchmark.threads)
-        ray.init(num_cpus=cpus, resources={BENCH_RESOURCE: 1}, include_dashboard=False, log_to_driver=False,
-                 _node_ip_address="127.0.0.1")
+    try:
+        if options.ray_address:
+            ray.init(address=options.ray_address, log_to_driver=False)
+        else:  # address="local": always a new in-process Ray, never a cluster a former `ray start` left recorded
+            cpus = options.num_cpus or max(1, (os.cpu_count() or 1) - recipe.benchmark.threads)
+            ray.init(address="local", num_cpus=cpus, resources={BENCH_RESOURCE: 1}, include_dashboard=False,
+                     log_to_driver=False, _node_ip_address="127.0.0.1")
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        where = options.ray_address or "a local Ray"
+        raise CompressorError(f"cannot start or join {where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                              hint="check --ray-address (HOST:PORT of the head, or auto) and `ray status`") from None
     if ray.cluster_resources().get(BENCH_RESOURCE, 0) < 1:
         ray.shutdown()
         raise CompressorError(f"no Ray node offers the {BENCH_RESOURCE!r} resource, so no variant can be benchmarked",
@@ -97,11 +104,12 @@ def _init_ray(recipe: Recipe, options: SweepOptions) -> bool:
 
 
 def _run_on_ray(recipe: Recipe, todo: list[Variant], out: Path, base_dir: Path | None, options: SweepOptions,
-                log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+                log: Callable[[str], None], on_ready: Callable[[], Any]) -> dict[str, dict[str, Any]]:
     import ray
 
     started = _init_ray(recipe, options)
     try:
+        on_ready()
         prepare = ray.remote(num_cpus=1, max_retries=options.max_retries)(tasks.prepare)
         bench = ray.remote(num_cpus=0, resources={BENCH_RESOURCE: 1}, max_retries=options.max_retries)(tasks.benchmark)
         shared = str((out / "stepcache").resolve())

@@ -113,3 +113,31 @@ def test_killed_worker_node_task_is_retried_and_counted_once(cluster, tiny_recip
     # each variant's rows were all measured by one attempt, on one node
     for v in report["sweep"]["variants"]:
         assert len({r.get("ray_node") for r in report["results"] if r["variant"].startswith(v["name"] + "/")}) == 1
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_of_the_driver_redoes_no_finished_variant(tiny_recipe, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "sweep"
+    args = [sys.executable, "-m", "compressor", "sweep", str(tiny_recipe), "--out", str(out), "--num-cpus", "1",
+            "--grid", "steps[0].quantize.calibration=minmax,percentile"]
+    # its own process group: SIGKILL reaches the driver and the local Ray it started, like a crash
+    driver = subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(out.glob("variants/*/report.json")) and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.1)
+        finished = [p.parent.name for p in out.glob("variants/*/report.json")]
+        assert len(finished) == 1, f"expected to kill the driver with 1 variant finished, found {finished}"
+    finally:
+        _kill_group(driver)
+    assert not (out / "report.json").exists()
+    done = out / "variants" / finished[0]
+    before = ((done / "report.json").stat().st_mtime_ns, (done / "sweep_attempts.jsonl").read_text())
+    res = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 of 2 variant(s) finished before: not redone" in res.stdout
+    assert ((done / "report.json").stat().st_mtime_ns, (done / "sweep_attempts.jsonl").read_text()) == before
+    report = json.loads((out / "report.json").read_text())
+    assert [v["status"] for v in report["sweep"]["variants"]] == ["ok", "ok"] and len(report["results"]) == 4

@@ -18,7 +18,7 @@ NAMES = ["calibrationminmax", "calibrationpercentile"]
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=1, resources={"bench": 1}, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=1, resources={"bench": 1}, include_dashboard=False, log_to_driver=False,
              _node_ip_address="127.0.0.1")
     yield
     ray.shutdown()
@@ -28,6 +28,7 @@ def _attempts(out, name):
     return [json.loads(x)["phase"] for x in (out / "variants" / name / "sweep_attempts.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # ~25 s on 2 loaded cores: 2 variants twice (resume) + the merged report
 def test_sweep_merges_variants_and_resumes(local_ray, tiny_recipe, tmp_path, cli):
     out = tmp_path / "sweep"
     report = api.sweep(tiny_recipe, GRID, out=out)
