@@ -50,14 +50,17 @@ def _cli(*args: str) -> float:
 
 
 def _absolute(recipe_dict: dict, base: Path) -> dict:
-    """The model paths of a recipe made absolute, so its YAML can live in another folder."""
+    """The model paths of a recipe made absolute (as the run resolves them: the working folder
+    first, then the recipe's), so its YAML can live in another folder."""
+    from compressor.utils.paths import resolve_path
+
     model = recipe_dict["model"]
     if "factory" in model and ".py:" in model["factory"]:
         file, fn = model["factory"].rsplit(":", 1)
-        model["factory"] = f"{(base / file).resolve()}:{fn}"
+        model["factory"] = f"{resolve_path(file, base).resolve()}:{fn}"
     for key in ("weights", "onnx"):
         if model.get(key):
-            model[key] = str((base / model[key]).resolve())
+            model[key] = str(resolve_path(model[key], base).resolve())
     return recipe_dict
 
 

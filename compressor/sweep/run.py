@@ -118,7 +118,8 @@ def _run_on_ray(recipe: Recipe, todo: list[Variant], out: Path, base_dir: Path |
             spec = v.recipe.model_dump(mode="json", exclude_unset=True)  # keeps which settings the recipe set
             run_dir = str((out / "variants" / v.name).resolve())
             base = str(base_dir.resolve()) if base_dir else None
-            ref = bench.remote(prepare.remote(spec, run_dir, base, shared), spec, run_dir, base)
+            cwd = os.getcwd()  # relative recipe paths resolve against it first, as in `compressor run`
+            ref = bench.remote(prepare.remote(spec, run_dir, base, shared, cwd), spec, run_dir, base, cwd)
             pending[ref] = v.name
         outcomes: dict[str, dict[str, Any]] = {}
         while pending:

@@ -43,7 +43,24 @@ def _attempt(run_dir: Path, phase: str) -> dict[str, Any]:
     return node
 
 
-def prepare(recipe_json: dict[str, Any], run_dir: str, base_dir: str | None, shared_cache: str) -> dict[str, Any]:
+class _InFolder:
+    """Run in the driver's working folder when this node has it (a shared file system), as
+    `compressor run` resolves a recipe's relative paths against the working folder first.
+    Ray reuses worker processes, so the previous folder is restored."""
+
+    def __init__(self, folder: str | None):
+        self.folder, self.old = folder, os.getcwd()
+
+    def __enter__(self) -> None:
+        if self.folder and Path(self.folder).is_dir():
+            os.chdir(self.folder)
+
+    def __exit__(self, *exc: object) -> None:
+        os.chdir(self.old)
+
+
+def prepare(recipe_json: dict[str, Any], run_dir: str, base_dir: str | None, shared_cache: str,
+            cwd: str | None = None) -> dict[str, Any]:
     """Run the steps of one variant into ``run_dir`` (resuming whatever an earlier attempt
     finished, reusing what another variant put in ``shared_cache``)."""
     from compressor.pipeline import run_recipe
@@ -51,8 +68,9 @@ def prepare(recipe_json: dict[str, Any], run_dir: str, base_dir: str | None, sha
     rd = Path(run_dir)
     node = _attempt(rd, "prepare")
     try:
-        run_recipe(Recipe.model_validate(recipe_json), run_dir=rd, resume=True, prepare_only=True,
-                   base_dir=Path(base_dir) if base_dir else None, shared_cache=Path(shared_cache))
+        with _InFolder(cwd):
+            run_recipe(Recipe.model_validate(recipe_json), run_dir=rd, resume=True, prepare_only=True,
+                       base_dir=Path(base_dir) if base_dir else None, shared_cache=Path(shared_cache))
     except CompressorError as e:  # a failed variant is a row of the report, not a failed sweep
         return {"status": "failed", "phase": "prepare", "error": str(e), **node}
     log = rd / "work_log.json"
@@ -62,7 +80,7 @@ def prepare(recipe_json: dict[str, Any], run_dir: str, base_dir: str | None, sha
 
 
 def benchmark(prepared: dict[str, Any], recipe_json: dict[str, Any], run_dir: str,
-              base_dir: str | None) -> dict[str, Any]:
+              base_dir: str | None, cwd: str | None = None) -> dict[str, Any]:
     """Measure every target of one variant on this node and write its report.json (the
     variant's completion marker). Benchmark records of an earlier attempt are dropped first:
     all rows of a variant are measured by one attempt, on one node."""
@@ -81,8 +99,9 @@ def benchmark(prepared: dict[str, Any], recipe_json: dict[str, Any], run_dir: st
         except (OSError, ValueError):
             rec.unlink(missing_ok=True)
     try:
-        report = run_recipe(Recipe.model_validate(recipe_json), run_dir=rd, resume=True,
-                            base_dir=Path(base_dir) if base_dir else None)
+        with _InFolder(cwd):
+            report = run_recipe(Recipe.model_validate(recipe_json), run_dir=rd, resume=True,
+                                base_dir=Path(base_dir) if base_dir else None)
     except CompressorError as e:
         return {"status": "failed", "phase": "benchmark", "error": str(e), **node}
     assert report is not None
