@@ -8,6 +8,7 @@ for bad input), as on the command line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,10 @@ def run(recipe: str | Path | Recipe, *, out: str | Path | None = None, resume: b
     if resume and out is None:
         raise RecipeError("resume needs out: the folder of the interrupted run")
     reporter = progress if isinstance(progress, Reporter) else Reporter(enabled=True) if progress else QUIET
-    return run_recipe(recipe, recipe_path=recipe_path, run_dir=Path(out) if out else default_run_dir(recipe),
-                      progress=reporter, resume=resume, base_dir=Path(base_dir) if base_dir else None)
+    report = run_recipe(recipe, recipe_path=recipe_path, run_dir=Path(out) if out else default_run_dir(recipe),
+                        progress=reporter, resume=resume, base_dir=Path(base_dir) if base_dir else None)
+    assert report is not None  # only prepare_only (the sweep's first task) returns None
+    return report
 
 
 def check(report: Report | str | Path, *, baseline: Report | str | Path | None = None,
@@ -87,7 +90,7 @@ def bench(model: str | Path, target: str = "onnxruntime-cpu", *, data: str | Non
 
 def sweep(recipe: str | Path | Recipe, grid: list[str], *, out: str | Path, resume: bool = False,
           ray_address: str | None = None, num_cpus: int | None = None, max_retries: int = 2,
-          base_dir: str | Path | None = None, log: Any = None) -> Report:
+          base_dir: str | Path | None = None, log: Callable[[str], None] | None = None) -> Report:
     """Run every variant of a recipe on Ray, like ``compressor sweep``; returns the merged report.
 
     ``grid``: ``PATH=V1,V2`` strings (``steps[0].prune.ratio=0.3,0.5``), multiplied. Each

@@ -3,7 +3,7 @@ decode speed, memory and size per (variant, target)."""
 
 from __future__ import annotations
 
-from compressor.report.gates import BASELINE_VARIANT, baseline_of
+from compressor.report.gates import baseline_of
 from compressor.report.model import Report
 
 LLM_COLUMNS = ["variant", "target", "precision", "perplexity", "ppl_increase", "agreement", "prefill_ms",
