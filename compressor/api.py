@@ -8,6 +8,7 @@ for bad input), as on the command line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from compressor.recipe.schema import BenchmarkSpec
 from compressor.report.check import CheckResult, check_report
 from compressor.report.model import Report, load_report
 
-__all__ = ["CheckResult", "Report", "bench", "check", "run"]
+__all__ = ["CheckResult", "Report", "bench", "check", "run", "sweep"]
 
 
 def run(recipe: str | Path | Recipe, *, out: str | Path | None = None, resume: bool = False,
@@ -40,8 +41,10 @@ def run(recipe: str | Path | Recipe, *, out: str | Path | None = None, resume: b
     if resume and out is None:
         raise RecipeError("resume needs out: the folder of the interrupted run")
     reporter = progress if isinstance(progress, Reporter) else Reporter(enabled=True) if progress else QUIET
-    return run_recipe(recipe, recipe_path=recipe_path, run_dir=Path(out) if out else default_run_dir(recipe),
-                      progress=reporter, resume=resume, base_dir=Path(base_dir) if base_dir else None)
+    report = run_recipe(recipe, recipe_path=recipe_path, run_dir=Path(out) if out else default_run_dir(recipe),
+                        progress=reporter, resume=resume, base_dir=Path(base_dir) if base_dir else None)
+    assert report is not None  # only prepare_only (the sweep's first task) returns None
+    return report
 
 
 def check(report: Report | str | Path, *, baseline: Report | str | Path | None = None,
@@ -83,3 +86,24 @@ def bench(model: str | Path, target: str = "onnxruntime-cpu", *, data: str | Non
     return bench_file(Path(model), target, data_source=data, split=split, samples=samples, metric=metric,
                       input_shape=input_shape, bench=spec, precision=precision, out=Path(out) if out else None,
                       emulated_cpu=emulated_cpu())  # set when this process runs under qemu (--emulate-cpu)
+
+
+def sweep(recipe: str | Path | Recipe, grid: list[str], *, out: str | Path, resume: bool = False,
+          ray_address: str | None = None, num_cpus: int | None = None, max_retries: int = 2,
+          base_dir: str | Path | None = None, log: Callable[[str], None] | None = None) -> Report:
+    """Run every variant of a recipe on Ray, like ``compressor sweep``; returns the merged report.
+
+    ``grid``: ``PATH=V1,V2`` strings (``steps[0].prune.ratio=0.3,0.5``), multiplied. Each
+    variant is a complete run in ``out/variants/<name>``; ``out/report.json`` merges them with
+    the Pareto front and the best variant (``report.sweep``). ``ray_address``: ``HOST:PORT``
+    or ``auto`` to join a cluster (default: an in-process local Ray with ``num_cpus`` CPUs).
+    A bad path or value raises RecipeError before anything runs.
+    """
+    from compressor.sweep import SweepOptions, parse_axis, run_sweep
+
+    axes = [parse_axis(g) for g in grid]
+    if not isinstance(recipe, Recipe):
+        base_dir = base_dir or Path(recipe).resolve().parent
+        recipe = load_recipe(Path(recipe))
+    return run_sweep(recipe, axes, Path(out), base_dir=Path(base_dir) if base_dir else None, resume=resume,
+                     options=SweepOptions(ray_address, num_cpus, max_retries), log=log or (lambda _: None))

@@ -13,12 +13,20 @@ torch-domain steps, each ONNX-step output) with its step report, and every finis
 (variant, target) benchmark result. Torch-domain steps are cached as a chain: their
 exported ONNX model and their torch model as data (weights + pruning histories,
 compressor.steps.rebuild; see docs/reliability.md).
+
+A ``shared`` store (``compressor sweep``: a folder every node can read) holds copies of
+finished step outputs under the same keys, so recipe variants that share a prefix of
+steps run it once: a miss in the run's own records is looked up there, its files are
+copied into the run folder and the hit is logged with ``shared: true``. Benchmark
+results are never shared: a speedup is a ratio of two latencies measured side by side.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +51,7 @@ class StepCache:
 
     run_dir: Path
     reuse: bool
+    shared: Path | None = None  # a store of finished steps shared by the variants of a sweep
     log: list[dict[str, Any]] = field(default_factory=list)
     _versions: dict[str, str] | None = None
 
@@ -56,19 +65,31 @@ class StepCache:
         return sha256_json({"what": what, **parts, "versions": self._versions})[:32]
 
     def get(self, what: str, key: str) -> dict[str, Any] | None:
-        """The record for ``key`` when resuming and all of its files are intact."""
-        if not self.reuse:
+        """The record for ``key`` when resuming and all of its files are intact, else the
+        shared store's (its files copied into this run), else None."""
+        record = _intact(self.root / f"{key}.json", self.run_dir) if self.reuse else None
+        if record is None and self.shared is not None and _shareable(what):
+            record = self._from_shared(key)
+            if record is not None:
+                self.log.append({"work": what, "key": key, "reused": True, "shared": True})
+                return record
+        if record is None:
             return None
-        path = self.root / f"{key}.json"
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            return None
-        for rel, digest in record.get("files", {}).items():
-            f = self.run_dir / rel
-            if not f.is_file() or sha256_file(f) != digest:
-                return None
         self.log.append({"work": what, "key": key, "reused": True})
+        return record
+
+    def _from_shared(self, key: str) -> dict[str, Any] | None:
+        assert self.shared is not None
+        record = _intact(self.shared / f"{key}.json", self.shared / key)
+        if record is None:
+            return None
+        for rel in record.get("files", {}):
+            dst = self.run_dir / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(f"{dst.name}.{os.getpid()}.part")
+            shutil.copyfile(self.shared / key / rel, tmp)
+            tmp.replace(dst)
+        atomic_write_json(self.root / f"{key}.json", record)  # this run's own record, for --resume
         return record
 
     def put(self, what: str, key: str, data: dict[str, Any], files: list[Path] = ()) -> None:
@@ -77,11 +98,45 @@ class StepCache:
         record = {"work": what, "data": data,
                   "files": {str(f.relative_to(self.run_dir)): sha256_file(f) for f in files}}
         atomic_write_json(self.root / f"{key}.json", record)
+        if self.shared is not None and _shareable(what):
+            self._publish(key, record)
         self.log.append({"work": what, "key": key, "reused": False})
         checkpoint(f"done:{what}")
 
+    def _publish(self, key: str, record: dict[str, Any]) -> None:
+        """Copy finished work into the shared store: files first, the record last (atomically),
+        so a reader sees a record only with all of its files; a concurrent writer of the same
+        key writes the same bytes."""
+        assert self.shared is not None
+        for rel in record["files"]:
+            dst = self.shared / key / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(f"{dst.name}.{os.getpid()}.part")
+            shutil.copyfile(self.run_dir / rel, tmp)
+            tmp.replace(dst)
+        atomic_write_json(self.shared / f"{key}.json", record)
+
     def write_log(self) -> None:
         atomic_write_json(self.run_dir / "work_log.json", self.log)
+
+
+def _intact(record_path: Path, files_root: Path) -> dict[str, Any] | None:
+    """A record whose files (relative to ``files_root``) all still match their sha256."""
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    for rel, digest in record.get("files", {}).items():
+        f = files_root / rel
+        if not f.is_file() or sha256_file(f) != digest:
+            return None
+    return record
+
+
+def _shareable(what: str) -> bool:
+    # steps and exports are deterministic functions of their key; benchmark results are
+    # measurements of one machine at one time and stay with the run that made them
+    return not what.startswith("bench:")
 
 
 def file_digest(path: Path | None) -> str | None:

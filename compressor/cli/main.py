@@ -13,6 +13,7 @@ def _register() -> None:
     from compressor.cli import report  # noqa: F401  (report render|compare|merge)
     from compressor.cli import inspect  # noqa: F401
     from compressor.cli import targets_cli  # noqa: F401  (targets trt-check)
+    from compressor.cli import sweep_cli  # noqa: F401  (sweep)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,9 +35,14 @@ def default_run_dir(recipe: Recipe) -> Path:
 
 
 def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path | None = None,
-               progress: Reporter = QUIET, resume: bool = False, base_dir: Path | None = None) -> Report:
+               progress: Reporter = QUIET, resume: bool = False, base_dir: Path | None = None,
+               shared_cache: Path | None = None, prepare_only: bool = False) -> Report | None:
     """Run a whole recipe; writes artifacts, report.json and report.md into ``run_dir``.
-    Relative paths in the recipe resolve against ``recipe_path``'s folder, else ``base_dir``."""
+    Relative paths in the recipe resolve against ``recipe_path``'s folder, else ``base_dir``.
+
+    For ``compressor sweep``: ``shared_cache`` is a step-cache store shared by the variants
+    (see compressor.stepcache); ``prepare_only`` stops after the steps (returns None), so the
+    benchmarks can run later, on a machine reserved for them, with ``resume=True``."""
     base_dir = recipe_path.resolve().parent if recipe_path else base_dir
     if recipe.model.domain == "llm":  # decoder LLMs: their own flow (pipeline/llm.py)
         from compressor.pipeline.llm import run_llm_recipe
@@ -45,6 +50,7 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
         return run_llm_recipe(recipe, resolve_targets(recipe, base_dir), run_dir or default_run_dir(recipe),
                               base_dir, progress, resume)
     ctx, target_specs = start_run(recipe, run_dir or default_run_dir(recipe), base_dir, progress, resume)
+    ctx.cache = StepCache(ctx.run_dir, reuse=resume, shared=shared_cache)
     steps = [make_step(kind, getattr(spec, kind), f"{i:02d}-{kind}")
              for i, (kind, spec) in enumerate(zip(recipe.step_kinds(), recipe.steps))]
     checkpoint("run:start")
@@ -56,6 +62,9 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
     variants, step_reports = torch_domain(recipe, ctx, steps, eval_data, progress, needs_torch)
     # 2. ONNX-domain steps, once per distinct quantization profile the targets need
     variants += onnx_domain(ctx, steps, variants[-1], target_specs, step_reports)
+    if prepare_only:
+        ctx.cache.write_log()
+        return None
     # 3. the FP32 reference outputs each variant is compared with: those of the FP32 model it was made from
     references = {r.name: reference_outputs(r.onnx_path, eval_data, recipe)
                   for r in {v.parity_reference.name: v.parity_reference for v in variants}.values()}

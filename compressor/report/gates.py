@@ -66,8 +66,20 @@ class GateLimits:
         return cls(**values)
 
 
+def baseline_of(variant: str) -> str:
+    """The baseline a result is compared with: ``baseline``; in a sweep's merged report, where
+    variants are ``<sweep variant>/<variant>``, the baseline measured in the same sweep variant
+    (on the same node, side by side), ``<sweep variant>/baseline``."""
+    prefix, sep, _ = variant.rpartition("/")
+    return f"{prefix}/{BASELINE_VARIANT}" if sep else BASELINE_VARIANT
+
+
+def is_baseline(variant: str) -> bool:
+    return variant.rpartition("/")[2] == BASELINE_VARIANT
+
+
 def candidates(report: Report) -> list[Result]:
-    return [r for r in report.results if r.variant != BASELINE_VARIANT and r.status == "ok"]
+    return [r for r in report.results if not is_baseline(r.variant) and r.status == "ok"]
 
 
 def _tag(r: Result) -> str:
@@ -89,7 +101,7 @@ def evaluate_gates(report: Report, limits: GateLimits, previous: Report | None =
     if limits.any() and not candidates(report) and not out:
         raise ReportError("the report has no compressed result that ran: nothing to gate")
     for r in candidates(report):
-        base = report.result(BASELINE_VARIANT, r.target, r.host)
+        base = report.result(baseline_of(r.variant), r.target, r.host)
         tag = _tag(r)
         if limits.max_accuracy_drop is not None:
             if base is None or base.accuracy is None or r.accuracy is None:

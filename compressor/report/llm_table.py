@@ -3,7 +3,7 @@ decode speed, memory and size per (variant, target)."""
 
 from __future__ import annotations
 
-from compressor.report.gates import BASELINE_VARIANT
+from compressor.report.gates import baseline_of
 from compressor.report.model import Report
 
 LLM_COLUMNS = ["variant", "target", "precision", "perplexity", "ppl_increase", "agreement", "prefill_ms",
@@ -26,7 +26,7 @@ def llm_rows(report: Report) -> list[dict[str, str]]:
         if r.llm is None:
             continue
         m = r.llm
-        base = report.result(BASELINE_VARIANT, r.target, r.host)
+        base = report.result(baseline_of(r.variant), r.target, r.host)
         b = base.llm if base is not None and base is not r else None
         rows.append({
             "variant": r.variant, "target": r.target, "precision": r.precision,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from compressor.metrics import metric_drop
-from compressor.report.gates import BASELINE_VARIANT
+from compressor.report.gates import BASELINE_VARIANT, baseline_of
 from compressor.report.model import Report, Result
 from compressor.report.units import fmt_size
 from compressor.report.quantization import TRIAL_COLUMNS, quantize_summaries
@@ -21,7 +21,7 @@ def summary_rows(report: Report) -> list[dict[str, str]]:
     front = {id(r) for r in pareto_front(report.results)}
     rows = []
     for r in report.results:
-        base = report.result(BASELINE_VARIANT, r.target, r.host)
+        base = report.result(baseline_of(r.variant), r.target, r.host)
         row = {"variant": r.variant, "target": r.target + (f"@{r.host}" if r.host else ""), "precision": r.precision}
         if r.status == "failed":
             row.update(status=f"FAILED: {r.error}")

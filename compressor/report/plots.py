@@ -12,13 +12,15 @@ import numpy as np
 from compressor.report.model import Report, Result
 
 
-def pareto_front(results: list[Result]) -> list[Result]:
-    """Results no other result beats on both latency (p50) and accuracy.
+def pareto_front(results: list[Result], *, size: bool = False) -> list[Result]:
+    """Results no other result beats on both latency (p50) and accuracy (and, with ``size``,
+    artifact size: then only results with a size are compared).
 
     Accuracy direction follows the metric (mse: lower is better). Only results that
     have both numbers and share the first result's metric are compared.
     """
-    pts = [r for r in results if r.status == "ok" and r.accuracy and r.latency_ms]
+    pts = [r for r in results if r.status == "ok" and r.accuracy and r.latency_ms
+           and (not size or r.size_bytes is not None)]
     if not pts:
         return []
     metric = pts[0].accuracy.metric  # type: ignore[union-attr]
@@ -27,12 +29,14 @@ def pareto_front(results: list[Result]) -> list[Result]:
     def score(r: Result) -> float:  # higher is better whatever the metric
         return r.accuracy.value if r.accuracy.higher_is_better else -r.accuracy.value  # type: ignore[union-attr]
 
+    def costs(r: Result) -> tuple[float, ...]:  # lower is better in every coordinate
+        c = (r.latency_ms.p50, -score(r))  # type: ignore[union-attr]
+        return c + (float(r.size_bytes),) if size else c  # type: ignore[arg-type]
+
     front = []
     for r in pts:
-        dominated = any(
-            o is not r and o.latency_ms.p50 <= r.latency_ms.p50 and score(o) >= score(r)  # type: ignore[union-attr]
-            and (o.latency_ms.p50 < r.latency_ms.p50 or score(o) > score(r))  # type: ignore[union-attr]
-            for o in pts)
+        cr = costs(r)
+        dominated = any(o is not r and all(a <= b for a, b in zip(costs(o), cr)) and costs(o) != cr for o in pts)
         if not dominated:
             front.append(r)
     return front

@@ -1,0 +1,137 @@
+"""One report of a sweep: every variant x target, the Pareto front per target and node,
+and the best variant under the recipe's gates.
+
+Rows keep their variant name under the sweep variant's (``ratio0.3-calibrationminmax/compressed``),
+so the gates compare each compressed row with the baseline measured beside it, in the same
+task on the same node (``report.gates.baseline_of``); ``host`` names the node. Latencies of
+different nodes are never compared: the Pareto front is per (target, node).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any
+
+from compressor.pipeline import write_report
+from compressor.recipe.schema import Recipe
+from compressor.report.gates import GateLimits, baseline_of, evaluate_gates, is_baseline
+from compressor.report.model import Report, Result, load_report
+from compressor.report.plots import pareto_front
+from compressor.sweep.grid import Variant
+from compressor.sweep.tasks import ATTEMPTS, PREPARE_LOG
+from compressor.utils.io import atomic_write_text
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+def _attempts(run_dir: Path) -> list[dict[str, Any]]:
+    try:
+        return [json.loads(line) for line in (run_dir / ATTEMPTS).read_text(encoding="utf-8").splitlines() if line]
+    except (OSError, ValueError):
+        return []
+
+
+def _variant_rows(v: Variant, rep: Report, node: dict[str, Any]) -> list[Result]:
+    rows = []
+    for r in rep.results:
+        upd: dict[str, Any] = {"variant": f"{v.name}/{r.variant}", "host": node.get("host") or rep.environment.get("host")}
+        if node.get("ray_node"):
+            upd["ray_node"] = node["ray_node"]
+        for field in ("artifact", "latency_samples"):  # relative to the merged report's folder
+            if getattr(r, field):
+                upd[field] = f"variants/{v.name}/{getattr(r, field)}"
+        rows.append(r.model_copy(update=upd))
+    return rows
+
+
+def merge_sweep(recipe: Recipe, variants: list[Variant], out: Path, outcomes: dict[str, dict[str, Any]]) -> Report:
+    """Merge the variants' reports in ``out/variants`` into ``out/report.json`` (+ .md/.html)."""
+    results: list[Result] = []
+    summary: list[dict[str, Any]] = []
+    hosts: dict[str, dict[str, Any]] = {}
+    for v in variants:
+        rd = out / "variants" / v.name
+        attempts = _attempts(rd)
+        entry: dict[str, Any] = {"name": v.name, "settings": v.settings, "run_dir": f"variants/{v.name}",
+                                 "attempts": {p: sum(a["phase"] == p for a in attempts) for p in ("prepare", "benchmark")}}
+        if (rd / "report.json").is_file():
+            rep = load_report(rd)
+            node = _read_json(rd / "sweep_node.json", {})
+            results += _variant_rows(v, rep, node)
+            hosts.setdefault(node.get("host") or "?", {**rep.environment, "host": node.get("host")})
+            log = _read_json(rd / PREPARE_LOG, [])
+            entry.update(status="ok", host=node.get("host"), ray_node=node.get("ray_node"),
+                         gates_passed=all(g.passed for g in rep.gates),
+                         shared_steps_reused=sum(1 for w in log if w.get("shared")),
+                         steps_run=sum(1 for w in log if not w.get("reused")))
+        else:
+            o = outcomes.get(v.name, {"error": "did not run"})
+            error = f"variant failed ({o.get('phase', '?')}): {o.get('error')}"
+            entry.update(status="failed", error=error)
+            results += [Result(variant=f"{v.name}/compressed", target=t, precision="-", status="failed", error=error)
+                        for t in recipe.targets]
+        summary.append(entry)
+    limits = GateLimits.from_mapping(recipe.gates.model_dump())
+    report = Report(recipe=recipe.name, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    results=results, hosts=list(hosts.values()) or None, gate_limits=limits.limits() or None)
+    run_limits = {k: val for k, val in (report.gate_limits or {}).items() if k != "max_latency_increase"}
+    report.gates = evaluate_gates(report, GateLimits.from_mapping(run_limits))
+    sweep = {"variants": summary, "pareto": _pareto(results), "best": _best(report, summary),
+             "shared_steps_reused": sum(e.get("shared_steps_reused", 0) for e in summary)}
+    report = report.model_copy(update={"sweep": sweep})
+    write_report(report, out)
+    atomic_write_text(out / "report.md", (out / "report.md").read_text(encoding="utf-8") + sweep_markdown(sweep))
+    return report
+
+
+def _pareto(results: list[Result]) -> dict[str, list[str]]:
+    """Non-dominated rows (accuracy, p50 latency, size) per target and node, by variant name."""
+    groups: dict[str, list[Result]] = {}
+    for r in results:
+        if r.status == "ok":
+            groups.setdefault(f"{r.target}@{r.host}", []).append(r)
+    return {k: [r.variant for r in pareto_front(rows, size=True)] for k, rows in sorted(groups.items())}
+
+
+def _best(report: Report, summary: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per target: the compressed row with the highest speedup over its own baseline among the
+    variants whose every gate passed (accuracy breaks ties); None when no variant passed."""
+    passing = {e["name"] for e in summary if e.get("gates_passed")}  # its own run's gates (as `compressor run`)
+    best: dict[str, Any] = {}
+    for r in report.results:
+        if r.status != "ok" or is_baseline(r.variant) or not r.latency_ms or r.variant.split("/")[0] not in passing:
+            continue
+        base = report.result(baseline_of(r.variant), r.target, r.host)
+        if base is None or not base.latency_ms:
+            continue
+        speedup = base.latency_ms.p50 / r.latency_ms.p50
+        acc = r.accuracy.value if r.accuracy else 0.0
+        cur = best.get(r.target)
+        if cur is None or (speedup, acc) > (cur["speedup"], cur["accuracy"] or 0.0):
+            best[r.target] = {"variant": r.variant, "speedup": round(speedup, 3),
+                              "accuracy": r.accuracy.value if r.accuracy else None, "size_bytes": r.size_bytes,
+                              "host": r.host}
+    return {t: best.get(t) for t in sorted({r.target for r in report.results})}
+
+
+def sweep_markdown(sweep: dict[str, Any]) -> str:
+    lines = ["", "## Sweep", "", "| variant | settings | status | node | attempts (prepare/bench) | shared steps reused |",
+             "|---|---|---|---|---|---|"]
+    for e in sweep["variants"]:
+        settings = ", ".join(f"`{k}={v}`" for k, v in e["settings"].items())
+        att = e["attempts"]
+        lines.append(f"| {e['name']} | {settings} | {e['status'] if e['status'] == 'ok' else e.get('error')} | "
+                     f"{e.get('host') or '-'} | {att['prepare']}/{att['benchmark']} | {e.get('shared_steps_reused', '-')} |")
+    lines += ["", "Pareto front (accuracy, p50 latency, size; per target and node):", ""]
+    lines += [f"- {k}: {', '.join(v) or '-'}" for k, v in sweep["pareto"].items()]
+    lines += ["", "Best variant under the recipe's gates (highest speedup over its own baseline):", ""]
+    lines += [f"- {t}: " + (f"{b['variant']} ({b['speedup']}x, accuracy {b['accuracy']}, on {b['host']})" if b
+                            else "none passed the gates") for t, b in sweep["best"].items()]
+    return "\n".join(lines) + "\n"
