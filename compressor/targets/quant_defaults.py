@@ -96,6 +96,11 @@ def resolve_quantization(runtime: str, device: Device, target_settings: dict[str
     if target_settings:
         reason = f"the target file sets {', '.join(f'{k}: {v}' for k, v in target_settings.items())}; " + reason
     effective = {**fill, **explicit}
+    if effective.get("activation_type") == "int8" and effective.get("weight_type") == "uint8" \
+            and "weight_type" not in explicit:
+        # ONNX Runtime has no S8 x U8 kernels: signed activations (set by the recipe) take S8 weights
+        fill["weight_type"] = "int8"
+        reason += "; the recipe sets activation_type: int8, which pairs with S8 weights (no S8 x U8 kernels)"
     choice = QuantChoice({k: v for k, v in fill.items() if k not in explicit}, reason)
     warning = saturation_warning(runtime, device, effective)
     if warning:

@@ -53,6 +53,9 @@ def test_explicit_settings_win_and_wrong_ones_warn():
     assert not resolve_quantization("ort-format", PI5, {}, explicit).warnings
     assert saturation_warning("onnxruntime", ZEN3, {**explicit, "reduce_range": True}) is None
     assert saturation_warning("onnxruntime", ZEN3, {**explicit, "mode": "dynamic"}) is None
+    # signed activations set by the recipe take S8 weights: ORT has no S8 x U8 kernels
+    signed = resolve_quantization("onnxruntime", ZEN3, {}, {"activation_type": "int8"})
+    assert signed.settings["weight_type"] == "int8" and "S8 weights" in signed.reason
     # a target file's settings win over the device's defaults; the recipe's over both
     tf = resolve_quantization("onnxruntime", ZEN3, {"weight_type": "int8", "reduce_range": True}, {})
     assert tf.settings["weight_type"] == "int8" and tf.settings["reduce_range"] and not tf.warnings
