@@ -21,7 +21,7 @@ import numpy as np
 from compressor.data.dataset import Dataset
 from compressor.errors import CompressorError, DataError, StepError
 from compressor.recipe.schema import QuantizeConfig
-from compressor.steps.quantize.onnxruntime_ptq import preprocess, quantize_onnx
+from compressor.steps.quantize.onnxruntime_ptq import equalize_onnx, preprocess, quantize_onnx
 from compressor.steps.quantize.tuning import (Evaluator, Trial, Tuner, dynamically_quantized_nodes, ort_latency_ms,
                                               ort_outputs, quantized_nodes, tuning_data)
 from compressor.utils.io import atomic_path, atomic_write_json, cache_dir, sha256_file, sha256_json
@@ -63,12 +63,14 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
     src = pre if pre_info["preprocess"] != "none" else model
     calib = _calibration(ctx, cfg)
     threads = ctx.recipe.benchmark.threads
+    sources = _Sources(src, work, calib)
 
     def trial(c: QuantizeConfig, exclude: list[str], label: str, fallback: list[str]) -> Trial:
         path = work / f"trial{len(tuner.trials) + 1:03d}.onnx"
         try:
-            info = quantize_onnx(src, path, c, calib, nodes_to_exclude=exclude,
-                                 calibration_cache=_calibration_cache(work, c), skip_preprocess=True)
+            model_in, qc, extra = sources.get(c)
+            info = {**quantize_onnx(model_in, path, qc, calib, nodes_to_exclude=exclude,
+                                    calibration_cache=_calibration_cache(work, c), skip_preprocess=True), **extra}
             value = tuner.evaluator.score(_safe_outputs(path, tuner.evaluator.data, threads))
             lat = ort_latency_ms(path, tuner.evaluator.data, threads, crit.latency_iterations)
         except DataError:
@@ -93,7 +95,7 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
             best_cfg, best_label = c, label
 
     # per-layer sensitivity on the best calibration setting, then cumulative fallback
-    order = sensitivity(src, best_cfg, ctx, tuner, work)
+    order = sensitivity(sources, best_cfg, ctx, tuner, work)
     excluded: list[str] = []
     group = 1
     while tuner.budget_left() and len(excluded) < len(order):
@@ -107,6 +109,28 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
         if len(tuner.trials) - len(configs) >= 2:
             group *= 2
     return _finish(dst, tuner, pre_info, best_label, order)
+
+
+class _Sources:
+    """The FP32 model each candidate is quantized from. Cross-layer equalization is a pure
+    FP32 rewrite that depends on the calibration data only, so it runs once per tuning run
+    and every equalized candidate (variants, sensitivity analysis, fallbacks) quantizes that
+    one model with ``equalization: false``: before, it re-ran for each of them, which made the
+    per-node analysis of MobileNetV2 minutes long."""
+
+    def __init__(self, src: Path, work: Path, calib: Dataset | None):
+        self.src, self.work, self.calib = src, work, calib
+        self._equalized: tuple[Path, dict[str, Any]] | None = None
+
+    def get(self, cfg: QuantizeConfig) -> tuple[Path, QuantizeConfig, dict[str, Any]]:
+        """(model to quantize, config to quantize it with, details to add to the trial's)."""
+        if not cfg.equalization:
+            return self.src, cfg, {}
+        if self._equalized is None:
+            path = self.work / "equalized.onnx"
+            self._equalized = path, equalize_onnx(self.src, path, cfg, self.calib)
+        path, info = self._equalized
+        return path, cfg.model_copy(update={"equalization": False}), info
 
 
 def _applicable(cfg: QuantizeConfig, variant: dict[str, Any]) -> bool:
@@ -170,15 +194,19 @@ def _safe_outputs(path: Path, data: Dataset, threads: int) -> list[np.ndarray]:
         raise StepError(f"evaluating a quantized candidate failed: {e.message}") from e
 
 
-def sensitivity(src: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner, work: Path) -> list[dict[str, Any]]:
+def sensitivity(sources: _Sources, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner,
+                work: Path) -> list[dict[str, Any]]:
     """Each quantized node quantized alone (every other node FP32) on a small subset: the nodes
     that hurt most on their own come first. (Excluding each node alone misses a hostile tensor
     whose producer and consumer both quantize it: neither exclusion alone removes its Q/DQ.)
-    Cached by model hash + config (mode included) + subset under ``cache_dir()``."""
+    Cached by model hash + config (mode included) + subset under ``cache_dir()``. An equalized
+    setting is analysed on the once-equalized FP32 model (:class:`_Sources`)."""
     import onnxruntime
 
     crit = tuner.criterion
     threads = ctx.recipe.benchmark.threads
+    cache = _calibration_cache(work, cfg)
+    src, cfg, _ = sources.get(cfg)
     # ranking needs no bias correction, and it would cost one correction pass per node
     cfg = cfg.model_copy(update={"bias_correction": "none"})
     data = tuning_data(ctx, crit).subset(crit.sensitivity_samples, seed=ctx.seed)
@@ -192,7 +220,6 @@ def sensitivity(src: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner, w
     if cached.is_file():
         return json.loads(cached.read_text())["order"]
     ev = Evaluator(data, tuner.evaluator.metric, ort_outputs(src, data, threads), crit)
-    cache = _calibration_cache(work, cfg)
     full = work / "sens-full.onnx"
     quantize_onnx(src, full, cfg, calib, calibration_cache=cache, skip_preprocess=True)
     nodes = dynamically_quantized_nodes(src, full) if cfg.mode == "dynamic" else quantized_nodes(full)

@@ -175,6 +175,21 @@ def _equalized(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]] | None, 
     return dst
 
 
+def equalize_onnx(src: Path, dst: Path, cfg: QuantizeConfig, calibration: Dataset | None) -> dict[str, Any]:
+    """Cross-layer equalization of the FP32 model ``src`` into ``dst``, once: the tuner quantizes
+    the equalized model with ``equalization: false`` in every later trial, instead of
+    re-equalizing for each candidate (a pure FP32 rewrite whose statistics depend only on the
+    calibration data, not on the quantization settings)."""
+    import onnx
+
+    names = [i.name for i in onnx.load(str(src), load_external_data=False).graph.input]
+    feeds = _stat_feeds(cfg.model_copy(update={"equalization": True}), calibration, names)
+    details: dict[str, Any] = {}
+    with atomic_path(dst) as tmp:
+        _equalized(src, tmp, feeds, details)
+    return {**details, "equalization": True}
+
+
 def check_node_names(requested: list[str], graph_nodes: set[str]) -> None:
     """ORT silently ignores unknown names in nodes_to_exclude, so a renamed node (another
     exporter version) would quietly be quantized: refuse names the graph does not have."""
