@@ -66,3 +66,15 @@ def test_weight_axes_follow_ort(dw_onnx):  # noqa: F811
     ops = {n.name: n.op_type for n in onnx.load(str(dw_onnx)).graph.node}
     assert sorted(ops[n] for n in axes) == ["Conv"] * 4 + ["Gemm"]
     assert all(ax == 0 for n, (_, ax) in axes.items() if ops[n] == "Conv")
+
+
+def test_percentile_variant_of_a_moving_average_setting_is_a_real_trial(hostile_dir, tmp_path):
+    """ORT's moving average is a min/max option: the percentile variant drops it (it used to error)."""
+    out = tmp_path / "ma"
+    q = "{moving_average: true, calibration_batch_size: 1, accuracy_criterion: {max_drop: 1.0, max_trials: 3}}"
+    res = CliRunner().invoke(cli, ["run", str(write_recipe(hostile_dir, q, name="ma")), "--out", str(out)])
+    history = json.loads((out / "00-quantize.tuning.json").read_text()) if res.exit_code else \
+        {"tuning": next(s for s in json.loads((out / "report.json").read_text())["steps"]
+                        if s["kind"] == "quantize")["details"]["tuning"]}
+    pct = next(t for t in history["tuning"]["trials"] if t["label"].startswith("calibration=percentile"))
+    assert "error" not in pct and pct["metric"] is not None, pct
