@@ -189,6 +189,7 @@ def interleaved(model: str, rows: list[dict], rounds: int) -> None:
         timing = measure_interleaved(calls, rounds=rounds, per_round=10, warmup=5)
         for r in rows:
             if r["model"] == model and r["method"] in runs:
+                r["interleaved_date"] = dt.date.today().isoformat()
                 r.setdefault("interleaved", {})[target] = {
                     "speedup": timing.speedup(r["method"]), "fp32_ms": timing.stats["fp32"].p50,
                     "int8_ms": timing.stats[r["method"]].p50}
@@ -250,6 +251,8 @@ def main() -> None:
     ap.add_argument("--render-only", action="store_true", help="rewrite the results page from results.json")
     ap.add_argument("--interleaved-rounds", type=int, default=20,
                     help="after the runs, re-time this run's INT8 models and FP32 interleaved (0: skip)")
+    ap.add_argument("--interleave-all", action="store_true",
+                    help="re-time every stored row of the model whose INT8 model is on disk, not only this run's")
     args = ap.parse_args()
     command = " ".join(["nice python benchmarks/quant_compare.py", *sys.argv[1:]])
     models = args.models.split(",")
@@ -268,7 +271,7 @@ def main() -> None:
             rows = [r for r in rows if (r["model"], r["method"]) != (model, method)] + [row]
             store.write_text(json.dumps(rows, indent=2, default=str))
         if args.interleaved_rounds and not args.render_only:
-            done = [r for r in rows if r["model"] == model and r.get("command") == command]
+            done = [r for r in rows if r["model"] == model and (args.interleave_all or r.get("command") == command)]
             print(f"== {model}: interleaved latency of {len(done)} INT8 model(s)", flush=True)
             interleaved(model, done, args.interleaved_rounds)
             store.write_text(json.dumps(rows, indent=2, default=str))
