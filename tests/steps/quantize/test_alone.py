@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 
 from compressor.data import load_split
 from compressor.recipe.schema import QuantizeConfig
@@ -19,6 +20,7 @@ def _out(model, x):
     return ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
 
 
+@pytest.mark.slow
 def test_cut_matches_the_quantizer_node_by_node(dw_onnx, tmp_path):  # noqa: F811
     calib = load_split("digits", "train", 64, seed=1)
     x = next(iter(load_split("digits", "test", 100, seed=0).inputs.values())).astype(np.float32)

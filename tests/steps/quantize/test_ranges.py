@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import onnx
+import pytest
 from click.testing import CliRunner
 
 from compressor.cli.main import _register, cli
@@ -45,6 +46,7 @@ def test_tuner_tries_per_tensor_ranges_before_any_fallback(hostile_dir, tmp_path
     assert tuning["trials"][ranges]["metric"] is not None  # scored, not errored
 
 
+@pytest.mark.slow
 def test_per_tensor_setting_tries_per_channel_on_sensitive_layers_before_fallback(hostile_dir, tmp_path):
     out = tmp_path / "p"
     q = "{per_channel: false, accuracy_criterion: {max_drop: 1.0}}"
