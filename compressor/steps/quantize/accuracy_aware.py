@@ -21,7 +21,8 @@ import numpy as np
 from compressor.data.dataset import Dataset
 from compressor.errors import CompressorError, DataError, StepError
 from compressor.recipe.schema import QuantizeConfig
-from compressor.steps.quantize.onnxruntime_ptq import preprocess, quantize_onnx
+from compressor.steps.quantize.alone import AloneCutter
+from compressor.steps.quantize.onnxruntime_ptq import equalize_onnx, preprocess, quantize_onnx
 from compressor.steps.quantize.tuning import (Evaluator, Trial, Tuner, dynamically_quantized_nodes, ort_latency_ms,
                                               ort_outputs, quantized_nodes, tuning_data)
 from compressor.utils.io import atomic_path, atomic_write_json, cache_dir, sha256_file, sha256_json
@@ -44,6 +45,9 @@ CALIBRATION_VARIANTS: list[dict[str, Any]] = [
     # U8S8, benchmarks/results/mobilenet_techniques.md); it is the fix where U8S8 saturates
     {"activation_type": "uint8", "weight_type": "uint8"},
 ]
+# a variant this much slower (batch-1 latency) than the configured setting is never the base
+# of the per-layer steps and the FP32 fallback
+SLOW_BASE = 1.25
 # the settings of those that change dynamic quantization (it has no calibration)
 DYNAMIC_SETTINGS = {"per_channel", "reduce_range"}
 
@@ -63,12 +67,17 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
     src = pre if pre_info["preprocess"] != "none" else model
     calib = _calibration(ctx, cfg)
     threads = ctx.recipe.benchmark.threads
+    sources = _Sources(src, work, calib)
+    # per-tensor activation ranges, once adopted: (calibration cache, details) for every later trial
+    chosen: dict[str, Any] = {}
 
     def trial(c: QuantizeConfig, exclude: list[str], label: str, fallback: list[str]) -> Trial:
         path = work / f"trial{len(tuner.trials) + 1:03d}.onnx"
         try:
-            info = quantize_onnx(src, path, c, calib, nodes_to_exclude=exclude,
-                                 calibration_cache=_calibration_cache(work, c), skip_preprocess=True)
+            model_in, qc, extra = sources.get(c)
+            info = {**quantize_onnx(model_in, path, qc, calib, nodes_to_exclude=exclude, skip_preprocess=True,
+                                    calibration_cache=chosen.get("cache") or _calibration_cache(work, c),
+                                    weight_overrides=chosen.get("weights")), **extra, **_chosen_info(chosen)}
             value = tuner.evaluator.score(_safe_outputs(path, tuner.evaluator.data, threads))
             lat = ort_latency_ms(path, tuner.evaluator.data, threads, crit.latency_iterations)
         except DataError:
@@ -80,22 +89,52 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
     configs = [("default", cfg)]
     if crit.tune_calibration:
         variants = [v for v in CALIBRATION_VARIANTS if _applicable(cfg, v)]
-        configs += [(",".join(f"{k}={v}" for k, v in var.items()), cfg.model_copy(update=var))
+        configs += [(",".join(f"{k}={v}" for k, v in var.items()), cfg.model_copy(update=_variant(var)))
                     for var in variants if any(getattr(cfg, k) != v for k, v in var.items())]
-    best_cfg, best_label = cfg, "default"
+    best_cfg, best_label, base_drop = cfg, "default", None
     for label, c in configs:
         if not tuner.budget_left():
             break
         t = trial(c, [], label, [])
         if t.passed:
             return _finish(dst, tuner, pre_info, label)
-        if tuner.best is t:
-            best_cfg, best_label = c, label
+        # the base of the per-layer steps: the smallest drop among the variants that are not
+        # much slower than the configured setting (U8U8 on a VNNI CPU ran 2x slower: a fallback
+        # built on it cannot be fast, however few layers fall back)
+        if t.drop is not None and (t.latency_vs_first or 1.0) <= SLOW_BASE \
+                and (base_drop is None or t.drop < base_drop - 1e-12):
+            best_cfg, best_label, base_drop = c, label, t.drop
+
+    # per-tensor activation ranges (min/max, percentile or entropy, whichever rounds and clips
+    # each tensor least): a whole-model INT8 fix, tried before any FP32 fallback
+    if crit.tune_calibration and best_cfg.mode == "static" and calib is not None and tuner.budget_left():
+        try:
+            chosen.update(_choose_ranges(sources, best_cfg, calib, work))
+            t = trial(best_cfg, [], f"{best_label}+per-tensor ranges", [])
+        except DataError:
+            raise
+        except Exception as e:  # noqa: BLE001 - recorded like any failed candidate
+            t = tuner.record_error(f"{best_label}+per-tensor ranges", e)
+        if t.passed:
+            return _finish(dst, tuner, pre_info, f"{best_label}+per-tensor ranges")
+        if t.drop is not None and (base_drop is None or t.drop < base_drop - 1e-12):
+            best_label, base_drop = f"{best_label}+per-tensor ranges", t.drop
+        else:  # they did not help on this model: the fallback goes on from the best setting
+            chosen.clear()
 
     # per-layer sensitivity on the best calibration setting, then cumulative fallback
-    order = sensitivity(src, best_cfg, ctx, tuner, work)
+    order = sensitivity(sources, best_cfg, ctx, tuner, work, chosen.get("cache"))
+    # per-layer precision, ordered by sensitivity: per-channel weights for the most sensitive
+    # layers of a per-tensor setting, in doubling groups, before any of them falls back
+    if crit.tune_calibration and best_cfg.mode == "static" and not best_cfg.per_channel:
+        t = _per_channel_layers(order, sources.get(best_cfg)[0], best_cfg, best_label, chosen, trial, tuner)
+        if t is not None and t.passed:
+            return _finish(dst, tuner, pre_info, t.label, order)
+        if chosen.get("weights"):
+            best_label = f"{best_label}+per-channel {len(chosen['weights'])}"
+
     excluded: list[str] = []
-    group = 1
+    group, steps = 1, 0
     while tuner.budget_left() and len(excluded) < len(order):
         new = [n["node"] for n in order[len(excluded):len(excluded) + group]]
         excluded += new
@@ -104,9 +143,132 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
             _trim(order, len(excluded) - len(new), len(excluded), best_cfg, best_label, trial, tuner)
             break
         # after two single-node steps, double the group: long tails of harmless layers cost trials
-        if len(tuner.trials) - len(configs) >= 2:
+        steps += 1
+        if steps >= 2:
             group *= 2
     return _finish(dst, tuner, pre_info, best_label, order)
+
+
+class _Sources:
+    """The FP32 model each candidate is quantized from. Cross-layer equalization is a pure
+    FP32 rewrite that depends on the calibration data only, so it runs once per tuning run
+    and every equalized candidate (variants, sensitivity analysis, fallbacks) quantizes that
+    one model with ``equalization: false``: before, it re-ran for each of them, which made the
+    per-node analysis of MobileNetV2 minutes long."""
+
+    def __init__(self, src: Path, work: Path, calib: Dataset | None):
+        self.src, self.work, self.calib = src, work, calib
+        self._equalized: tuple[Path, dict[str, Any]] | None = None
+
+    def get(self, cfg: QuantizeConfig) -> tuple[Path, QuantizeConfig, dict[str, Any]]:
+        """(model to quantize, config to quantize it with, details to add to the trial's)."""
+        if not cfg.equalization:
+            return self.src, cfg, {}
+        if self._equalized is None:
+            path = self.work / "equalized.onnx"
+            self._equalized = path, equalize_onnx(self.src, path, cfg, self.calib)
+        path, info = self._equalized
+        return path, cfg.model_copy(update={"equalization": False}), info
+
+
+def _choose_ranges(sources: _Sources, cfg: QuantizeConfig, calib: Dataset, work: Path) -> dict[str, Any]:
+    """Calibrate the model once per method of :data:`~.ranges.METHODS` (each an ORT calibration
+    cache; the configured one is usually there already) and write the per-tensor choice of
+    least quantization error (:func:`~.ranges.choose_ranges`). Returns the chosen cache and the
+    details a trial made with it reports."""
+    import onnx
+
+    from compressor.steps.quantize.ranges import MSE_SAMPLES, METHODS, choose_ranges
+
+    model_in, qc, _ = sources.get(cfg)
+    qc = qc.model_copy(update={"bias_correction": "none"})
+    caches: dict[str, Path] = {}
+    for meth in METHODS:
+        # the configured method as configured (moving average included); the others plain
+        c = cfg if meth == cfg.calibration else cfg.model_copy(update={"calibration": meth, "moving_average": False})
+        cache = _calibration_cache(work, c)
+        if not cache.is_file():
+            q = qc.model_copy(update={"calibration": c.calibration, "moving_average": c.moving_average})
+            try:
+                quantize_onnx(model_in, work / "ranges-calibration.onnx", q, calib, calibration_cache=cache,
+                              skip_preprocess=True)
+            except StepError:
+                if meth == cfg.calibration:
+                    raise
+                continue  # a method ORT cannot calibrate this model with is not a candidate
+        caches[meth] = cache
+    names = [i.name for i in onnx.load(str(model_in), load_external_data=False).graph.input]
+    subset = calib.subset(MSE_SAMPLES, seed=0) if len(calib) > MSE_SAMPLES else calib
+    feeds = [{n: np.ascontiguousarray(f[n] if n in f else next(iter(f.values()))) for n in names}
+             for f, _ in subset.batches(1)]
+    dst = work / f"calib-chosen-eq{int(cfg.equalization)}-{cfg.calibration}-ma{int(cfg.moving_average)}.json"
+    choice = choose_ranges(model_in, caches, feeds, cfg.calibration, dst, cfg.activation_type,
+                           cfg.symmetric_activations)
+    picked = ", ".join(f"{m} {n}" for m, n in choice["picked"].items() if n)
+    return {"cache": dst, "info": {"activation_ranges": {**choice, "changed": choice["changed"][:20]},
+                                   "extra_techniques": [f"per-tensor activation ranges ({picked})"]}}
+
+
+def _variant(var: dict[str, Any]) -> dict[str, Any]:
+    """A variant's settings; a histogram calibration drops moving-average min/max (ORT's option
+    for min/max only: before, the percentile variant of a moving-average recipe always errored)."""
+    return {**var, "moving_average": False} if var.get("calibration", "minmax") != "minmax" else var
+
+
+def _chosen_info(chosen: dict[str, Any]) -> dict[str, Any]:
+    """What the per-tensor ranges and per-layer precision adopted so far add to a trial's details."""
+    info = {**chosen.get("info", {}), **chosen.get("precision_info", {})}
+    info["extra_techniques"] = [*chosen.get("info", {}).get("extra_techniques", []),
+                                *chosen.get("precision_info", {}).get("extra_techniques", [])]
+    return info if info["extra_techniques"] else {}
+
+
+def weight_axes(model: Path) -> dict[str, tuple[str, int]]:
+    """Node -> (weight initializer, per-channel axis as ORT's QDQ quantizer uses it) for the
+    Conv, Gemm and MatMul nodes with a constant weight."""
+    import onnx
+
+    g = onnx.load(str(model), load_external_data=False).graph
+    inits = {t.name: len(t.dims) for t in g.initializer}
+    out = {}
+    for n in g.node:
+        if len(n.input) < 2 or n.input[1] not in inits or not n.name:
+            continue
+        if n.op_type == "Conv":
+            out[n.name] = (n.input[1], 0)
+        elif n.op_type == "Gemm":
+            trans_b = next((a.i for a in n.attribute if a.name == "transB"), 0)
+            out[n.name] = (n.input[1], 0 if trans_b else 1)
+        elif n.op_type == "MatMul" and inits[n.input[1]] == 2:
+            out[n.name] = (n.input[1], 1)
+    return out
+
+
+def _per_channel_layers(order: list[dict[str, Any]], model: Path, cfg: QuantizeConfig, label: str,
+                        chosen: dict[str, Any], trial: TrialFn, tuner: Tuner) -> Trial | None:
+    """Per-channel weights for the 1, 2, 4, ... most sensitive layers of a per-tensor setting
+    (a layer whose channels' weight ranges differ widely loses the small ones per tensor), as
+    long as each step improves on the best so far; the best step stays adopted in ``chosen``.
+    Returns the last trial (None when no layer has a weight)."""
+    axes = weight_axes(model)
+    ranked = [r["node"] for r in order if r["node"] in axes]
+    k, t, kept = 0, None, None
+    while ranked and k < len(ranked) and tuner.budget_left():
+        k = min(len(ranked), max(1, 2 * k))
+        chosen["weights"] = {axes[n][0]: [{"axis": axes[n][1]}] for n in ranked[:k]}
+        chosen["precision_info"] = {"per_channel_layers": ranked[:k],
+                                    "extra_techniques": [f"per-channel weights on {k} sensitive layer(s)"]}
+        t = trial(cfg, [], f"{label}+per-channel {k}", [])
+        if t.passed:
+            return t
+        if tuner.best is not t:  # no gain from more layers: keep the last step that helped
+            break
+        kept = dict(chosen)
+    for key in ("weights", "precision_info"):
+        chosen.pop(key, None)
+        if kept and key in kept:
+            chosen[key] = kept[key]
+    return t
 
 
 def _applicable(cfg: QuantizeConfig, variant: dict[str, Any]) -> bool:
@@ -170,15 +332,19 @@ def _safe_outputs(path: Path, data: Dataset, threads: int) -> list[np.ndarray]:
         raise StepError(f"evaluating a quantized candidate failed: {e.message}") from e
 
 
-def sensitivity(src: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner, work: Path) -> list[dict[str, Any]]:
+def sensitivity(sources: _Sources, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner,
+                work: Path, ranges: Path | None = None) -> list[dict[str, Any]]:
     """Each quantized node quantized alone (every other node FP32) on a small subset: the nodes
     that hurt most on their own come first. (Excluding each node alone misses a hostile tensor
     whose producer and consumer both quantize it: neither exclusion alone removes its Q/DQ.)
-    Cached by model hash + config (mode included) + subset under ``cache_dir()``."""
+    Cached by model hash + config (mode included) + subset under ``cache_dir()``. An equalized
+    setting is analysed on the once-equalized FP32 model (:class:`_Sources`)."""
     import onnxruntime
 
     crit = tuner.criterion
     threads = ctx.recipe.benchmark.threads
+    cache = ranges or _calibration_cache(work, cfg)
+    src, cfg, _ = sources.get(cfg)
     # ranking needs no bias correction, and it would cost one correction pass per node
     cfg = cfg.model_copy(update={"bias_correction": "none"})
     data = tuning_data(ctx, crit).subset(crit.sensitivity_samples, seed=ctx.seed)
@@ -187,17 +353,20 @@ def sensitivity(src: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner, w
                        "cfg": cfg.model_dump(mode="json", exclude={"accuracy_criterion"}),
                        "metric": tuner.evaluator.metric, "samples": len(data),
                        "calib": len(calib) if calib is not None else 0, "seed": ctx.seed,
-                       "ort": onnxruntime.__version__, "v": 2})
+                       "ort": onnxruntime.__version__, "v": 4,
+                       "ranges": sha256_file(ranges) if ranges else None})
     cached = cache_dir() / "accuracy_aware" / f"{key[:32]}.json"
     if cached.is_file():
         return json.loads(cached.read_text())["order"]
     ev = Evaluator(data, tuner.evaluator.metric, ort_outputs(src, data, threads), crit)
-    cache = _calibration_cache(work, cfg)
     full = work / "sens-full.onnx"
     quantize_onnx(src, full, cfg, calib, calibration_cache=cache, skip_preprocess=True)
     nodes = dynamically_quantized_nodes(src, full) if cfg.mode == "dynamic" else quantized_nodes(full)
     rows: list[dict[str, Any]] = []
     partial = False
+    # static: each node's quantize-alone model is cut from the full QDQ model (milliseconds)
+    # instead of re-running ORT's quantizer (seconds per node on MobileNetV2)
+    cutter = _cutter(src, full) if cfg.mode == "static" else None
     with ctx.progress.task("per-layer sensitivity", total=len(nodes)) as update:
         for i, node in enumerate(nodes):
             if time.perf_counter() - tuner.t0 > crit.timeout_s:
@@ -205,8 +374,9 @@ def sensitivity(src: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner, w
                 break
             path = work / "sens-one.onnx"
             try:
-                quantize_onnx(src, path, cfg, calib, nodes_to_exclude=[n for n in nodes if n != node],
-                              calibration_cache=cache, skip_preprocess=True)
+                if not _cut(cutter, node, path):
+                    quantize_onnx(src, path, cfg, calib, nodes_to_exclude=[n for n in nodes if n != node],
+                                  calibration_cache=cache, skip_preprocess=True)
                 outs = _safe_outputs(path, data, threads)
                 rows.append({"node": node, "metric": round(ev.score(outs), 6), "output_mse": ev.output_error(outs)})
             except DataError:
@@ -221,3 +391,25 @@ def sensitivity(src: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner, w
     if not partial:  # a cut-short analysis is not cached
         atomic_write_json(cached, {"order": rows})
     return rows
+
+
+def _cutter(src: Path, full: Path) -> AloneCutter:
+    import onnx
+
+    return AloneCutter(onnx.load(str(src)), onnx.load(str(full)))
+
+
+def _cut(cutter: AloneCutter | None, node: str, path: Path) -> bool:
+    """Write ``node`` quantized alone to ``path`` by cutting; False when it cannot be cut (a node
+    the two graphs do not share, a subgraph) and the quantizer must make it."""
+    import onnx
+
+    if cutter is None:
+        return False
+    try:
+        model = cutter.model(node)
+    except (KeyError, ValueError):
+        return False
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+    return True

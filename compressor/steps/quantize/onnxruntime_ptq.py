@@ -93,7 +93,8 @@ def _working_dir(path: Path):
 
 
 def _quantize(model_in: Path, dst: Path, cfg: QuantizeConfig, calibration: Dataset | None, names: list[str],
-              exclude: list[str], progress, calibration_cache: Path | None = None) -> None:
+              exclude: list[str], progress, calibration_cache: Path | None = None,
+              weight_overrides: dict[str, list[dict[str, Any]]] | None = None) -> None:
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
 
@@ -115,6 +116,8 @@ def _quantize(model_in: Path, dst: Path, cfg: QuantizeConfig, calibration: Datas
             extra = {"ActivationSymmetric": cfg.symmetric_activations, "WeightSymmetric": cfg.symmetric_weights}
             if not cfg.quantize_bias:
                 extra["QuantizeBias"] = False
+            if weight_overrides:  # per-layer weight granularity (ORT's TensorQuantOverrides)
+                extra["TensorQuantOverrides"] = weight_overrides
             if cfg.calibration == "percentile":
                 extra["CalibPercentile"] = cfg.percentile
             if cfg.moving_average:
@@ -175,6 +178,21 @@ def _equalized(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]] | None, 
     return dst
 
 
+def equalize_onnx(src: Path, dst: Path, cfg: QuantizeConfig, calibration: Dataset | None) -> dict[str, Any]:
+    """Cross-layer equalization of the FP32 model ``src`` into ``dst``, once: the tuner quantizes
+    the equalized model with ``equalization: false`` in every later trial, instead of
+    re-equalizing for each candidate (a pure FP32 rewrite whose statistics depend only on the
+    calibration data, not on the quantization settings)."""
+    import onnx
+
+    names = [i.name for i in onnx.load(str(src), load_external_data=False).graph.input]
+    feeds = _stat_feeds(cfg.model_copy(update={"equalization": True}), calibration, names)
+    details: dict[str, Any] = {}
+    with atomic_path(dst) as tmp:
+        _equalized(src, tmp, feeds, details)
+    return {**details, "equalization": True}
+
+
 def check_node_names(requested: list[str], graph_nodes: set[str]) -> None:
     """ORT silently ignores unknown names in nodes_to_exclude, so a renamed node (another
     exporter version) would quietly be quantized: refuse names the graph does not have."""
@@ -201,9 +219,12 @@ def _with_rewritten_gemms(exclude: list[str], graphs: list[Any]) -> list[str]:
 def quantize_onnx(
     src: Path, dst: Path, cfg: QuantizeConfig, calibration: Dataset | None, *, progress=None,
     nodes_to_exclude: list[str] | None = None, calibration_cache: Path | None = None,
-    skip_preprocess: bool = False,
+    skip_preprocess: bool = False, weight_overrides: dict[str, list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Quantize ``src`` to ``dst`` (atomically) with ORT; returns what was done.
+
+    ``weight_overrides``: ORT ``TensorQuantOverrides`` for weight initializers (``[{"axis": a}]``
+    makes one weight per-channel, ``[{}]`` per-tensor, whatever ``cfg.per_channel`` says).
 
     ``calibration_cache``: a JSON file of activation ranges, written on the first call
     and reused after (tuning loops re-quantize many times with one calibration).
@@ -234,7 +255,8 @@ def quantize_onnx(
             """Quantize ``fp32`` (equalized first when asked) into ``out``; returns the FP32 model quantized."""
             if cfg.equalization:
                 fp32 = _equalized(fp32, tmp / f"equalized-{fp32.stem}.onnx", feeds, details)
-            _quantize(fp32, out, cfg, calibration, names, ort_exclude, progress, calibration_cache)
+            _quantize(fp32, out, cfg, calibration, names, ort_exclude, progress, calibration_cache,
+                      weight_overrides)
             return fp32
 
         try:

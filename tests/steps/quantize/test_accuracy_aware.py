@@ -251,3 +251,21 @@ def test_every_trial_raising_fails_with_the_history(hostile_dir, tmp_path, monke
     history = json.loads((tmp_path / "a" / "00-quantize.tuning.json").read_text())
     assert any(t.get("error") for t in history["tuning"]["trials"])
     assert not (tmp_path / "a" / "artifacts" / "00-quantize.onnx").exists()
+
+
+def test_equalization_runs_once_per_tuning_run(hostile_dir, tmp_path, monkeypatch):
+    """Equalization is an FP32 rewrite: the tuner makes the equalized model once and quantizes it
+    for every trial and every node of the sensitivity analysis (before: once per candidate)."""
+    from compressor.steps.quantize import equalize
+
+    calls = []
+    real = equalize.equalize
+    monkeypatch.setattr(equalize, "equalize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    q = "{equalization: true, accuracy_criterion: {max_drop: 1.0, tune_calibration: false}}"
+    res = _run(write_recipe(hostile_dir, q, name="eq"), tmp_path / "eq")
+    assert res.exit_code == 0, res.output
+    step = _quant_step(json.loads((tmp_path / "eq" / "report.json").read_text()))
+    tuning = step["details"]["tuning"]
+    # a sensitivity analysis and fallback trials ran, all on one equalized model
+    assert tuning["passed"] and len(tuning["fallback_nodes"]) == 2 and len(tuning["trials"]) >= 3
+    assert step["details"]["equalization"] is True and calls == [1]
