@@ -81,12 +81,6 @@ class Device:
         arm = [f for f in ("dotprod", "i8mm") if f in self.features]
         return "arm64" + (" " + "+".join(arm) if arm else "")
 
-    @property
-    def qemu_cpu(self) -> str | None:
-        """The qemu-user CPU model whose kernel paths match this device, if qemu can emulate it."""
-        prof = PROFILES.get(self.name)
-        return prof[2] if prof else None
-
     def same_kernels(self, other: Device) -> bool:
         """Whether INT8 kernels on ``other`` take the same path as on this device."""
         return self.arch == other.arch and self.int8_dot == other.int8_dot
@@ -150,6 +144,10 @@ def detect_host() -> Device:
     return _HOST
 
 
+def _unknown_device(name: str | None) -> str:
+    return f"unknown device {name!r}; known: cpu (the host), cuda, {', '.join(PROFILES)}"
+
+
 def resolve_device(name: str | None) -> Device:
     """A device from a target file's or recipe's ``device:`` value (``cpu``/``host``:
     the detected host; ``cuda``: an NVIDIA GPU; or a name from :data:`PROFILES`)."""
@@ -159,7 +157,7 @@ def resolve_device(name: str | None) -> Device:
     if key == GPU:
         return Device(GPU, GPU, frozenset(), "declared")
     if key not in PROFILES:
-        raise RecipeError(f"unknown device {name!r}; known: cpu (the host), cuda, {', '.join(PROFILES)}",
+        raise RecipeError(_unknown_device(name),
                           hint="declare the device the model deploys to, e.g. device: arm64-dotprod")
     arch, features, _ = PROFILES[key]
     return Device(key, arch, features, "declared")
@@ -169,5 +167,5 @@ def check_device_name(name: str) -> str:
     """Validate a device name where it is written (recipes and target files), without
     detecting anything."""
     if name not in ALIASES and name not in PROFILES:
-        raise ValueError(f"unknown device {name!r}; known: cpu (the host), cuda, {', '.join(PROFILES)}")
+        raise ValueError(_unknown_device(name))
     return name
