@@ -151,6 +151,10 @@ class AccuracyCriterion(Strict):
                                    "equalization, equalization + bias correction (mode dynamic: per-tensor and "
                                    "reduce_range only)")
     latency_iterations: int = Field(20, ge=1, description="batch-1 ORT runs timed per trial")
+    min_int8_mac_share: float | None = Field(
+        None, ge=0.0, le=1.0, description="the FP32 fallback never leaves less than this share of the "
+        "model's Conv/MatMul/Gemm MACs in INT8 (e.g. 0.8): past it the criterion counts as not met, so a "
+        "tuned model stays a fast one (None: no floor; engine onnxruntime)")
     on_failure: Literal["fail", "keep_best"] = "fail"
     tuning_data: Literal["evaluation", "train"] = Field(
         "evaluation", description="data the tuner scores trials on: the evaluation set, or data.train "
@@ -216,6 +220,9 @@ class QuantizeConfig(Strict):
             raise ValueError(f"equalization and bias_correction apply to engine onnxruntime, not {self.engine}{hint}")
         if self.mode == "dynamic" and self.bias_correction != "none":
             raise ValueError("bias_correction needs mode: static (calibration data)")
+        crit = self.accuracy_criterion
+        if crit is not None and crit.min_int8_mac_share is not None and self.engine != "onnxruntime":
+            raise ValueError(f"accuracy_criterion.min_int8_mac_share applies to engine onnxruntime, not {self.engine}")
         return self
 
 

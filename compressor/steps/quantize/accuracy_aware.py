@@ -135,8 +135,12 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
 
     excluded: list[str] = []
     group, steps = 1, 0
+    floor = _MacFloor(src, work, cfg, crit.min_int8_mac_share)
     while tuner.budget_left() and len(excluded) < len(order):
-        new = [n["node"] for n in order[len(excluded):len(excluded) + group]]
+        new = floor.allowed(excluded, [n["node"] for n in order[len(excluded):len(excluded) + group]])
+        if not new:
+            tuner.note(floor.reason)
+            break
         excluded += new
         t = trial(best_cfg, list(excluded), f"{best_label}+fp32 {len(excluded)}", new)
         if t.passed:
@@ -147,6 +151,40 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
         if steps >= 2:
             group *= 2
     return _finish(dst, tuner, pre_info, best_label, order)
+
+
+class _MacFloor:
+    """``min_int8_mac_share``: how far the FP32 fallback may go. The share is counted on the
+    fully quantized model of the configured setting minus the MACs of the nodes falling back
+    (:func:`~.macs.node_macs` of the FP32 model), before any candidate is made."""
+
+    def __init__(self, src: Path, work: Path, cfg: QuantizeConfig, floor: float | None):
+        self.floor, self.reason = floor, ""
+        if floor is None:
+            return
+        from compressor.steps.quantize.macs import node_macs
+
+        self.macs = node_macs(src)
+        self.total = sum(self.macs.values()) or 1
+        # what the configured setting leaves FP32 whatever the tuner does
+        self.base = sum(self.macs.get(n, 0) for n in cfg.nodes_to_exclude)
+
+    def share(self, excluded: list[str]) -> float:
+        return 1.0 - (self.base + sum(self.macs.get(n, 0) for n in excluded)) / self.total
+
+    def allowed(self, excluded: list[str], new: list[str]) -> list[str]:
+        """The longest prefix of ``new`` whose fallback keeps the share at or above the floor."""
+        if self.floor is None:
+            return new
+        k = len(new)
+        while k and self.share(excluded + new[:k]) < self.floor - 1e-12:
+            k -= 1
+        if not k:
+            nxt = new[0] if new else "?"
+            self.reason = (f"FP32 fallback stopped at {len(excluded)} node(s): falling back {nxt} too would leave "
+                           f"{self.share(excluded + new[:1]):.1%} of MACs in INT8, under min_int8_mac_share "
+                           f"{self.floor:.0%}")
+        return new[:k]
 
 
 class _Sources:

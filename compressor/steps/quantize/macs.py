@@ -30,6 +30,30 @@ def mac_summary(path: Path) -> dict[str, Any]:
     from a DequantizeLinear (the QDQ form ORT, NNCF and PT2E write); the integer ops
     (MatMulInteger, ConvInteger, QLinear*) always do. Nodes whose shapes cannot be inferred
     are left out of both totals and listed under ``unknown_shape``."""
+    total = int8 = 0
+    fp32_nodes: list[str] = []
+    unknown: list[str] = []
+    for name, macs, is_int8 in _compute_nodes(path):
+        if macs is None:
+            unknown.append(name)
+            continue
+        total += macs
+        if is_int8:
+            int8 += macs
+        else:
+            fp32_nodes.append(name)
+    return {"macs": total, "int8_macs": int8, "int8_mac_share": round(int8 / total, 6) if total else 0.0,
+            "fp32_compute_nodes": fp32_nodes, **({"unknown_shape": unknown} if unknown else {})}
+
+
+def node_macs(path: Path) -> dict[str, int]:
+    """MACs per sample of every compute node of the model at ``path`` whose shapes are known,
+    by node name: what the accuracy-aware tuner's FP32 fallback subtracts from the INT8 share."""
+    return {name: macs for name, macs, _ in _compute_nodes(path) if macs is not None}
+
+
+def _compute_nodes(path: Path) -> list[tuple[str, int | None, bool]]:
+    """(name, MACs or None when shapes are unknown, runs in INT8) of every compute node."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
@@ -52,24 +76,14 @@ def mac_summary(path: Path) -> dict[str, Any]:
         p = producer.get(name)
         return p is not None and p.op_type == "DequantizeLinear"
 
-    total = int8 = 0
-    fp32_nodes: list[str] = []
-    unknown: list[str] = []
+    rows = []
     for n in g.node:
         w_idx = _FLOAT_OPS.get(n.op_type, _INT_OPS.get(n.op_type))
         if w_idx is None:
             continue
-        macs = _node_macs(n, w_idx, shapes)
-        if macs is None:
-            unknown.append(n.name)
-            continue
-        total += macs
-        if n.op_type in _INT_OPS or (from_dq(n.input[0]) and from_dq(n.input[w_idx])):
-            int8 += macs
-        else:
-            fp32_nodes.append(n.name)
-    return {"macs": total, "int8_macs": int8, "int8_mac_share": round(int8 / total, 6) if total else 0.0,
-            "fp32_compute_nodes": fp32_nodes, **({"unknown_shape": unknown} if unknown else {})}
+        is_int8 = n.op_type in _INT_OPS or (from_dq(n.input[0]) and from_dq(n.input[w_idx]))
+        rows.append((n.name, _node_macs(n, w_idx, shapes), is_int8))
+    return rows
 
 
 def _node_macs(n: Any, w_idx: int, shapes: dict[str, list[int] | None]) -> int | None:

@@ -77,8 +77,10 @@ class QuantizeStep(Step):
         self.report.details.update(details, tuning={**tuner.details(), "passed": False})
         raise StepError(
             f"{why}: {tuner.evaluator.metric} drop <= {c.max_drop} ({c.mode}) not reached in "
-            f"{len(tuner.trials)} trial(s) [{tuner.summary_line()}]; full history in {history}",
-            hint="raise max_drop, max_trials or timeout_s, or set on_failure: keep_best",
+            f"{len(tuner.trials)} trial(s) [{tuner.summary_line()}]"
+            + "".join(f"; {n}" for n in tuner.notes) + f"; full history in {history}",
+            hint="raise max_drop, max_trials or timeout_s" + (", lower min_int8_mac_share" if tuner.notes else "")
+            + ", or set on_failure: keep_best",
         )
 
     def _keep_best(self, dst: Path, tuner: Tuner, details: dict[str, Any]) -> None:

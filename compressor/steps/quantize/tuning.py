@@ -167,6 +167,11 @@ class Tuner:
     t0: float = field(default_factory=time.perf_counter)
     trials: list[Trial] = field(default_factory=list)
     best: Trial | None = None
+    notes: list[str] = field(default_factory=list)  # why tuning stopped early, for the report and the error
+
+    def note(self, text: str) -> None:
+        if text and text not in self.notes:
+            self.notes.append(text)
 
     def budget_left(self) -> bool:
         return len(self.trials) < self.criterion.max_trials and time.perf_counter() - self.t0 < self.criterion.timeout_s
@@ -220,7 +225,8 @@ class Tuner:
         c = self.criterion
         return {"metric": self.evaluator.metric, "max_drop": c.max_drop, "mode": c.mode, "tuning_data": c.tuning_data,
                 "samples": len(self.evaluator.data), "fp32_metric": round(self.evaluator.baseline, 6),
-                "trials": [t.to_dict() for t in self.trials], "seconds": self._elapsed()}
+                "trials": [t.to_dict() for t in self.trials], "seconds": self._elapsed(),
+                **({"notes": list(self.notes)} if self.notes else {})}
 
 
 # ----------------------------------------------------------------------------- graph facts

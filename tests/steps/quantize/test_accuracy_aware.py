@@ -269,3 +269,28 @@ def test_equalization_runs_once_per_tuning_run(hostile_dir, tmp_path, monkeypatc
     # a sensitivity analysis and fallback trials ran, all on one equalized model
     assert tuning["passed"] and len(tuning["fallback_nodes"]) == 2 and len(tuning["trials"]) >= 3
     assert step["details"]["equalization"] is True and calls == [1]
+
+
+def test_mac_floor_stops_the_fallback_before_the_model_is_mostly_fp32(hostile_dir, tmp_path):
+    # the hostile tensor needs 'mid' (544 MACs) and 'head' (170) in FP32: 74.1% of 2,762 MACs left
+    # in INT8. A floor of 80% allows 'mid' (80.3%) but not both: the criterion counts as not met
+    q = "{accuracy_criterion: {max_drop: 1.0, tune_calibration: false, min_int8_mac_share: 0.8}}"
+    res = _run(write_recipe(hostile_dir, q, name="floor"), tmp_path / "floor")
+    assert res.exit_code == 1, res.output
+    assert "accuracy criterion not met" in res.output and "min_int8_mac_share 80%" in res.output
+    history = json.loads((tmp_path / "floor" / "00-quantize.tuning.json").read_text())["tuning"]
+    assert max(t["excluded_total"] for t in history["trials"]) == 1  # never both nodes
+    assert "74.1% of MACs in INT8" in history["notes"][0]
+    # a floor the answer keeps: the same recipe passes with both nodes FP32
+    q = "{accuracy_criterion: {max_drop: 1.0, tune_calibration: false, min_int8_mac_share: 0.7}}"
+    ok = _run(write_recipe(hostile_dir, q, name="floor-ok"), tmp_path / "ok")
+    assert ok.exit_code == 0, ok.output
+    tuning = _quant_step(json.loads((tmp_path / "ok" / "report.json").read_text()))["details"]["tuning"]
+    assert tuning["passed"] and len(tuning["fallback_nodes"]) == 2 and "notes" not in tuning
+
+
+def test_mac_floor_is_an_onnxruntime_setting(hostile_dir, tmp_path):
+    q = "{engine: nncf, accuracy_criterion: {max_drop: 1.0, min_int8_mac_share: 0.8}}"
+    res = _run(write_recipe(hostile_dir, q, name="floor-nncf"), tmp_path / "n")
+    assert res.exit_code == 2, res.output
+    assert "min_int8_mac_share applies to engine onnxruntime" in res.output and "Traceback" not in res.output
