@@ -147,9 +147,9 @@ class AccuracyCriterion(Strict):
     tuning_samples: int | None = Field(None, ge=1, description="evaluation subset for tuning (None: all)")
     sensitivity_samples: int = Field(200, ge=1, description="evaluation subset for the per-layer analysis")
     tune_calibration: bool = Field(True, description="before any FP32 fallback, also try (cheapest first) percentile "
-                                   "calibration, per-tensor, reduce_range, U8U8, bias correction (fast), cross-layer "
-                                   "equalization, equalization + bias correction (mode dynamic: per-tensor and "
-                                   "reduce_range only)")
+                                   "calibration, per-tensor, reduce_range, bias correction (fast), cross-layer "
+                                   "equalization, equalization + bias correction, GPTQ weight rounding, equalization "
+                                   "+ GPTQ + bias correction, U8U8 (mode dynamic: per-tensor and reduce_range only)")
     latency_iterations: int = Field(20, ge=1, description="batch-1 ORT runs timed per trial")
     min_int8_mac_share: float | None = Field(
         None, ge=0.0, le=1.0, description="the FP32 fallback never leaves less than this share of the "
@@ -203,6 +203,10 @@ class QuantizeConfig(Strict):
         "the weight error times the layer's mean FP32 input on the calibration data (Data-Free Quantization's bias "
         "correction); full = then the whole-model residual, layer by layer (slow: one pass per layer) (engine "
         "onnxruntime, static; engine nncf has nncf.bias_correction)")
+    weight_rounding: Literal["nearest", "gptq"] = Field(
+        "nearest", description="nearest: round each weight to its nearest integer; gptq: round each layer's weights "
+        "column by column, spreading each rounding error onto the columns not yet rounded (GPTQ, with the layer's "
+        "input Hessian from the calibration data); same scales, same INT8 kernels (engine onnxruntime, static)")
     calibration_batch_size: int = Field(
         32, ge=1, description="samples per calibration batch; entropy, percentile and moving_average use the largest "
         "size <= this that divides the sample count (equal batches; any count works), recorded as "
@@ -215,11 +219,13 @@ class QuantizeConfig(Strict):
     @model_validator(mode="after")
     def _ort_techniques(self) -> QuantizeConfig:
         # these rewrite the ONNX model around ORT's quantizer: never ignore them silently
-        if self.engine != "onnxruntime" and (self.equalization or self.bias_correction != "none"):
+        if self.engine != "onnxruntime" and (self.equalization or self.bias_correction != "none"
+                                             or self.weight_rounding != "nearest"):
             hint = " (use nncf.bias_correction)" if self.engine == "nncf" and self.bias_correction != "none" else ""
-            raise ValueError(f"equalization and bias_correction apply to engine onnxruntime, not {self.engine}{hint}")
-        if self.mode == "dynamic" and self.bias_correction != "none":
-            raise ValueError("bias_correction needs mode: static (calibration data)")
+            raise ValueError(f"equalization, bias_correction and weight_rounding apply to engine onnxruntime, "
+                             f"not {self.engine}{hint}")
+        if self.mode == "dynamic" and (self.bias_correction != "none" or self.weight_rounding != "nearest"):
+            raise ValueError("bias_correction and weight_rounding need mode: static (calibration data)")
         crit = self.accuracy_criterion
         if crit is not None and crit.min_int8_mac_share is not None and self.engine != "onnxruntime":
             raise ValueError(f"accuracy_criterion.min_int8_mac_share applies to engine onnxruntime, not {self.engine}")

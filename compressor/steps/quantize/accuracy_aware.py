@@ -41,6 +41,8 @@ CALIBRATION_VARIANTS: list[dict[str, Any]] = [
     {"bias_correction": "fast"},
     {"equalization": True},
     {"equalization": True, "bias_correction": "fast"},
+    {"weight_rounding": "gptq"},
+    {"equalization": True, "bias_correction": "fast", "weight_rounding": "gptq"},
     # last: on a VNNI CPU U8U8 has no fast kernel (MobileNetV2 ran 1.00x ORT FP32 against 2.0x for
     # U8S8, benchmarks/results/mobilenet_techniques.md); it is the fix where U8S8 saturates
     {"activation_type": "uint8", "weight_type": "uint8"},
@@ -219,7 +221,7 @@ def _choose_ranges(sources: _Sources, cfg: QuantizeConfig, calib: Dataset, work:
     from compressor.steps.quantize.ranges import MSE_SAMPLES, METHODS, choose_ranges
 
     model_in, qc, _ = sources.get(cfg)
-    qc = qc.model_copy(update={"bias_correction": "none"})
+    qc = qc.model_copy(update={"bias_correction": "none", "weight_rounding": "nearest"})
     caches: dict[str, Path] = {}
     for meth in METHODS:
         # the configured method as configured (moving average included); the others plain
@@ -383,8 +385,8 @@ def sensitivity(sources: _Sources, cfg: QuantizeConfig, ctx: RunContext, tuner: 
     threads = ctx.recipe.benchmark.threads
     cache = ranges or _calibration_cache(work, cfg)
     src, cfg, _ = sources.get(cfg)
-    # ranking needs no bias correction, and it would cost one correction pass per node
-    cfg = cfg.model_copy(update={"bias_correction": "none"})
+    # ranking needs no bias correction or weight rounding, which would cost a pass per node
+    cfg = cfg.model_copy(update={"bias_correction": "none", "weight_rounding": "nearest"})
     data = tuning_data(ctx, crit).subset(crit.sensitivity_samples, seed=ctx.seed)
     calib = _calibration(ctx, cfg)
     key = sha256_json({"tuning_data": crit.tuning_data, "model": sha256_file(src),

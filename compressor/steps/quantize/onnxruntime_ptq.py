@@ -157,9 +157,10 @@ STAT_SAMPLES = 256
 
 
 def _stat_feeds(cfg: QuantizeConfig, calibration: Dataset | None, names: list[str]) -> list[dict[str, np.ndarray]] | None:
-    """Calibration batches for equalization's ReLU6 statistics and bias correction (None: no data)."""
+    """Calibration batches for equalization's ReLU6 statistics, weight rounding's input Hessians and
+    bias correction (None: no data)."""
     if cfg.mode != "static" or calibration is None or len(calibration) == 0 or not (
-            cfg.equalization or cfg.bias_correction != "none"):
+            cfg.equalization or cfg.bias_correction != "none" or cfg.weight_rounding != "nearest"):
         return None
     data = calibration.subset(STAT_SAMPLES, seed=0) if len(calibration) > STAT_SAMPLES else calibration
     return [{n: np.ascontiguousarray(f[n] if n in f else next(iter(f.values()))) for n in names}
@@ -233,9 +234,11 @@ def quantize_onnx(
 
     details: dict[str, Any] = {"engine": "onnxruntime", "mode": cfg.mode}
     exclude = sorted(set(cfg.nodes_to_exclude) | set(nodes_to_exclude or []))
-    if cfg.bias_correction != "none" and (cfg.mode != "static" or calibration is None or len(calibration) == 0):
-        raise StepError("bias_correction needs static quantization with calibration data",
-                        hint="set quantize.mode: static and data.calibration, or bias_correction: none")
+    rewrites = cfg.bias_correction != "none" or cfg.weight_rounding != "nearest"
+    if rewrites and (cfg.mode != "static" or calibration is None or len(calibration) == 0):
+        raise StepError("bias_correction and weight_rounding need static quantization with calibration data",
+                        hint="set quantize.mode: static and data.calibration, or bias_correction: none and "
+                        "weight_rounding: nearest")
     with tempfile.TemporaryDirectory(prefix="compressor-quant-") as tmpdir:
         tmp = Path(tmpdir)
         src = _without_initializer_shapes(src, tmp / "clean.onnx", details)
@@ -248,8 +251,9 @@ def quantize_onnx(
         check_node_names(cfg.nodes_to_exclude, {n.name for n in graph.node} | {n.name for n in src_graph.node})
         ort_exclude = _with_rewritten_gemms(exclude, [graph, src_graph]) if cfg.mode == "dynamic" else exclude
         feeds = _stat_feeds(cfg, calibration, names)
-        # bias correction rewrites the quantized model: make it in the temporary folder, publish after
-        out = tmp / "quantized.onnx" if cfg.bias_correction != "none" else dst
+        # weight rounding and bias correction rewrite the quantized model: make it in the temporary
+        # folder, publish after
+        out = tmp / "quantized.onnx" if rewrites else dst
 
         def attempt(fp32: Path) -> Path:
             """Quantize ``fp32`` (equalized first when asked) into ``out``; returns the FP32 model quantized."""
@@ -278,11 +282,17 @@ def quantize_onnx(
             except Exception as e2:  # noqa: BLE001
                 raise StepError(f"ONNX Runtime quantization failed: {type(e2).__name__}: "
                                 f"{str(e2).splitlines()[0] if str(e2) else ''}") from e2
+        if cfg.weight_rounding == "gptq":  # before bias correction, which reads the new weights
+            from compressor.steps.quantize.rounding import round_weights
+
+            assert feeds is not None
+            details.update(round_weights(out, quantized_from, feeds))
         if cfg.bias_correction != "none":
             from compressor.steps.quantize.bias_correction import correct_biases
 
             assert feeds is not None
             details.update(correct_biases(out, quantized_from, feeds, cfg.bias_correction))
+        if rewrites:
             with atomic_path(dst) as final:
                 shutil.copyfile(out, final)
     details.update({

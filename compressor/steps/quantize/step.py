@@ -126,6 +126,9 @@ def techniques(details: dict[str, Any]) -> list[str]:
     if d.get("equalization"):
         out.append(f"cross-layer equalization ({d.get('equalized_pairs', 0)} Conv pairs, "
                    f"{d.get('equalized_through_relu6', 0)} through ReLU6)")
+    if d.get("weight_rounding") == "gptq":
+        out.append(f"GPTQ weight rounding ({d.get('weight_rounded_layers', 0)} layers, output error x"
+                   f"{d.get('weight_output_error_ratio', 1.0):.2f})")
     if d.get("bias_correction") not in (None, "none"):
         out.append(f"bias correction ({d['bias_correction']})")
     for t in d.get("extra_techniques", []):

@@ -109,7 +109,11 @@ def test_tuner_variants_cheapest_first_and_only_where_they_apply():
     keys = [set(v) for v in u8s8]
     assert keys.index({"bias_correction"}) > keys.index({"reduce_range"})
     # U8U8 last: without a VNNI kernel for it, it is slow where U8S8 is not
-    assert keys[-2] == {"equalization", "bias_correction"} and keys[-1] == {"activation_type", "weight_type"}
+    assert keys[-1] == {"activation_type", "weight_type"}
+    # GPTQ rounding (a pass over the calibration data per layer) after the cheaper techniques, and
+    # all three together just before U8U8
+    assert keys.index({"weight_rounding"}) > keys.index({"equalization", "bias_correction"})
+    assert keys[-2] == {"equalization", "bias_correction", "weight_rounding"}
     # S8/S8 symmetric (TensorRT's form): the activation/weight types are not tuned away
     assert all("weight_type" not in v for v in tried(QuantizeConfig(activation_type="int8", symmetric_activations=True)))
     assert tried(QuantizeConfig(mode="dynamic")) == [{"per_channel": False}, {"reduce_range": True}]
@@ -118,7 +122,7 @@ def test_tuner_variants_cheapest_first_and_only_where_they_apply():
 @pytest.mark.parametrize("q, message", [
     ("{engine: nncf, bias_correction: fast}", "use nncf.bias_correction"),
     ("{engine: inc, equalization: true}", "apply to engine onnxruntime, not inc"),
-    ("{mode: dynamic, bias_correction: full}", "needs mode: static"),
+    ("{mode: dynamic, bias_correction: full}", "need mode: static"),
 ])
 def test_techniques_never_ignored_silently(cli, write_recipe, q, message):
     res = cli("validate", write_recipe(replace={"{mode: static, calibration: minmax}": q}))

@@ -1,0 +1,206 @@
+"""Error-compensating weight rounding of a QDQ model (ORT engine, ``weight_rounding: gptq``).
+
+Round-to-nearest rounds each weight on its own; the layer's output error is the sum of those
+errors weighted by its inputs, and nothing makes them cancel. GPTQ (Frantar et al. 2022, the
+OBQ update of Frantar and Alistarh 2022 done column by column) rounds a layer's input
+columns in turn and spreads each rounding error onto the columns not yet rounded, weighted
+by the inverse of the layer's input Hessian ``H = X X^T`` measured on calibration data. The
+scales and zero points stay the quantizer's: only the integer weights change, so the model
+keeps its QDQ form and runs on the same INT8 kernels, and bias correction (which reads the
+dequantized weights) runs after it on the new weights.
+
+Conv (any group count: a depthwise layer's channels each have their own 3x3 Hessian), Gemm
+and MatMul with a constant 2-D weight. ``H`` comes from im2col patches of the layer's FP32
+input (Conv) or its rows (Gemm/MatMul) on the calibration feeds, at most :data:`POSITIONS`
+positions per feed. On MobileNetV2 the weights alone (activations FP32) carry about half
+of the INT8 output error (benchmarks/results/mobilenet_techniques.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+POSITIONS = 2048  # input positions (im2col columns) sampled per calibration feed and layer
+DAMP = 0.01  # Hessian damping, a fraction of its mean diagonal (GPTQ's default)
+
+
+def _attr(node: Any, name: str, default: Any) -> Any:
+    import onnx
+
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _targets(model: Any, ref: Any) -> list[dict[str, Any]]:
+    """Quantized Conv/Gemm/MatMul nodes whose weight is DequantizeLinear(integer initializer)
+    and whose FP32 twin (same node name in ``ref``) has a float weight initializer."""
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    ref_nodes = {n.name: n for n in ref.graph.node if n.name}
+    ref_inits = {t.name: t for t in ref.graph.initializer}
+    out = []
+    for n in g.node:
+        if n.op_type not in ("Conv", "Gemm", "MatMul") or len(n.input) < 2 or n.name not in ref_nodes:
+            continue
+        dq = producer.get(n.input[1])
+        r = ref_nodes[n.name]
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits or dq.input[1] not in inits \
+                or r.input[1] not in ref_inits or producer.get(n.input[0]) is None:
+            continue
+        q = numpy_helper.to_array(inits[dq.input[0]])
+        w = numpy_helper.to_array(ref_inits[r.input[1]]).astype(np.float64)
+        if q.shape != w.shape or q.dtype.kind not in "iu":
+            continue
+        if n.op_type == "Conv":
+            if w.ndim not in (3, 4):
+                continue
+            rows_axis = 0
+        elif n.op_type == "Gemm":
+            if w.ndim != 2 or _attr(n, "transA", 0):
+                continue
+            rows_axis = 0 if _attr(n, "transB", 0) else 1
+        else:
+            if w.ndim != 2:
+                continue
+            rows_axis = 1
+        scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
+        zp = numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64) \
+            if len(dq.input) > 2 and dq.input[2] in inits else np.zeros_like(scale)
+        if scale.size > 1 and _attr(dq, "axis", 1) % w.ndim != rows_axis:
+            continue  # per-channel along another axis: the rows would not share a scale
+        out.append({"node": n, "ref": r, "int": dq.input[0], "q": q, "w": w, "rows_axis": rows_axis,
+                    "scale": scale, "zp": zp, "input": r.input[0]})
+    return out
+
+
+def _patches(node: Any, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """[groups, D, positions] columns the layer multiplies its weight rows with."""
+    import torch
+
+    if node.op_type != "Conv":
+        cols = x.reshape(-1, x.shape[-1]).T  # [K, rows]
+        cols = cols[:, rng.choice(cols.shape[1], POSITIONS, replace=False)] if cols.shape[1] > POSITIONS else cols
+        return cols[None]
+    if x.ndim == 3:  # 1-D conv as 2-D with height 1
+        x = x[:, :, None, :]
+    k = list(_attr(node, "kernel_shape", []))
+    k = ([1] + k) if len(k) == 1 else k
+    pads = list(_attr(node, "pads", [0] * 2 * len(k)))
+    strides = list(_attr(node, "strides", [1] * len(k)))
+    dil = list(_attr(node, "dilations", [1] * len(k)))
+    if len(pads) == 2:  # 1-D: (begin, end)
+        pads, strides, dil = [0, pads[0], 0, pads[1]], [1] + strides, [1] + dil
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    # ONNX pads are (h_begin, w_begin, h_end, w_end); F.pad takes (w_begin, w_end, h_begin, h_end)
+    t = torch.nn.functional.pad(t, (pads[1], pads[3], pads[0], pads[2]))
+    u = torch.nn.functional.unfold(t, kernel_size=k, dilation=dil, stride=strides).numpy()  # [B, C*kh*kw, L]
+    group = int(_attr(node, "group", 1))
+    u = u.transpose(1, 0, 2).reshape(u.shape[1], -1)  # [C*kh*kw, B*L]
+    if u.shape[1] > POSITIONS:
+        u = u[:, rng.choice(u.shape[1], POSITIONS, replace=False)]
+    return u.reshape(group, -1, u.shape[1])
+
+
+def _hessians(ref: Any, targets: list[dict[str, Any]], feeds: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """``H = sum X X^T`` per target node (``[groups, D, D]``) from its FP32 input on ``feeds``."""
+    import onnx
+    import onnxruntime as ort
+
+    m = onnx.ModelProto()
+    m.CopyFrom(ref)
+    have = {o.name for o in m.graph.output}
+    tensors = sorted({t["input"] for t in targets})
+    m.graph.output.extend(onnx.ValueInfoProto(name=t) for t in tensors if t not in have)
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    s = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    hs: dict[str, np.ndarray] = {}
+    for f in feeds:
+        values = dict(zip(tensors, s.run(tensors, f)))
+        for t in targets:
+            p = _patches(t["node"], values[t["input"]], rng).astype(np.float64)
+            h = np.einsum("gdn,gen->gde", p, p)
+            name = t["node"].name
+            hs[name] = hs[name] + h if name in hs else h
+    return hs
+
+
+def _gptq(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zp: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Integers for rows ``w`` [G, R, D] (G groups sharing Hessian ``h`` [G, D, D]), with per-row
+    ``scale``/``zp`` [G, R], rounded column by column with GPTQ's error feedback."""
+    w = w.copy()
+    g, _, d = w.shape
+    h = h.copy()
+    diag = np.einsum("gii->gi", h)
+    dead = diag <= 0
+    idx = np.arange(d)
+    h[:, idx, idx] += DAMP * np.maximum(diag.mean(axis=1, keepdims=True), 1e-12) + dead  # dead inputs: any rounding
+    try:
+        u = np.linalg.cholesky(np.linalg.inv(h))  # lower L with L L^T = H^-1
+    except np.linalg.LinAlgError:
+        return np.clip(np.round(w / scale[..., None]) + zp[..., None], lo, hi)
+    hinv = np.swapaxes(u, 1, 2)  # upper Cholesky factor of H^-1
+    q = np.empty_like(w)
+    for i in range(d):
+        col = w[:, :, i]
+        qi = np.clip(np.round(col / scale) + zp, lo, hi)
+        q[:, :, i] = qi
+        err = (col - (qi - zp) * scale) / hinv[:, i, i][:, None]
+        w[:, :, i + 1:] -= err[:, :, None] * hinv[:, None, i, i + 1:]
+    return q
+
+
+def round_weights(qdq: Path, fp32: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """Re-round the integer weights of ``qdq`` (rewritten in place) against the FP32 weights and
+    input statistics of ``fp32`` on ``feeds``. Returns what was done."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(qdq))
+    ref = onnx.load(str(fp32))
+    targets = _targets(model, ref)
+    if not targets:
+        return {"weight_rounding": "gptq", "weight_rounded_layers": 0}
+    hs = _hessians(ref, targets, feeds)
+    inits = {t.name: t for t in model.graph.initializer}
+    before, after = [], []
+    for t in targets:
+        node, w, q0 = t["node"], t["w"], t["q"]
+        h = hs[node.name]
+        # weight rows [G, R, D] matching the Hessian's groups and column order
+        rows = np.moveaxis(w, t["rows_axis"], 0).reshape(w.shape[t["rows_axis"]], -1)  # [Cout, D_total]
+        groups = h.shape[0]
+        r = rows.shape[0] // groups
+        if rows.shape[0] % groups or rows.shape[1] != h.shape[1]:
+            continue
+        scale = np.broadcast_to(t["scale"].reshape(-1), (rows.shape[0],)).reshape(groups, r)
+        zp = np.broadcast_to(t["zp"].reshape(-1), (rows.shape[0],)).reshape(groups, r)
+        lo, hi = float(q0.min()), float(q0.max())
+        q = _gptq(rows.reshape(groups, r, -1), h, scale, zp, lo, hi)
+        new_rows = q.reshape(rows.shape)
+        old_rows = np.moveaxis(q0, t["rows_axis"], 0).reshape(rows.shape).astype(np.float64)
+        # the layer's output error on the calibration statistics, before and after: sum over groups
+        # of (W - W_q) H (W - W_q)^T's trace
+        sc, zz = scale.reshape(-1, 1), zp.reshape(-1, 1)
+        for ints, acc in ((old_rows, before), (new_rows, after)):
+            e = (rows - (ints - zz) * sc).reshape(groups, r, -1)
+            acc.append(float(np.einsum("grd,gde,gre->", e, h, e)))
+        if after[-1] > before[-1]:  # never worse than round-to-nearest on the statistics it was fit to
+            after[-1] = before[-1]
+            continue
+        new = np.moveaxis(new_rows.reshape(np.moveaxis(q0, t["rows_axis"], 0).shape), 0, t["rows_axis"])
+        inits[t["int"]].CopyFrom(numpy_helper.from_array(new.astype(q0.dtype), t["int"]))
+    onnx.save(model, str(qdq))
+    total_b, total_a = sum(before), sum(after)
+    return {"weight_rounding": "gptq", "weight_rounded_layers": len(before),
+            "weight_output_error_ratio": round(total_a / total_b, 4) if total_b else 1.0}
