@@ -52,7 +52,8 @@ def finetune(train_samples: int, seed: int = 0):
     return model.eval()
 
 
-def finetune_and_quantize(out: Path, train_samples: int = 4000, test_samples: int = 2000) -> dict:
+def finetune_and_quantize(out: Path, train_samples: int = 4000, test_samples: int = 2000,
+                          openvino: bool = False) -> dict:
     """Fine-tune, export, quantize (old and new settings), top-1 of each on the test set."""
     import nncf
     import onnx
@@ -78,16 +79,71 @@ def finetune_and_quantize(out: Path, train_samples: int = 4000, test_samples: in
     recipe_cfg = out / "fashion_mnv2.ort-new.onnx"
     quantize_onnx(fp32, recipe_cfg, QuantizeConfig(moving_average=True, calibration_batch_size=1, nodes_to_exclude=head),
                   Dataset({"input": calib}))
+    # the shipped recipe's settings (recipes/mobilenet_v2.yaml): + equalization + fast bias correction
+    shipped = out / "fashion_mnv2.ort-shipped.onnx"
+    quantize_onnx(fp32, shipped, QuantizeConfig(moving_average=True, calibration_batch_size=1, nodes_to_exclude=head,
+                                                 equalization=True, bias_correction="fast"),
+                  Dataset({"input": calib}))
+    gptq = {}
+    for tag, extra in (("eq-gptq", {}), ("eq-gptq-bc", {"bias_correction": "fast"})):
+        gptq[tag] = out / f"fashion_mnv2.ort-{tag}.onnx"
+        quantize_onnx(fp32, gptq[tag], QuantizeConfig(moving_average=True, calibration_batch_size=1,
+                                                       nodes_to_exclude=head, equalization=True,
+                                                       weight_rounding="gptq", **extra), Dataset({"input": calib}))
     new = out / "fashion_mnv2.nncf.onnx"
     q = nncf.quantize(onnx.load(str(fp32)), nncf.Dataset([{"input": calib[i:i + 1]} for i in range(len(calib))]),
                       subset_size=len(calib), preset=nncf.QuantizationPreset.MIXED, fast_bias_correction=False)
     onnx.save(q, str(new))
     res = {"train_samples": train_samples, "test_samples": test_samples, "size": SIZE, "epochs": 1,
            "train_seconds": round(train_s, 1), "calibration_samples": len(calib), "top1": {}}
-    for name, path in (("fp32", fp32), ("int8 ort minmax (old recipe)", old),
-                       ("int8 ort moving-avg, head fp32 (new recipe)", recipe_cfg), ("int8 nncf mixed + full bias corr.", new)):
+    variants = (("fp32", fp32), ("int8 ort minmax (old recipe)", old),
+                ("int8 ort moving-avg, head fp32 (new recipe)", recipe_cfg),
+                ("int8 shipped recipe: + equalization + bias correction fast", shipped),
+                ("int8 + equalization + GPTQ rounding", gptq["eq-gptq"]),
+                ("int8 + equalization + GPTQ rounding + bias correction fast", gptq["eq-gptq-bc"]),
+                ("int8 nncf mixed + full bias corr.", new))
+    for name, path in variants:
         res["top1"][name] = float(np.mean(run_all(ort_session(path), xt, batch=100).argmax(1) == yt))
     res["drop_points"] = {k: round((res["top1"]["fp32"] - v) * 100, 2) for k, v in res["top1"].items() if k != "fp32"}
+    if openvino:  # the same ONNX models run by compressor's OpenVINO target
+        from compressor.targets.base import ModelArtifact
+        from compressor.targets.registry import make_target
+        from compressor.targets.spec import load_target
+
+        ov = make_target(load_target("openvino-cpu"))
+        res["top1_openvino"] = {}
+        for i, (name, path) in enumerate(variants):
+            art = ov.compile(ModelArtifact(f"fashion-ov-{i}", "fp32" if i == 0 else "int8", path, []), out,
+                             precision="fp32" if i == 0 else "int8")
+            res["top1_openvino"][name] = float(np.mean(run_all(ov.load(art, threads=2), xt, batch=100).argmax(1) == yt))
+        res["drop_points_openvino"] = {k: round((res["top1_openvino"]["fp32"] - v) * 100, 2)
+                                       for k, v in res["top1_openvino"].items() if k != "fp32"}
     print("fashion:", res, flush=True)
     del torch
     return res
+
+
+def main() -> None:
+    """``python benchmarks/fashion_finetune.py [--openvino]``: the labelled-data check alone
+    (writes benchmarks/out/fashion_finetune.json)."""
+    import argparse
+    import json
+    import platform
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path[:0] = [str(root), str(root / "examples"), str(root / "benchmarks")]
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--openvino", action="store_true", help="also score every model on compressor's OpenVINO target")
+    ap.add_argument("--train-samples", type=int, default=4000)
+    ap.add_argument("--test-samples", type=int, default=2000)
+    args = ap.parse_args()
+    out = root / "benchmarks" / "out" / "fashion_finetune"
+    out.mkdir(parents=True, exist_ok=True)
+    res = finetune_and_quantize(out, args.train_samples, args.test_samples, openvino=args.openvino)
+    res.update(date=time.strftime("%Y-%m-%d"), cpu=platform.processor() or platform.machine())
+    (root / "benchmarks" / "out" / "fashion_finetune.json").write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -54,7 +54,25 @@ VARIANTS: dict[str, dict] = {
                               "nodes_to_exclude": ["node_linear"], "equalization": True},
     "recipe + bias correction fast": {"moving_average": True, "calibration_batch_size": 1,
                                       "nodes_to_exclude": ["node_linear"], "bias_correction": "fast"},
+    "recipe + GPTQ rounding": {"moving_average": True, "calibration_batch_size": 1,
+                               "nodes_to_exclude": ["node_linear"], "weight_rounding": "gptq"},
+    "recipe + equalization + GPTQ rounding": {"moving_average": True, "calibration_batch_size": 1,
+                                              "nodes_to_exclude": ["node_linear"], "equalization": True,
+                                              "weight_rounding": "gptq"},
+    "recipe + equalization + GPTQ rounding + bias correction fast": {
+        "moving_average": True, "calibration_batch_size": 1, "nodes_to_exclude": ["node_linear"],
+        "equalization": True, "weight_rounding": "gptq", "bias_correction": "fast"},
 }
+
+
+def kl(ref: np.ndarray, out: np.ndarray) -> float:
+    """Mean KL divergence of the INT8 softmax from the FP32 softmax: a finer signal than top-1 agreement."""
+    def log_softmax(z: np.ndarray) -> np.ndarray:
+        z = z.astype(np.float64) - z.max(1, keepdims=True)
+        return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+    lp, lq = log_softmax(ref), log_softmax(out)
+    return float(np.mean(np.sum(np.exp(lp) * (lp - lq), 1)))
 
 
 def cpu_flags() -> list[str]:
@@ -70,6 +88,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", nargs="*", help="variant names to run (default: all)")
     ap.add_argument("--tag", default="", help="suffix of the output file (runs of a subset)")
+    ap.add_argument("--eval-crops", type=int, default=200, help="evaluation crops (seed 2; the first 200 are "
+                    "the recipe's); one binomial standard error is about 2 pp at 200, 1 pp at 1000")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     args = ap.parse_args()
     import mobilenet_v2 as mn
 
@@ -84,16 +105,21 @@ def main() -> None:
 
     out = ROOT / "benchmarks" / "out" / "mobilenet_techniques"
     out.mkdir(parents=True, exist_ok=True)
-    n_eval = 60 if args.quick else 200
+    n_eval = 60 if args.quick else args.eval_crops
     calib, evals = mn.sample_images(64, seed=1), mn.sample_images(n_eval, seed=2)
     fp32 = export_onnx(mn.build(pretrained=True).eval(), out / "fp32.onnx",
                        [{"name": "input", "shape": [2, 3, 224, 224], "dtype": "float32", "dynamic": {}}])
     ref = run_all(ort_session(fp32), evals)
+    from mobilenet_int8 import stable_crops
+
+    stable, floor = stable_crops(ort_session(fp32), evals, ref)
     ov = make_target(load_target("openvino-cpu"))
     feeds = {"input": evals[:1]}
     res: dict = {"date": time.strftime("%Y-%m-%d"), "cpu": platform.processor() or platform.machine(),
                  "cpu_flags": cpu_flags(), "threads": THREADS, "eval_crops": n_eval, "calibration_crops": len(calib),
-                 "variants": {}}
+                 "fp32_self_agreement_one_grey_level": floor, "stable_crops": int(stable.sum()), "variants": {}}
+    print(f"FP32 under one grey level of input noise agrees with itself on {floor:.3f} of the crops "
+          f"({int(stable.sum())} stable crops)", flush=True)
     runs = {"ort fp32": (lambda s=ort_session(fp32): s.run(None, feeds))}
     art = ov.compile(ModelArtifact("ov-fp32", "fp32", fp32, []), out, precision="fp32")
     s_ov32 = ov.load(art, threads=THREADS)
@@ -105,22 +131,28 @@ def main() -> None:
         info = quantize_onnx(fp32, dst, QuantizeConfig(**{**BASE, **kw}), Dataset({"input": calib}))
         secs = time.perf_counter() - t0
         s = ort_session(dst)
-        agree_ort = float(np.mean(run_all(s, evals).argmax(1) == ref.argmax(1)))
+        out_ort = run_all(s, evals)
+        agree_ort = float(np.mean(out_ort.argmax(1) == ref.argmax(1)))
         art = ov.compile(ModelArtifact(f"ov-int8-{i}", "int8", dst, []), out, precision="int8")
         s_ov = ov.load(art, threads=THREADS)
         agree_ov = float(np.mean(run_all(s_ov, evals).argmax(1) == ref.argmax(1)))
         macs = mac_summary(dst)
         res["variants"][name] = {"settings": kw, "top1_agreement_ort": agree_ort, "top1_agreement_openvino": agree_ov,
+                                 "top1_agreement_ort_stable_crops": float(np.mean(
+                                     (out_ort.argmax(1) == ref.argmax(1))[stable])),
+                                 "kl_ort": kl(ref, out_ort),
                                  "int8_mac_share": macs["int8_mac_share"], "quantize_s": round(secs, 1),
                                  "size_mb": round(dst.stat().st_size / 1e6, 2),
                                  **{k: info[k] for k in ("equalized_pairs", "equalized_through_relu6",
-                                                          "relu6_channels_left_unscaled", "bias_corrected_layers")
+                                                          "relu6_channels_left_unscaled", "bias_corrected_layers",
+                                                          "weight_output_error_ratio")
                                     if k in info}}
         runs[f"ort {name}"] = lambda s=s: s.run(None, feeds)
         runs[f"openvino {name}"] = lambda s=s_ov: s.run(feeds)
-        print(f"{name:50s} ORT {agree_ort:.3f}  OpenVINO {agree_ov:.3f}  INT8 MACs {macs['int8_mac_share']:.3f}  "
+        print(f"{name:50s} ORT {agree_ort:.3f}  OpenVINO {agree_ov:.3f}  KL {kl(ref, out_ort):.4f}  "
+              f"INT8 MACs {macs['int8_mac_share']:.3f}  "
               f"{secs:.0f}s", flush=True)
-    p50 = interleaved_p50(runs, rounds=2 if args.quick else 5)
+    p50 = interleaved_p50(runs, rounds=2 if args.quick else args.rounds)
     res["latency_p50_ms"] = p50
     res["speedup_vs_ort_fp32"] = {k: p50["ort fp32"] / v for k, v in p50.items()}
     print("speedup vs ORT FP32", json.dumps({k: round(v, 2) for k, v in res["speedup_vs_ort_fp32"].items()}), flush=True)
