@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from compressor.utils.ort_sessions import KEEP_FLOAT_NODES
+
 FULL_PASSES = 1  # one session per layer per pass: each pass costs about a calibration per layer
 _OPS = {"Conv": 1, "Gemm": -1}  # op -> the channel axis of its output
 
@@ -69,7 +71,8 @@ def _channel_means(model: Any, tensors: list[str], feeds: Iterable[dict[str, np.
     m.graph.output.extend(onnx.ValueInfoProto(name=t) for t in tensors if t not in have)
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    s = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    s = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=list(KEEP_FLOAT_NODES))
     sums: dict[str, np.ndarray] = {}
     count: dict[str, int] = {}
     for f in feeds:

@@ -18,6 +18,7 @@ from compressor.metrics import compute_metric, metric_info
 from compressor.data.dataset import Dataset
 from compressor.errors import CompressorError, DataError, TargetFailed
 from compressor.recipe.schema import AccuracyCriterion
+from compressor.utils.ort_sessions import KEEP_FLOAT_NODES
 
 if TYPE_CHECKING:
     from compressor.context import RunContext
@@ -38,7 +39,9 @@ class _OrtCandidate:
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            # a node left FP32 must run FP32 (ORT would re-quantize its weight per tensor)
+            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"],
+                                                disabled_optimizers=list(KEEP_FLOAT_NODES))
         except Exception as e:  # noqa: BLE001 - ORT raises its own types
             raise TargetFailed(f"ONNX Runtime cannot load {Path(path).name}: {str(e).splitlines()[0]}") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
