@@ -393,7 +393,7 @@ def sensitivity(sources: _Sources, cfg: QuantizeConfig, ctx: RunContext, tuner: 
                        "cfg": cfg.model_dump(mode="json", exclude={"accuracy_criterion"}),
                        "metric": tuner.evaluator.metric, "samples": len(data),
                        "calib": len(calib) if calib is not None else 0, "seed": ctx.seed,
-                       "ort": onnxruntime.__version__, "v": 4,
+                       "ort": onnxruntime.__version__, "v": 5,  # 5: FP32 nodes run FP32 (WeightBiasQuantization off)
                        "ranges": sha256_file(ranges) if ranges else None})
     cached = cache_dir() / "accuracy_aware" / f"{key[:32]}.json"
     if cached.is_file():
