@@ -35,10 +35,13 @@ EVAL, CALIB = 600, 64
 def _session(model):
     import onnxruntime as ort
 
+    from compressor.utils.ort_sessions import KEEP_FLOAT_NODES
+
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.log_severity_level = 2, 3
     src = model.SerializeToString() if hasattr(model, "SerializeToString") else str(model)
-    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    # float weights next to DequantizeLinear stay float (ORT would re-quantize them per tensor)
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"], disabled_optimizers=list(KEEP_FLOAT_NODES))
 
 
 def _run(model, x: np.ndarray) -> np.ndarray:
