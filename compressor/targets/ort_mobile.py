@@ -31,14 +31,41 @@ from compressor.errors import TargetFailed
 from compressor.targets.base import Artifact, ModelArtifact, Target
 from compressor.targets.onnxruntime_cpu import OrtSession
 from compressor.targets.spec import TargetOptions
+from compressor.utils.ort_sessions import KEEP_FLOAT_NODES
+
+
+@contextlib.contextmanager
+def _converter_skipping(module: Any, optimizers: tuple[str, ...]):
+    """ONNX Runtime's converter builds its sessions with ``module.ort.InferenceSession`` and offers no
+    way to skip an optimizer: while converting, give it an ``ort`` whose InferenceSession also skips
+    ``optimizers`` (everything else is the real module)."""
+    real = module.ort
+
+    class _Ort:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        @staticmethod
+        def InferenceSession(*args: Any, disabled_optimizers: list[str] | None = None, **kwargs: Any) -> Any:  # noqa: N802
+            return real.InferenceSession(*args, disabled_optimizers=[*(disabled_optimizers or []), *optimizers],
+                                         **kwargs)
+
+    module.ort = _Ort()
+    try:
+        yield
+    finally:
+        module.ort = real
 
 
 def convert_to_ort(onnx_path: Path, out_dir: Path, stem: str, *, target_platform: str = "arm",
-                   optimization_style: str = "fixed") -> tuple[Path, Path]:
+                   optimization_style: str = "fixed", keep_fp32_nodes: bool = True) -> tuple[Path, Path]:
     """Convert ``onnx_path`` to ``out_dir/<stem>.ort`` and ``<stem>.required_operators.config``.
 
     The converter works in a temporary folder; the results are moved into place
-    (config first), so an interrupted conversion leaves no partial ``.ort``."""
+    (config first), so an interrupted conversion leaves no partial ``.ort``. With
+    ``keep_fp32_nodes`` the conversion skips ORT's WeightBiasQuantization, which would bake
+    per-tensor INT8 weights into a node left FP32 (compressor/utils/ort_sessions.py)."""
+    import onnxruntime.tools.convert_onnx_models_to_ort as converter
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
     style = {"fixed": OptimizationStyle.Fixed, "runtime": OptimizationStyle.Runtime}[optimization_style]
@@ -53,8 +80,9 @@ def convert_to_ort(onnx_path: Path, out_dir: Path, stem: str, *, target_platform
             shutil.copyfile(external, src.with_name(external.name))
         try:
             # the converter prints progress on stdout: keep the CLI's output clean
+            skip = KEEP_FLOAT_NODES if keep_fp32_nodes else ()
             with contextlib.redirect_stdout(io.StringIO()), _quiet_logger("ort_format_model"), \
-                    warnings.catch_warnings():
+                    warnings.catch_warnings(), _converter_skipping(converter, skip):
                 # the converter's config writer leaves a file handle to the GC
                 warnings.simplefilter("ignore", ResourceWarning)
                 convert_onnx_models_to_ort(src, output_dir=work / "out", optimization_styles=[style],
@@ -102,7 +130,7 @@ def read_operator_config(path: Path) -> dict[str, list[str]]:
 class OrtFormatSession(OrtSession):
     """An ONNX Runtime session on a ``.ort`` file."""
 
-    def __init__(self, path: Path, threads: int, *, replay_runtime_optimizations: bool):
+    def __init__(self, path: Path, threads: int, *, replay_runtime_optimizations: bool, keep_fp32_nodes: bool = True):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -115,7 +143,8 @@ class OrtFormatSession(OrtSession):
             # our own conversion output, so replaying its saved optimizations is safe
             so.add_session_config_entry("session.enable_saved_runtime_optimizations", "1")
         try:
-            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"],
+                                                disabled_optimizers=list(KEEP_FLOAT_NODES) if keep_fp32_nodes else None)
         except Exception as e:  # noqa: BLE001
             raise TargetFailed(f"ONNX Runtime cannot load {path.name}: {str(e).strip().splitlines()[0]}") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
@@ -129,6 +158,9 @@ class OrtFormatOptions(TargetOptions):
         "arm", description="arm: phones and boards (no x86-only NCHWc layouts); amd64")
     optimization_style: Literal["fixed", "runtime"] = Field(
         "fixed", description="fixed: optimizations baked in for one platform; runtime: saved and replayed at load")
+    keep_fp32_nodes: bool = Field(
+        True, description="convert and load without ORT's WeightBiasQuantization, which would give a Conv/Gemm "
+        "left FP32 between quantized nodes per-tensor INT8 weights (compressor/utils/ort_sessions.py)")
 
 
 class OrtMobileTarget(Target):
@@ -155,7 +187,8 @@ class OrtMobileTarget(Target):
             raise TargetFailed(f"target {self.spec.name} needs an ONNX model")
         ort_path, config = convert_to_ort(model.onnx_path, out_dir, model.variant,
                                           target_platform=self.target_platform,
-                                          optimization_style=self.optimization_style)
+                                          optimization_style=self.optimization_style,
+                                          keep_fp32_nodes=self.options.keep_fp32_nodes)
         # size = what ships to the device: the .ort file (the config is a build input)
         return Artifact(ort_path, precision, [ort_path], meta={"operator_config": str(config)})
 
@@ -167,7 +200,8 @@ class OrtMobileTarget(Target):
         if config and Path(config).exists():
             self._operators = read_operator_config(Path(config))
         return OrtFormatSession(artifact.path, threads,
-                                replay_runtime_optimizations=self.optimization_style == "runtime")
+                                replay_runtime_optimizations=self.optimization_style == "runtime",
+                                keep_fp32_nodes=self.options.keep_fp32_nodes)
 
     def runtime_versions(self) -> dict[str, str]:
         import onnxruntime

@@ -54,3 +54,26 @@ def test_a_node_left_fp32_stays_fp32(dw_onnx, tmp_path):
     np.testing.assert_allclose(tuner, ours, atol=1e-6)  # the tuner scores what the target runs
     err = lambda y: float(np.mean((y - fp32) ** 2))  # noqa: E731
     assert err(ours) < err(ort_default), (err(ours), err(ort_default))
+
+
+def test_ort_mobile_converts_a_node_left_fp32_as_fp32(dw_onnx, tmp_path):
+    # ORT's converter runs the default optimizers and offers no switch: the target wraps its sessions
+    from compressor.targets.base import ModelArtifact
+    from compressor.targets.registry import make_target
+    from compressor.targets.spec import load_target
+
+    g = onnx.load(str(dw_onnx)).graph
+    dw = next(n.name for n in g.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute))
+    qdq = tmp_path / "excluded.onnx"
+    quantize_onnx(dw_onnx, qdq, QuantizeConfig(nodes_to_exclude=[dw]), load_split("digits", "train", 128, seed=1))
+    x = next(iter(load_split("digits", "test", 200, seed=0).inputs.values()))
+    keep = OrtSession(qdq, 1, {}).run({"input": x})[0]
+    trap = OrtSession(qdq, 1, {"keep_fp32_nodes": False}).run({"input": x})[0]
+    assert float(np.abs(keep - trap).max()) > 1e-3  # the two differ on this model
+    for style, keep_fp32, want in (("fixed", True, keep), ("runtime", True, keep), ("fixed", False, trap)):
+        spec = load_target("ort-mobile").model_copy(update={"options": {"optimization_style": style,
+                                                                        "keep_fp32_nodes": keep_fp32}})
+        target = make_target(spec)
+        art = target.compile(ModelArtifact(f"q-{style}-{keep_fp32}", "int8", qdq, []), tmp_path, precision="int8")
+        got = target.load(art, threads=1).run({"input": x})[0]
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"{style} keep_fp32_nodes={keep_fp32}")
