@@ -174,6 +174,7 @@ def round_weights(qdq: Path, fp32: Path, feeds: list[dict[str, np.ndarray]]) -> 
     hs = _hessians(ref, targets, feeds)
     inits = {t.name: t for t in model.graph.initializer}
     before, after = [], []
+    kept_nearest = 0
     for t in targets:
         node, w, q0 = t["node"], t["w"], t["q"]
         h = hs[node.name]
@@ -185,6 +186,7 @@ def round_weights(qdq: Path, fp32: Path, feeds: list[dict[str, np.ndarray]]) -> 
             continue
         scale = np.broadcast_to(t["scale"].reshape(-1), (rows.shape[0],)).reshape(groups, r)
         zp = np.broadcast_to(t["zp"].reshape(-1), (rows.shape[0],)).reshape(groups, r)
+        # stay inside the integer range the quantizer used (reduce_range's 7 bits included)
         lo, hi = float(q0.min()), float(q0.max())
         q = _gptq(rows.reshape(groups, r, -1), h, scale, zp, lo, hi)
         new_rows = q.reshape(rows.shape)
@@ -197,10 +199,12 @@ def round_weights(qdq: Path, fp32: Path, feeds: list[dict[str, np.ndarray]]) -> 
             acc.append(float(np.einsum("grd,gde,gre->", e, h, e)))
         if after[-1] > before[-1]:  # never worse than round-to-nearest on the statistics it was fit to
             after[-1] = before[-1]
+            kept_nearest += 1
             continue
         new = np.moveaxis(new_rows.reshape(np.moveaxis(q0, t["rows_axis"], 0).shape), 0, t["rows_axis"])
         inits[t["int"]].CopyFrom(numpy_helper.from_array(new.astype(q0.dtype), t["int"]))
     onnx.save(model, str(qdq))
     total_b, total_a = sum(before), sum(after)
-    return {"weight_rounding": "gptq", "weight_rounded_layers": len(before),
+    return {"weight_rounding": "gptq", "weight_rounded_layers": len(before) - kept_nearest,
+            **({"weight_rounding_kept_nearest": kept_nearest} if kept_nearest else {}),
             "weight_output_error_ratio": round(total_a / total_b, 4) if total_b else 1.0}
