@@ -137,7 +137,7 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
 
     excluded: list[str] = []
     group, steps = 1, 0
-    floor = _MacFloor(src, work, cfg, crit.min_int8_mac_share)
+    floor = _MacFloor(src, cfg, crit.min_int8_mac_share)
     while tuner.budget_left() and len(excluded) < len(order):
         new = floor.allowed(excluded, [n["node"] for n in order[len(excluded):len(excluded) + group]])
         if not new:
@@ -160,7 +160,7 @@ class _MacFloor:
     fully quantized model of the configured setting minus the MACs of the nodes falling back
     (:func:`~.macs.node_macs` of the FP32 model), before any candidate is made."""
 
-    def __init__(self, src: Path, work: Path, cfg: QuantizeConfig, floor: float | None):
+    def __init__(self, src: Path, cfg: QuantizeConfig, floor: float | None):
         self.floor, self.reason = floor, ""
         if floor is None:
             return
