@@ -77,3 +77,23 @@ def test_ort_mobile_converts_a_node_left_fp32_as_fp32(dw_onnx, tmp_path):
         art = target.compile(ModelArtifact(f"q-{style}-{keep_fp32}", "int8", qdq, []), tmp_path, precision="int8")
         got = target.load(art, threads=1).run({"input": x})[0]
         np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"{style} keep_fp32_nodes={keep_fp32}")
+
+
+def test_openvino_runs_a_node_left_fp32_as_fp32(dw_onnx, tmp_path):
+    # OpenVINO needs no switch: its answer follows the kept FP32 node, not ORT's re-quantized weight
+    from compressor.targets.base import ModelArtifact
+    from compressor.targets.registry import make_target
+    from compressor.targets.spec import load_target
+
+    g = onnx.load(str(dw_onnx)).graph
+    dw = next(n.name for n in g.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute))
+    qdq = tmp_path / "excluded.onnx"
+    quantize_onnx(dw_onnx, qdq, QuantizeConfig(nodes_to_exclude=[dw]), load_split("digits", "train", 128, seed=1))
+    x = next(iter(load_split("digits", "test", 200, seed=0).inputs.values()))
+    keep = OrtSession(qdq, 1, {}).run({"input": x})[0]
+    trap = OrtSession(qdq, 1, {"keep_fp32_nodes": False}).run({"input": x})[0]
+    ov = make_target(load_target("openvino-cpu"))
+    got = ov.load(ov.compile(ModelArtifact("q", "int8", qdq, []), tmp_path, precision="int8"), threads=1).run(
+        {"input": x})[0]
+    near, far = float(np.mean(np.abs(got - keep))), float(np.mean(np.abs(got - trap)))
+    assert near < far, (near, far)
