@@ -90,3 +90,12 @@ def cli(runner):
         return runner.invoke(group, [str(a) for a in args], catch_exceptions=False)
 
     return invoke
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """The emulated isa pass (tests/test_isa_pass.py, a minute or more of qemu) goes first, so on
+    two pytest-xdist workers it overlaps the rest of the suite instead of ending it."""
+    first = [i for i in items if i.nodeid.startswith("tests/test_isa_pass.py")]
+    if first:
+        rest = [i for i in items if not i.nodeid.startswith("tests/test_isa_pass.py")]
+        items[:] = first + rest

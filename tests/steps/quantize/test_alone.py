@@ -12,7 +12,7 @@ from compressor.recipe.schema import QuantizeConfig
 from compressor.steps.quantize.alone import AloneCutter
 from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx
 from compressor.steps.quantize.tuning import quantized_nodes
-from tests.steps.quantize.test_depthwise_techniques import dw_onnx  # noqa: F401 - the trained depthwise net
+from tests.depthwise_fixtures import dw_onnx  # noqa: F401 - the trained depthwise net
 
 
 def _out(model, x):

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from compressor.cli.main import _register, cli
 from compressor.steps.quantize.ranges import quantization_mse
 from tests.accuracy_fixtures import write_recipe
-from tests.steps.quantize.test_depthwise_techniques import dw_onnx  # noqa: F401 - the trained depthwise net
+from tests.depthwise_fixtures import dw_onnx  # noqa: F401 - the trained depthwise net
 
 _register()
 

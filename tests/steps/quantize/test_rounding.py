@@ -8,6 +8,7 @@ import json
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
@@ -17,7 +18,7 @@ from compressor.recipe.schema import QuantizeConfig
 from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx
 from compressor.steps.quantize.rounding import _gptq
 from tests.accuracy_fixtures import write_recipe
-from tests.steps.quantize.test_depthwise_techniques import dw_onnx  # noqa: F401 - the trained depthwise net
+from tests.depthwise_fixtures import dw_onnx  # noqa: F401 - the trained depthwise net
 
 _register()
 
@@ -49,6 +50,7 @@ def test_gptq_solves_a_least_squares_rounding_better_than_nearest():
     assert np.abs(q - rtn).max() <= 2  # still a rounding of the same weights, not new weights
 
 
+@pytest.mark.isa  # the errors are measured on the INT8 kernels (U8S8 saturates without VNNI)
 def test_gptq_keeps_the_qdq_form_and_lowers_the_output_error(dw_onnx, tmp_path):
     calib = load_split("digits", "train", 256, seed=1)
     x = next(iter(load_split("digits", "test", 300, seed=0).inputs.values()))

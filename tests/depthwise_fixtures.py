@@ -1,0 +1,54 @@
+"""A real (trained) depthwise CNN on sklearn's digits, exported to ONNX: the model the
+quantization-technique and FP32-fallback tests share. Built by torch, so the ``isa`` pass
+(tests/isa.py) builds it natively once and its emulated run reads the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from compressor.data import load_split
+from compressor.export.onnx_export import export_onnx
+from tests.isa import prebuilt, register_isa_fixture
+
+
+class DepthwiseNet(nn.Module):
+    """Conv -> ReLU6 -> depthwise -> ReLU6 -> pointwise -> ReLU -> depthwise -> pool -> linear (digits 8x8)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU6(),
+            nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.ReLU6(),
+            nn.Conv2d(16, 24, 1), nn.ReLU(),
+            nn.Conv2d(24, 24, 3, padding=1, groups=24), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 10))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+@register_isa_fixture("dw.onnx")
+def build_dw_onnx(folder: Path) -> Path:
+    torch.manual_seed(0)
+    train = load_split("digits", "train", None, seed=0)
+    x = torch.from_numpy(next(iter(train.inputs.values()))).float()
+    y = torch.from_numpy(train.labels).long()
+    model = DepthwiseNet()
+    with torch.no_grad():  # a depthwise layer with wildly different channel ranges, as in MobileNets
+        model.body[2].weight.mul_(torch.logspace(-2, 1, 16).view(16, 1, 1, 1))
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return export_onnx(model.eval(), folder / "dw.onnx",
+                       [{"name": "input", "shape": [2, 1, 8, 8], "dtype": "float32", "dynamic": {}}])
+
+
+@pytest.fixture(scope="module")
+def dw_onnx(tmp_path_factory) -> Path:
+    return prebuilt("dw.onnx", tmp_path_factory)
