@@ -20,7 +20,7 @@ from compressor.bench.environment import describe_environment
 from compressor.errors import CompressorError, TargetFailed
 from compressor.progress import QUIET, Reporter
 from compressor.recipe.schema import Recipe
-from compressor.report.gates import GateLimits, evaluate_gates
+from compressor.report.gates import record_gates
 from compressor.report.model import Report, Result
 from compressor.stepcache import StepCache, file_digest
 from compressor.steps.base import StepReport
@@ -112,9 +112,7 @@ def run_llm_recipe(recipe: Recipe, target_specs: list[TargetSpec], run_dir: Path
                     created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                     environment=describe_environment(recipe.benchmark.threads),
                     steps=[r.to_dict() for r in reports], results=results)
-    report.gate_limits = GateLimits.from_mapping(recipe.gates.model_dump()).limits() or None
-    run_limits = {k: v for k, v in (report.gate_limits or {}).items() if k != "max_latency_increase"}
-    report.gates = evaluate_gates(report, GateLimits.from_mapping(run_limits))
+    record_gates(report, recipe.gates.model_dump())
     write_report(report, run_dir)
     cache.write_log()
     return report

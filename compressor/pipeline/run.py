@@ -1,5 +1,5 @@
 """The run: plan -> load -> torch steps -> export -> ONNX steps -> per target compile +
-benchmark -> report. Reads top to bottom like the flow in DESIGN.md; each stage lives in
+benchmark -> report. Reads top to bottom like the flow in docs/architecture.md; each stage lives in
 its own module of this package (plan, limits, variants, jobs)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from compressor.pipeline.plan import check_target_quantization, consumes, quanti
 from compressor.pipeline.variants import onnx_domain, torch_domain
 from compressor.progress import QUIET, Reporter
 from compressor.recipe.schema import Recipe
-from compressor.report.gates import NEEDS_PREVIOUS, GateLimits, evaluate_gates
+from compressor.report.gates import record_gates
 from compressor.report.model import GateResult, Report, Result
 from compressor.stepcache import StepCache
 from compressor.steps.base import StepReport
@@ -116,11 +116,7 @@ def build_report(recipe: Recipe, ctx: RunContext, step_reports: list[StepReport]
         steps=[s.to_dict() for s in step_reports], results=results,
         warnings=[f"{name}: {w}" for name, c in ctx.quant_choices.items() for w in c.warnings] or None,
     )
-    # record the recipe's gates so `compressor check` re-evaluates them; the latency-increase
-    # gate needs a previous report, so only `compressor check --baseline` can evaluate it
-    report.gate_limits = GateLimits.from_mapping(recipe.gates.model_dump()).limits() or None
-    run_limits = {k: v for k, v in (report.gate_limits or {}).items() if k not in NEEDS_PREVIOUS}
-    report.gates = evaluate_gates(report, GateLimits.from_mapping(run_limits))
     # steps may add gates of their own (accuracy-aware quantization that kept a model failing its criterion)
-    report.gates += [GateResult.model_validate(g) for r in step_reports for g in r.details.get("gates", [])]
+    record_gates(report, recipe.gates.model_dump(),
+                 [GateResult.model_validate(g) for r in step_reports for g in r.details.get("gates", [])])
     return report
