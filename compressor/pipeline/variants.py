@@ -83,8 +83,8 @@ def decoder_domain(recipe: Recipe, ctx: RunContext, progress: Reporter) -> tuple
     cfg = llm.config
     text = split_text(llm.tokenizer, resolve_path(recipe.data.source["text"], ctx.base_dir), recipe.data.text)
     cache = ctx.cache or StepCache(ctx.run_dir, reuse=False)
-    key = cache.key("export-decoder", files=[file_digest(p) for p in _llm_files(recipe.model, ctx.base_dir)],
-                    opset=recipe.model.opset)
+    files = _llm_files(recipe.model, ctx.base_dir)
+    key = cache.key("export-decoder", files=[file_digest(p) for p in files], opset=recipe.model.opset)
     rec = cache.get("export:baseline", key)
     path = ctx.artifacts_dir / f"{BASELINE}.onnx"
     t0 = time.perf_counter()
@@ -132,7 +132,8 @@ def torch_domain(recipe: Recipe, ctx: RunContext, steps: list[Step], eval_data: 
         return path, check_export_parity(m, path, parity_feeds)
 
     cache = ctx.cache or StepCache(ctx.run_dir, reuse=False)
-    model_key = cache.key("export-baseline", model=_model_identity(spec, ctx.base_dir, specs))
+    identity = _model_identity(spec, ctx.base_dir, specs)
+    model_key = cache.key("export-baseline", model=identity)
     rec = cache.get("export:baseline", model_key)
     if rec is not None:
         base_path, base_parity = ctx.artifacts_dir / rec["data"]["output"], rec["data"]["parity"]
