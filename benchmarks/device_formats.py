@@ -21,8 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import ROOT  # noqa: E402 - puts the checkout on sys.path
 OUT = ROOT / "benchmarks" / "out" / "device_formats"
 RESULTS = ROOT / "benchmarks" / "results"
 

@@ -19,12 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import ROOT  # noqa: E402 - puts the checkout on sys.path
 
 from compressor.metrics import metric_drop  # noqa: E402
-from compressor.pipeline import run_recipe  # noqa: E402
-from compressor.recipe.loader import load_recipe  # noqa: E402
+import compressor  # noqa: E402
+from compressor.recipe import load_recipe  # noqa: E402
 from compressor.utils.io import atomic_write_text  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out" / "families"
@@ -66,7 +65,7 @@ def run_family(name: str, mode: str, quick: bool) -> dict:
     if quick and quick_samples:
         recipe.data.evaluation = recipe.data.evaluation.model_copy(update={"samples": quick_samples})
     t0 = time.perf_counter()
-    report = run_recipe(recipe, recipe_path=path, run_dir=OUT / f"{name}-{mode}")
+    report = compressor.run(recipe, out=OUT / f"{name}-{mode}", base_dir=path.parent)
     rows = []
     for target in recipe.targets:
         base, comp = report.result("baseline", target), report.result("compressed", target)

@@ -17,10 +17,8 @@ import sys
 import time
 import traceback
 from collections import Counter
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import ROOT  # noqa: E402 - puts the checkout on sys.path
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 

@@ -18,9 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import ROOT  # noqa: E402 - puts the checkout on sys.path
 
 from _models import small_cnn  # noqa: E402
 

@@ -12,12 +12,11 @@ count: each model's speedup over the first (its p50 / theirs) and the first's p5
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _common  # noqa: E402,F401 - puts the checkout on sys.path
 
 
 def main() -> None:

@@ -17,8 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import ROOT  # noqa: E402 - puts the checkout on sys.path
 
 from benchmarks.results_md import update_section  # noqa: E402
 from tests.reliability.resume_harness import kill_and_resume, run_cli  # noqa: E402

@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import ROOT  # noqa: E402 - puts the checkout on sys.path
 
 from compressor.recipe.schema import TextEvalSpec, WeightQuantizeConfig as W  # noqa: E402
 

@@ -16,15 +16,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "examples"))
+from _common import ROOT  # noqa: E402 - puts the checkout on sys.path
 OUT = ROOT / "benchmarks" / "out" / "minilm_graph_variants"
 RESULT = ROOT / "benchmarks" / "results" / "minilm_graph_variants.md"
 SPECS = [{"name": n, "shape": [1, 128], "dtype": "int64", "dynamic": {0: "batch", 1: "sequence"}}
@@ -42,13 +39,27 @@ def build(attention: str):
         minilm.ATTENTION = saved
 
 
+def _drop_initializer_value_info(src: Path, dst: Path) -> Path:
+    """The copy of ``src`` ORT's quantizer can read: without the value_info the dynamo exporter
+    records for initializers (the quantizer rewrites them, then shape inference fails)."""
+    import onnx
+
+    model = onnx.load(str(src))
+    inits = {i.name for i in model.graph.initializer}
+    kept = [v for v in model.graph.value_info if v.name not in inits]
+    if len(kept) == len(model.graph.value_info):
+        return src
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
+    onnx.save(model, str(dst))
+    return dst
+
+
 def dynamic_int8(src: Path, dst: Path, op_types: list[str]) -> Path:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from compressor.steps.quantize.onnxruntime_ptq import _without_initializer_shapes
-
-    clean = _without_initializer_shapes(src, dst.with_suffix(".clean.onnx"), {})
+    clean = _drop_initializer_value_info(src, dst.with_suffix(".clean.onnx"))
     quantize_dynamic(str(clean), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=op_types,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return dst

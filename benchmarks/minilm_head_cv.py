@@ -10,15 +10,12 @@ Results: benchmarks/results/minilm_head_cv.md (the 8 best by CV, and the old set
 from __future__ import annotations
 
 import datetime as dt
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
+from _common import ROOT  # noqa: E402 - puts the checkout on sys.path
 RESULT = ROOT / "benchmarks" / "results" / "minilm_head_cv.md"
 
 

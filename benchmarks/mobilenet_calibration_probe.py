@@ -6,18 +6,14 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import ROOT, load_example  # noqa: E402 - puts the checkout on sys.path
 
 import onnxruntime as ort  # noqa: E402
-import targets_bench as tb  # noqa: E402
 
 from compressor.data.dataset import Dataset  # noqa: E402
 from compressor.export.onnx_export import export_onnx  # noqa: E402
@@ -28,7 +24,7 @@ from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx  # noqa: E40
 def main() -> None:
     out = ROOT / "benchmarks" / "out" / "mobilenet_probe"
     out.mkdir(parents=True, exist_ok=True)
-    mn = tb.load_example("mobilenet_v2")
+    mn = load_example("mobilenet_v2")
     calib, ev = mn.sample_images(64, seed=0), mn.sample_images(100, seed=1)
     fp32 = out / "fp32.onnx"
     if not fp32.exists():

@@ -20,14 +20,12 @@ benchmarks/results/mobilenet_techniques.md.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "examples"), str(ROOT / "benchmarks")]
+from _common import ROOT  # noqa: E402 - puts the checkout on sys.path
 
 EVAL, CALIB = 600, 64
 
@@ -50,7 +48,7 @@ def _run(model, x: np.ndarray) -> np.ndarray:
 
 
 def _score(model, x: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    from mobilenet_techniques import kl
+    from _common import kl
 
     out = _run(model, x)
     return {"agreement": round(float(np.mean(out.argmax(1) == ref.argmax(1))), 4), "kl": round(kl(ref, out), 5)}
@@ -134,7 +132,7 @@ def output_scored_ranges(qdq: Path, calib: np.ndarray, ref_calib: np.ndarray) ->
     import onnx
     from onnx import numpy_helper
 
-    from mobilenet_techniques import kl
+    from _common import kl
 
     m = onnx.load(str(qdq))
     g = m.graph

@@ -30,29 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "examples"))
-THREADS = 2
+from _common import ROOT, THREADS, interleaved_p50, ort_session, run_all, stable_crops  # puts the checkout on sys.path
+
 NEW = "ort moving-avg minmax (batch 1), classifier fp32 (new recipe)"
 NNCF = "nncf mixed preset, full bias corr. (OpenVINO option)"
-NOISE_STD = 1.0 / 255.0  # one grey level, in [0, 1] pixel units (before normalisation)
-
-
-def ort_session(path: Path):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = THREADS
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def run_all(session, x: np.ndarray, batch: int = 20) -> np.ndarray:
-    """First output over ``x``; ``session`` is an ORT session or a compressor target session."""
-    def one(feeds):
-        return session.run(None, feeds)[0] if hasattr(session, "get_inputs") else session.run(feeds)[0]
-
-    return np.concatenate([one({"input": x[i:i + batch]}) for i in range(0, len(x), batch)])
 
 
 def fidelity(out: np.ndarray, ref: np.ndarray, stable: np.ndarray) -> dict[str, float]:
@@ -63,22 +44,6 @@ def fidelity(out: np.ndarray, ref: np.ndarray, stable: np.ndarray) -> dict[str, 
             "fp32_top1_in_int8_top5": float(np.mean([r in t for r, t in zip(ref.argmax(1), top5)])),
             "cosine": float(cos.mean()),
             "top1_agreement_stable_crops": float(agree[stable].mean())}
-
-
-def stable_crops(fp32_session, x: np.ndarray, ref: np.ndarray, draws: int = 3) -> np.ndarray:
-    """Crops whose FP32 top-1 survives ``draws`` draws of one-grey-level input noise; also
-    returns how often FP32 agrees with itself under that noise (the noise floor)."""
-    from mobilenet_v2 import IMAGENET_STD
-
-    rng = np.random.default_rng(0)
-    same = np.ones(len(x), bool)
-    floor = []
-    for _ in range(draws):
-        noise = rng.normal(0.0, NOISE_STD, x.shape).astype(np.float32) / IMAGENET_STD[None, :, None, None]
-        top = run_all(fp32_session, (x + noise).astype(np.float32)).argmax(1)
-        floor.append(float(np.mean(top == ref.argmax(1))))
-        same &= top == ref.argmax(1)
-    return same, float(np.mean(floor))
 
 
 def quantizers(fp32: Path, calib: np.ndarray, out: Path) -> dict[str, tuple[Path, float]]:
@@ -113,15 +78,6 @@ def quantizers(fp32: Path, calib: np.ndarray, out: Path) -> dict[str, tuple[Path
         onnx.save(q, str(dst))
         models[name] = (dst, time.perf_counter() - t0)
     return models
-
-
-def interleaved_p50(runs: dict[str, object], rounds: int = 5, iterations: int = 20) -> dict[str, float]:
-    """Each callable's p50 (ms) over ``rounds`` interleaved rounds of ``iterations`` calls
-    (the product's paired timing, compressor.bench.latency.measure_interleaved)."""
-    from compressor.bench.latency import measure_interleaved
-
-    timing = measure_interleaved(runs, rounds=rounds, per_round=iterations, warmup=5)  # type: ignore[arg-type]
-    return {k: s.p50 for k, s in timing.stats.items()}
 
 
 def photos_part(out: Path, quick: bool) -> dict:
@@ -211,7 +167,7 @@ def executorch_part(out: Path, quick: bool) -> dict:
 
 
 def fashion_part(out: Path, quick: bool) -> dict:
-    from fashion_finetune import finetune_and_quantize
+    from _fashion_finetune import finetune_and_quantize
 
     return finetune_and_quantize(out, train_samples=1000 if quick else 4000, test_samples=500 if quick else 2000)
 
@@ -228,7 +184,6 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(THREADS)
     args.out.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     t0 = time.perf_counter()
     result: dict = {}
     if not args.skip_photos:

@@ -17,18 +17,12 @@ import argparse
 import json
 import platform
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "examples"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import ROOT, THREADS, interleaved_p50, kl, ort_session, run_all, stable_crops  # noqa: E402 - puts the checkout on sys.path
 
-from mobilenet_int8 import THREADS, interleaved_p50, ort_session, run_all  # noqa: E402
 
 # the recipe's starting point (targets' U8/S8 per-channel minmax), then each technique alone and together
 BASE = {"per_channel": True}
@@ -63,16 +57,6 @@ VARIANTS: dict[str, dict] = {
         "moving_average": True, "calibration_batch_size": 1, "nodes_to_exclude": ["node_linear"],
         "equalization": True, "weight_rounding": "gptq", "bias_correction": "fast"},
 }
-
-
-def kl(ref: np.ndarray, out: np.ndarray) -> float:
-    """Mean KL divergence of the INT8 softmax from the FP32 softmax: a finer signal than top-1 agreement."""
-    def log_softmax(z: np.ndarray) -> np.ndarray:
-        z = z.astype(np.float64) - z.max(1, keepdims=True)
-        return z - np.log(np.exp(z).sum(1, keepdims=True))
-
-    lp, lq = log_softmax(ref), log_softmax(out)
-    return float(np.mean(np.sum(np.exp(lp) * (lp - lq), 1)))
 
 
 def cpu_flags() -> list[str]:
@@ -110,7 +94,6 @@ def main() -> None:
     fp32 = export_onnx(mn.build(pretrained=True).eval(), out / "fp32.onnx",
                        [{"name": "input", "shape": [2, 3, 224, 224], "dtype": "float32", "dynamic": {}}])
     ref = run_all(ort_session(fp32), evals)
-    from mobilenet_int8 import stable_crops
 
     stable, floor = stable_crops(ort_session(fp32), evals, ref)
     ov = make_target(load_target("openvino-cpu"))

@@ -15,16 +15,13 @@ Speedups are ratios against the unpruned FP32 baseline measured in the same run.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import ROOT  # noqa: E402 - puts the checkout on sys.path
 
-from compressor.pipeline import run_recipe  # noqa: E402
-from compressor.progress import Reporter  # noqa: E402
-from compressor.recipe.loader import load_recipe  # noqa: E402
+import compressor  # noqa: E402
+from compressor.recipe import load_recipe  # noqa: E402
 
 
 def configure(path: Path, args: argparse.Namespace):
@@ -85,8 +82,7 @@ def main() -> None:
     for name in ("prune_distill_int8", "prune_finetune"):
         recipe = configure(ROOT / "recipes" / f"{name}.yaml", args)
         t0 = time.perf_counter()
-        report = run_recipe(recipe, recipe_path=ROOT / "recipes" / f"{name}.yaml", run_dir=args.out / name,
-                            progress=Reporter())
+        report = compressor.run(recipe, out=args.out / name, progress=True, base_dir=ROOT / "recipes")
         total = time.perf_counter() - t0
         lines += rows(report, name)
         steps = ", ".join(f"{s['name']} {s['seconds']:.0f} s" for s in report.steps)

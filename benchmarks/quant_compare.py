@@ -20,12 +20,10 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import ROOT  # noqa: E402 - puts the checkout on sys.path
 OUT = ROOT / "benchmarks" / "out" / "quant_compare"
 RESULT = ROOT / "benchmarks" / "results" / "quant_compare.md"
 TARGETS = ["onnxruntime-cpu", "openvino-cpu"]

@@ -13,25 +13,22 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import ROOT  # noqa: E402 - puts the checkout on sys.path
 OUT = ROOT / "benchmarks" / "out"
 
 
 def quickstart() -> dict:
-    from compressor.pipeline import run_recipe
+    import compressor
     from compressor.recipe import load_recipe
 
     recipe = load_recipe(ROOT / "recipes" / "quickstart.yaml")
     recipe.benchmark.paired = True  # the speedup from the run's paired (interleaved) timing
     t0 = time.perf_counter()
-    report = run_recipe(recipe, recipe_path=ROOT / "recipes" / "quickstart.yaml", run_dir=OUT / "quickstart-run")
+    report = compressor.run(recipe, out=OUT / "quickstart-run", base_dir=ROOT / "recipes")
     seconds = time.perf_counter() - t0
     base, int8 = report.result("baseline", "onnxruntime-cpu"), report.result("compressed", "onnxruntime-cpu")
     return {
@@ -53,7 +50,6 @@ def resnet18(rounds: int = 5, iters: int = 40) -> dict:
     from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx
     from compressor.targets.onnxruntime_cpu import OrtSession
 
-    sys.path.insert(0, str(ROOT / "examples"))
     import resnet18 as r18
 
     torch.manual_seed(0)

@@ -28,8 +28,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import ROOT  # noqa: E402 - puts the checkout on sys.path
 
 from benchmarks.results_md import update_section  # noqa: E402
 from compressor.recipe import load_recipe  # noqa: E402

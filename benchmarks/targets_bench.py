@@ -16,7 +16,6 @@ Results: benchmarks/results/targets.md (the committed copy) and docs/targets.md.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -24,18 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import ROOT, THREADS, load_example  # noqa: E402 - puts the checkout on sys.path
 
-THREADS = 2
 VARIANTS = ["ort-fp32", "ort-int8", "openvino-fp32", "openvino-int8", "executorch-fp32", "executorch-int8"]
-
-
-def load_example(name: str):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def build_sessions(name: str, model, calib: np.ndarray, out: Path) -> tuple[dict, dict]:

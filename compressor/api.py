@@ -51,9 +51,10 @@ def check(report: Report | str | Path, *, baseline: Report | str | Path | None =
           **limits: float | None) -> CheckResult:
     """Evaluate CI gates over a report, like ``compressor check``; never prints.
 
-    ``limits`` are gate limits by name (``max_accuracy_drop``, ``min_speedup``,
-    ``max_latency_increase``, ``max_size_bytes``, and the latency noise settings
-    ``latency_tolerance``, ``latency_floor``); each given one overrides the recipe's
+    ``limits`` are gate limits by name: the keys of a recipe's ``gates:`` (``max_accuracy_drop``,
+    ``min_speedup``, ``max_latency_increase``, ``max_size_bytes``, ``max_perplexity_increase_pct``,
+    ``min_decode_tokens_per_s``; compressor.report.gates.GATE_NAMES) and the latency noise
+    settings ``latency_tolerance``, ``latency_floor``; each given one overrides the recipe's
     gate recorded in the report. ``baseline`` is a previous report, for
     ``max_latency_increase``. Returns the verdict: ``.passed``, ``.gates``, ``.exit_code``.
     """

@@ -29,6 +29,9 @@ class RunContext:
     # target -> its device's quantization settings and why (a targets.quant_defaults.QuantChoice;
     # typed Any so the context imports nothing above it in the layers)
     quant_choices: dict[str, Any] = field(default_factory=dict)
+    # decoder LLMs: the text they are measured and calibrated on and their KV-cache shape
+    # (a pipeline.variants.DecoderData, set when the decoder is exported; None for other models)
+    decoder: Any = None
 
     @property
     def artifacts_dir(self) -> Path:

@@ -76,12 +76,29 @@ def compute_metric(name: str, outputs: np.ndarray, labels: np.ndarray | None, re
     return float(np.mean(outputs.reshape(len(outputs), -1).argmax(1) == reference.reshape(len(reference), -1).argmax(1)))
 
 
-def metric_drop(name: str, baseline: float, candidate: float) -> float:
+def metric_drop(name: str, baseline: float, candidate: float, relative: bool = False) -> float:
     """How much worse ``candidate`` is than ``baseline``: percentage points for
-    fractions (top1, f1, cosine), percent increase for lower-is-better metrics (mse)."""
-    if metric_info(name).higher_is_better:
-        return (baseline - candidate) * 100.0
-    return (candidate - baseline) / baseline * 100.0 if baseline > 0 else 0.0
+    fractions (top1, f1, cosine), percent increase for lower-is-better metrics (mse);
+    ``relative``: percent of the baseline for every metric (accuracy-aware ``mode: relative``).
+
+    >>> [round(metric_drop(*args), 6) for args in (("top1", 0.93, 0.92), ("mse", 2.0, 2.5), ("top1", 0.5, 0.4, True))]
+    [1.0, 25.0, 20.0]
+    """
+    higher_is_better = metric_info(name).higher_is_better
+    worse = (baseline - candidate) if higher_is_better else (candidate - baseline)
+    if relative or not higher_is_better:
+        return worse / abs(baseline) * 100.0 if baseline else 0.0
+    return worse * 100.0
+
+
+def scoring_labels(metric: str, labels: np.ndarray | None, inputs: dict[str, np.ndarray],
+                   output_size: int) -> np.ndarray | None:
+    """What ``metric`` scores outputs against: the labels, except for ``mse`` of a
+    single-input model whose labels are missing or not shaped like its outputs: then its
+    input (an autoencoder reconstructs its input; class labels are no MSE target)."""
+    if metric == "mse" and (labels is None or labels.size != output_size) and len(inputs) == 1:
+        return next(iter(inputs.values()))
+    return labels
 
 def compare_outputs(ref: list[np.ndarray], out: list[np.ndarray]) -> dict[str, float]:
     """Parity of ``out`` with ``ref``: max abs diff, cosine similarity and top-1 agreement of the first output."""

@@ -25,6 +25,7 @@ from compressor.data.dataset import Dataset
 from compressor.errors import CompressorError, TargetFailed
 from compressor.recipe.schema import BenchmarkSpec
 from compressor.targets.base import Artifact, ModelArtifact
+from compressor.targets.registry import import_target_class
 from compressor.targets.spec import TargetSpec
 from compressor.utils.io import atomic_write_json
 
@@ -53,10 +54,7 @@ class TargetJob:
 
 
 def _target(job: TargetJob):
-    import importlib
-
-    module, _, cls = job.runtime.partition(":")
-    return getattr(importlib.import_module(module), cls)(job.spec)
+    return import_target_class(job.runtime)(job.spec)
 
 
 def run_job(job: TargetJob, progress: Progress | None = None) -> dict[str, Any]:

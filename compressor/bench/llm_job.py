@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 
 from compressor.bench import llm
 from compressor.targets.base import ModelArtifact
+from compressor.targets.registry import import_target_class
 from compressor.targets.spec import TargetSpec
 
 
@@ -37,8 +37,7 @@ class LlmJob:
 
     def execute(self, progress: Any = None) -> dict[str, Any]:
         """Compile, load, measure; returns the result row's measured fields."""
-        module, _, cls = self.runtime.partition(":")
-        target = getattr(importlib.import_module(module), cls)(self.spec)
+        target = import_target_class(self.runtime)(self.spec)
         artifact = target.compile(self.model, self.out_dir, precision=self.precision)
         llm.peak_rss_reset()  # the peak below is loading + running, not converting
         session = target.load(artifact, threads=self.threads)

@@ -23,6 +23,7 @@ from compressor.errors import CompressorError, TargetFailed
 from compressor.report.model import PairedSpeedup
 from compressor.bench.artifacts import read_artifact_record
 from compressor.targets.base import Artifact, Session, timed_call
+from compressor.targets.registry import import_target_class
 from compressor.targets.spec import TargetSpec
 from compressor.utils.io import atomic_write_json
 
@@ -84,10 +85,7 @@ class PairedJob:
 def run_paired_job(job: PairedJob, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Load every artifact and time them interleaved; returns ``{name: paired record}``
     for every artifact but the first."""
-    import importlib
-
-    module, _, cls = job.runtime.partition(":")
-    target = getattr(importlib.import_module(module), cls)(job.spec)
+    target = import_target_class(job.runtime)(job.spec)
     sessions = {name: target.load(a, threads=job.threads) for name, a in job.artifacts.items()}
     timing = time_interleaved(sessions, job.data, batch_size=job.batch_size, rounds=job.rounds,
                               per_round=job.per_round, warmup=job.warmup)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from compressor.bench.latency import measure_latency
-from compressor.metrics import compare_outputs, compute_metric, metric_info
+from compressor.metrics import compare_outputs, compute_metric, metric_info, scoring_labels
 from compressor.data.dataset import Dataset
 from compressor.errors import DataError, TargetFailed
 from compressor.recipe.schema import BenchmarkSpec
@@ -43,10 +43,7 @@ def run_batches(session: Session, data: Dataset, batch_size: int,
 
 
 def evaluate(outputs: list[np.ndarray], data: Dataset, metric: str, reference: list[np.ndarray] | None) -> dict[str, Any]:
-    labels = data.labels
-    if metric == "mse" and (labels is None or labels.size != outputs[0].size) and len(data.inputs) == 1:
-        # autoencoders reconstruct their input: class labels (e.g. Fashion-MNIST's) are no MSE target
-        labels = next(iter(data.inputs.values()))
+    labels = scoring_labels(metric, data.labels, data.inputs, outputs[0].size)
     value = compute_metric(metric, outputs[0], labels, None if reference is None else reference[0])
     return {"metric": metric, "value": value, "higher_is_better": metric_info(metric).higher_is_better,
             "samples": len(data)}

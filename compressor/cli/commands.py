@@ -92,6 +92,72 @@ def recipe_schema() -> None:
     click.echo(json.dumps(recipe_json_schema(), indent=2))
 
 
+@recipe.command("list")
+def recipe_list() -> None:
+    """List the built-in recipes (`compressor recipe copy NAME` copies one here)."""
+    from compressor.recipe.starter import builtin_recipes, recipe_description
+
+    for name, path in builtin_recipes().items():
+        click.echo(f"{name:24} {recipe_description(path)}")
+
+
+@recipe.command("copy")
+@click.argument("name")
+@click.option("--to", "dest", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Folder to copy into (recipes/NAME.yaml and the examples/ files it uses).")
+@click.option("--force", is_flag=True, help="Overwrite files that differ.")
+def recipe_copy(name: str, dest: Path, force: bool) -> None:
+    """Copy built-in recipe NAME, its example model code and shipped weights into a folder.
+
+    \b
+      compressor recipe copy quickstart && compressor run recipes/quickstart.yaml
+    """
+    from compressor.recipe.starter import copy_recipe
+
+    written, notes = copy_recipe(name, dest, force=force)
+    for p in written:
+        click.echo(f"wrote {p}")
+    for n in notes:
+        click.echo(f"note: {n}")
+
+
+@recipe.command("new")
+@click.argument("name")
+@click.option("--factory", default=None, help="file.py:function returning your torch nn.Module.")
+@click.option("--weights", default=None, help="Its weights (.safetensors, or a .pt/.pth state_dict).")
+@click.option("--onnx", default=None, help="An ONNX model, instead of --factory.")
+@click.option("--input-shape", default=None, help="Example input shape, batch first, e.g. 1,3,224,224.")
+@click.option("--data", default="fashion-mnist", show_default=True,
+              help="fashion-mnist, digits, a .npz file, an image folder (<split>/<class>/) or file.py:function.")
+@click.option("--metric", default="top1", show_default=True)
+@click.option("--target", "targets", multiple=True, help="Target name (repeatable) [default: onnxruntime-cpu].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Recipe file to write [default: NAME.yaml].")
+def recipe_new(name: str, factory: str | None, weights: str | None, onnx: str | None, input_shape: str | None,
+               data: str, metric: str, targets: tuple[str, ...], out: Path | None) -> None:
+    """Write a starter recipe NAME.yaml for your own model (static INT8 on ONNX Runtime,
+    an accuracy gate), checked against the recipe schema.
+
+    \b
+      compressor recipe new mynet --factory mynet.py:build --weights mynet.safetensors --input-shape 1,3,32,32 --data data.npz
+      compressor recipe new mynet --onnx mynet.onnx --data digits
+    """
+    from compressor.recipe.starter import new_recipe
+    from compressor.utils.io import atomic_write_text
+
+    try:
+        shape = [int(x) for x in input_shape.split(",")] if input_shape else None
+    except ValueError:
+        raise RecipeError(f"--input-shape {input_shape!r} is not a comma-separated list of integers") from None
+    text = new_recipe(name, factory=factory, weights=weights, onnx=onnx, input_shape=shape, data=data,
+                      metric=metric, targets=list(targets) or None)
+    path = out or Path(f"{name}.yaml")
+    if path.exists():
+        raise RecipeError(f"{path} exists", hint="choose another --out or remove it")
+    atomic_write_text(path, text)
+    click.echo(f"wrote {path}; next: compressor validate {path}")
+
+
 @cli.group()
 def targets() -> None:
     """Deployment targets."""

@@ -1,5 +1,6 @@
 """One (variant, target) job: compile, load and benchmark, in a child process by default,
-reusing a finished result on resume; and the FP32 reference outputs every job compares with."""
+reusing a finished result on resume; and the FP32 reference every job compares with (a
+decoder LLM's: its greedy continuations of the prompts)."""
 
 from __future__ import annotations
 
@@ -32,10 +33,22 @@ def reference_outputs(baseline_onnx: Path | None, eval_data: Dataset, recipe: Re
     return run_batches(session, eval_data, recipe.benchmark.eval_batch_size)
 
 
-def bench_cached(spec: TargetSpec, v: Variant, ctx: RunContext, eval_data: Dataset,
+def reference_continuations(baseline: Path, ctx: RunContext) -> list[np.ndarray]:
+    """A decoder LLM's FP32 greedy continuation of each prompt (next-token agreement compares with them)."""
+    from compressor.bench.llm import Decoder, greedy
+    from compressor.targets.onnxruntime_cpu import OrtSession
+
+    dec = Decoder(OrtSession(baseline, ctx.recipe.benchmark.threads, {}), ctx.decoder.cache_shape)
+    return [greedy(dec, p, ctx.recipe.data.text.continuation_tokens) for p in ctx.decoder.text.prompts]
+
+
+def bench_cached(spec: TargetSpec, v: Variant, ctx: RunContext, eval_data: Dataset | None,
                   reference: list[np.ndarray] | None) -> Result:
-    """:func:`bench_variant`, reusing a finished result of the same model/target/settings on resume."""
+    """:func:`bench_variant` (:func:`bench_decoder` for decoder LLMs), reusing a finished
+    result of the same model/target/settings on resume."""
     assert ctx.cache is not None
+    if v.error is not None:
+        return Result(variant=v.name, target=spec.name, precision=v.precision, status="failed", error=v.error)
     what = f"bench:{v.name}:{spec.name}"
     key = ctx.cache.key("bench", variant=v.name, precision=v.precision, model=file_digest(v.onnx_path),
                         reference=file_digest(v.parity_reference.onnx_path), target=spec.model_dump(mode="json"), benchmark=ctx.recipe.benchmark.model_dump(mode="json"),
@@ -44,11 +57,23 @@ def bench_cached(spec: TargetSpec, v: Variant, ctx: RunContext, eval_data: Datas
     if rec is not None:
         ctx.progress.log(f"[bold]reused[/] {v.name} on {spec.name} (finished before the interruption)")
         return Result.model_validate(rec["data"]["result"])
-    result = bench_variant(spec, v, ctx, eval_data, reference)
+    result = (bench_decoder(spec, v, ctx, reference) if ctx.decoder is not None
+              else bench_variant(spec, v, ctx, eval_data, reference))  # type: ignore[arg-type]
     if result.status == "ok":  # failures (crash, timeout) are retried on resume
         files = [ctx.run_dir / result.artifact] if result.artifact and (ctx.run_dir / result.artifact).is_file() else []
         ctx.cache.put(what, key, {"result": result.model_dump(mode="json", exclude_none=True)}, files)
     return result
+
+
+def _usable_target(spec: TargetSpec, ctx: RunContext) -> tuple[Any, Path]:
+    """The target of ``spec`` (TargetFailed when its runtime is unusable here) and its artifacts folder."""
+    target = make_target(spec)
+    reason = target.unavailable_reason()
+    if reason:
+        raise TargetFailed(f"unavailable: {reason}")
+    out_dir = ctx.artifacts_dir / spec.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return target, out_dir
 
 
 def bench_variant(spec: TargetSpec, v: Variant, ctx: RunContext, eval_data: Dataset,
@@ -63,13 +88,8 @@ def bench_variant(spec: TargetSpec, v: Variant, ctx: RunContext, eval_data: Data
     b = ctx.recipe.benchmark
     row: dict[str, Any] = {"variant": v.name, "target": spec.name, "precision": v.precision}
     try:
-        target = make_target(spec)
-        reason = target.unavailable_reason()
-        if reason:
-            raise TargetFailed(f"unavailable: {reason}")
+        target, out_dir = _usable_target(spec, ctx)
         row["precision"] = target.precision_for(v.precision)
-        out_dir = ctx.artifacts_dir / spec.name
-        out_dir.mkdir(parents=True, exist_ok=True)
         model = ModelArtifact(v.name, v.precision, v.onnx_path, [], v.torch_model,
                               meta={"calibration": ctx.calibration_data, "seed": ctx.seed})
         artifact = None
@@ -97,6 +117,31 @@ def bench_variant(spec: TargetSpec, v: Variant, ctx: RunContext, eval_data: Data
         row["accuracy_kernels"] = accuracy_kernels(target_device(spec), detect_host())
         if row.get("parity"):
             row["parity"] = {**row["parity"], "reference": v.parity_reference.name}
+    except CompressorError as e:
+        row.update(status="failed", error=str(e))
+        ctx.progress.log(f"[red]target {spec.name} failed for {v.name}:[/] {e}")
+    return Result.model_validate(row)
+
+
+def bench_decoder(spec: TargetSpec, v: Variant, ctx: RunContext, continuations: list[np.ndarray]) -> Result:
+    """A decoder LLM on one target, in its own child process (its own peak RSS): perplexity,
+    next-token agreement with FP32, prefill latency, decode tokens/s, memory, size."""
+    from compressor.bench.isolated import run_isolated
+    from compressor.bench.llm_job import LlmJob
+    from compressor.targets.registry import RUNTIMES
+
+    b, t, text = ctx.recipe.benchmark, ctx.recipe.data.text, ctx.decoder.text
+    row: dict[str, Any] = {"variant": v.name, "target": spec.name, "precision": v.precision}
+    try:
+        _, out_dir = _usable_target(spec, ctx)
+        note = ctx.decoder.note if v.made_from is None else ""
+        job = LlmJob(runtime=RUNTIMES[spec.runtime], spec=spec, variant=v.name, precision=v.precision,
+                     out_dir=out_dir, run_dir=ctx.run_dir, model=ModelArtifact(v.name, v.precision, v.onnx_path, []),
+                     threads=spec.threads or b.threads, cache_shape=ctx.decoder.cache_shape, tokens=text.evaluation,
+                     window=t.window, stride=t.stride, bos=text.bos, prompts=text.prompts,
+                     continuations=continuations, timing=b.llm.model_dump(), meta={"note": note} if note else {})
+        with ctx.progress.task(f"measuring {v.name} on {spec.name}") as update:
+            row.update(run_isolated(job, timeout_s=b.timeout_s, progress=lambda s, k, n: update(k, n, s)))
     except CompressorError as e:
         row.update(status="failed", error=str(e))
         ctx.progress.log(f"[red]target {spec.name} failed for {v.name}:[/] {e}")

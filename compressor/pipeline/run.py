@@ -1,5 +1,5 @@
 """The run: plan -> load -> torch steps -> export -> ONNX steps -> per target compile +
-benchmark -> report. Reads top to bottom like the flow in DESIGN.md; each stage lives in
+benchmark -> report. Reads top to bottom like the flow in docs/architecture.md; each stage lives in
 its own module of this package (plan, limits, variants, jobs)."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import yaml
 
 from compressor.bench.environment import describe_environment
 from compressor.context import RunContext
-from compressor.pipeline.jobs import bench_cached, reference_outputs
+from compressor.pipeline.jobs import bench_cached, reference_continuations, reference_outputs
 from compressor.pipeline.limits import check_limits
 from compressor.pipeline.output import write_report
 from compressor.pipeline.plan import check_target_quantization, consumes, quantization_plan, resolve_targets
-from compressor.pipeline.variants import onnx_domain, torch_domain
+from compressor.pipeline.variants import decoder_domain, onnx_domain, torch_domain
 from compressor.progress import QUIET, Reporter
 from compressor.recipe.schema import Recipe
-from compressor.report.gates import NEEDS_PREVIOUS, GateLimits, evaluate_gates
+from compressor.report.gates import record_gates
 from compressor.report.model import GateResult, Report, Result
 from compressor.stepcache import StepCache
 from compressor.steps.base import StepReport
@@ -44,29 +44,29 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
     (see compressor.stepcache); ``prepare_only`` stops after the steps (returns None), so the
     benchmarks can run later, on a machine reserved for them, with ``resume=True``."""
     base_dir = recipe_path.resolve().parent if recipe_path else base_dir
-    if recipe.model.domain == "llm":  # decoder LLMs: their own flow (pipeline/llm.py)
-        from compressor.pipeline.llm import run_llm_recipe
-
-        return run_llm_recipe(recipe, resolve_targets(recipe, base_dir), run_dir or default_run_dir(recipe),
-                              base_dir, progress, resume)
     ctx, target_specs = start_run(recipe, run_dir or default_run_dir(recipe), base_dir, progress, resume)
     ctx.cache = StepCache(ctx.run_dir, reuse=resume, shared=shared_cache)
     steps = [make_step(kind, getattr(spec, kind), f"{i:02d}-{kind}")
              for i, (kind, spec) in enumerate(zip(recipe.step_kinds(), recipe.steps))]
     checkpoint("run:start")
-    eval_data = ctx.evaluation_data()
-    check_limits(recipe, base_dir, eval_bytes=sum(a.nbytes for a in eval_data.inputs.values()))
-
-    # 1. the model and its baseline ONNX, then the torch-domain steps and their export
-    needs_torch = any(consumes(t) == "torch" for t in target_specs)
-    variants, step_reports = torch_domain(recipe, ctx, steps, eval_data, progress, needs_torch)
-    # 2. ONNX-domain steps, once per distinct quantization profile the targets need
+    eval_data = None  # a decoder LLM is measured on the recipe's text (ctx.decoder)
+    if recipe.model.domain == "llm":
+        # 1. the decoder LLM and its baseline ONNX with KV cache
+        variants, step_reports = decoder_domain(recipe, ctx, progress)
+    else:
+        eval_data = ctx.evaluation_data()
+        check_limits(recipe, base_dir, eval_bytes=sum(a.nbytes for a in eval_data.inputs.values()))
+        # 1. the model and its baseline ONNX, then the torch-domain steps and their export
+        needs_torch = any(consumes(t) == "torch" for t in target_specs)
+        variants, step_reports = torch_domain(recipe, ctx, steps, eval_data, progress, needs_torch)
+    # 2. ONNX-domain steps, once per distinct quantization profile (decoder LLMs: engine) the targets need
     variants += onnx_domain(ctx, steps, variants[-1], target_specs, step_reports)
     if prepare_only:
         ctx.cache.write_log()
         return None
-    # 3. the FP32 reference outputs each variant is compared with: those of the FP32 model it was made from
-    references = {r.name: reference_outputs(r.onnx_path, eval_data, recipe)
+    # 3. the FP32 reference each variant is compared with: that of the FP32 model it was made from
+    references = {r.name: reference_outputs(r.onnx_path, eval_data, recipe) if eval_data is not None
+                  else reference_continuations(r.onnx_path, ctx)
                   for r in {v.parity_reference.name: v.parity_reference for v in variants}.values()}
     checkpoint("reference:done")
     # 4. every (variant, target); finished results are recorded one by one for --resume
@@ -74,7 +74,7 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
                for spec in target_specs for v in variants if v.targets is None or spec.name in v.targets]
     # 5. paired timing: each compressed model against the baseline, interleaved on the same target
     b = recipe.benchmark
-    if b.paired or (b.paired is None and recipe.gates.min_speedup is not None):
+    if eval_data is not None and (b.paired or (b.paired is None and recipe.gates.min_speedup is not None)):
         from compressor.bench.paired import pair_with_baseline
 
         with progress.task("paired timing against the baseline"):
@@ -116,11 +116,7 @@ def build_report(recipe: Recipe, ctx: RunContext, step_reports: list[StepReport]
         steps=[s.to_dict() for s in step_reports], results=results,
         warnings=[f"{name}: {w}" for name, c in ctx.quant_choices.items() for w in c.warnings] or None,
     )
-    # record the recipe's gates so `compressor check` re-evaluates them; the latency-increase
-    # gate needs a previous report, so only `compressor check --baseline` can evaluate it
-    report.gate_limits = GateLimits.from_mapping(recipe.gates.model_dump()).limits() or None
-    run_limits = {k: v for k, v in (report.gate_limits or {}).items() if k not in NEEDS_PREVIOUS}
-    report.gates = evaluate_gates(report, GateLimits.from_mapping(run_limits))
     # steps may add gates of their own (accuracy-aware quantization that kept a model failing its criterion)
-    report.gates += [GateResult.model_validate(g) for r in step_reports for g in r.details.get("gates", [])]
+    record_gates(report, recipe.gates.model_dump(),
+                 [GateResult.model_validate(g) for r in step_reports for g in r.details.get("gates", [])])
     return report

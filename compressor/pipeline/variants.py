@@ -1,9 +1,11 @@
-"""The models a run benchmarks: the baseline export, the torch-domain steps' result, and
-one ONNX-domain result per group of targets that share quantization settings."""
+"""The models a run benchmarks: the baseline export (a decoder LLM's with its KV cache), the
+torch-domain steps' result, and one ONNX-domain result per group of targets that share
+quantization settings (decoder LLMs: per weight-only engine)."""
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ class Variant:
     # A quantized model is judged against the FP32 model it was quantized from, not against
     # the unpruned original: pruning and distillation change the outputs on purpose.
     made_from: Variant | None = None
+    error: str | None = None  # why this variant cannot be made for its targets (their results fail)
 
     @property
     def parity_reference(self) -> Variant:
@@ -50,6 +53,53 @@ def _model_identity(spec: Any, base_dir: Path | None, specs: list[dict[str, Any]
     return {"factory": spec.factory, "factory_sha": file_digest(factory_file), "kwargs": spec.factory_kwargs,
             "weights_sha": file_digest(weights), "inputs": specs, "outputs": spec.output_names, "opset": spec.opset}
 
+
+
+@dataclass
+class DecoderData:
+    """What a decoder LLM is measured and calibrated on (``ctx.decoder``)."""
+
+    text: Any  # compressor.data.text's split: evaluation tokens, prompts, calibration windows
+    cache_shape: tuple[int, int, int]  # KV heads, head dim, layers
+    note: str  # how the model was loaded (e.g. dequantized from GGUF), shown with the baseline
+
+
+def _llm_files(spec: Any, base_dir: Path | None) -> list[Path]:
+    if spec.gguf is not None:
+        return [resolve_path(spec.gguf, base_dir)]
+    folder = resolve_path(spec.hf, base_dir)
+    return sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+
+
+def decoder_domain(recipe: Recipe, ctx: RunContext, progress: Reporter) -> tuple[list[Variant], list[StepReport]]:
+    """A decoder LLM's FP32 baseline: loaded, exported with its KV cache (checked against
+    torch; cached for resume); sets ``ctx.decoder`` for the steps and benchmarks."""
+    from compressor.data.text import split_text
+    from compressor.export.decoder import check_decoder_parity, export_decoder
+    from compressor.models.llm import load_llm
+
+    progress.log(f"[bold]loading[/] {recipe.model.hf or recipe.model.gguf}")
+    llm = load_llm(recipe.model, ctx.base_dir)
+    cfg = llm.config
+    text = split_text(llm.tokenizer, resolve_path(recipe.data.source["text"], ctx.base_dir), recipe.data.text)
+    cache = ctx.cache or StepCache(ctx.run_dir, reuse=False)
+    files = _llm_files(recipe.model, ctx.base_dir)
+    key = cache.key("export-decoder", files=[file_digest(p) for p in files], opset=recipe.model.opset)
+    rec = cache.get("export:baseline", key)
+    path = ctx.artifacts_dir / f"{BASELINE}.onnx"
+    t0 = time.perf_counter()
+    if rec is None:
+        with progress.task("exporting the decoder (KV cache) to ONNX"):
+            export_decoder(llm.model, path, opset=recipe.model.opset)
+            parity = check_decoder_parity(llm.model, path, text.prompts[0])
+        cache.put("export:baseline", key, {"parity": parity}, [path])
+    else:
+        parity = rec["data"]["parity"]
+    report = StepReport("export-baseline", "export", time.perf_counter() - t0 if rec is None else 0.0,
+                        {"parity_vs_torch": parity, "model_note": llm.note}, cached=rec is not None)
+    head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
+    ctx.decoder = DecoderData(text, (int(cfg.num_key_value_heads), head_dim, int(cfg.num_hidden_layers)), llm.note)
+    return [Variant(BASELINE, "fp32", path)], [report]
 
 
 def torch_domain(recipe: Recipe, ctx: RunContext, steps: list[Step], eval_data: Dataset,
@@ -82,7 +132,8 @@ def torch_domain(recipe: Recipe, ctx: RunContext, steps: list[Step], eval_data: 
         return path, check_export_parity(m, path, parity_feeds)
 
     cache = ctx.cache or StepCache(ctx.run_dir, reuse=False)
-    model_key = cache.key("export-baseline", model=_model_identity(spec, ctx.base_dir, specs))
+    identity = _model_identity(spec, ctx.base_dir, specs)
+    model_key = cache.key("export-baseline", model=identity)
     rec = cache.get("export:baseline", model_key)
     if rec is not None:
         base_path, base_parity = ctx.artifacts_dir / rec["data"]["output"], rec["data"]["parity"]
@@ -147,22 +198,48 @@ def _rebuild_chain(model: Any, rec: dict[str, Any], name: str, ctx: RunContext,
     return rebuilt
 
 
-def onnx_domain(ctx: RunContext, steps: list[Step], source: Variant, targets: list[TargetSpec],
-                reports: list[StepReport]) -> list[Variant]:
-    """Run the ONNX-domain steps once per group of targets that share quantization settings:
-    the settings follow each target's (runtime, device), and what the recipe sets explicitly
-    wins. Each group gets fresh step objects; with several groups their names end ``-g<i>``."""
-    onnx_steps = [s for s in steps if s.domain == "onnx"]
-    if not onnx_steps:
-        return []
+def _quantization_groups(ctx: RunContext, targets: list[TargetSpec]) -> dict[str, list[str]]:
+    """Targets by the quantization settings their (runtime, device) fills in (JSON keys)."""
     groups: dict[str, list[str]] = {}
     for t in targets:
         choice = ctx.quant_choices.get(t.name)
         groups.setdefault(json.dumps(choice.settings if choice else {}, sort_keys=True), []).append(t.name)
+    return groups
+
+
+def _engine_groups(targets: list[TargetSpec], source: Variant) -> tuple[dict[str, list[str]], list[Variant]]:
+    """Decoder LLMs: targets by the weight-only engine their runtime runs (JSON keys), and a
+    failing variant for the targets whose runtime has none."""
+    from compressor.steps.weight_only.step import RUNTIME_ENGINES
+
+    groups: dict[str, list[str]] = {}
+    unsupported: dict[str, list[str]] = {}
+    for t in targets:
+        engine = RUNTIME_ENGINES.get(t.runtime)
+        if engine is None:
+            unsupported.setdefault(t.runtime, []).append(t.name)
+        else:
+            groups.setdefault(json.dumps({"engine": engine}), []).append(t.name)
+    failed = [Variant(COMPRESSED, "?", None, targets=names, made_from=source, error=f"runtime {runtime!r} has no weight-only decoder "
+                      f"path (supported: {', '.join(RUNTIME_ENGINES)})") for runtime, names in unsupported.items()]
+    return groups, failed
+
+
+def onnx_domain(ctx: RunContext, steps: list[Step], source: Variant, targets: list[TargetSpec],
+                reports: list[StepReport]) -> list[Variant]:
+    """Run the ONNX-domain steps once per group of targets that share quantization settings:
+    the settings follow each target's (runtime, device), and what the recipe sets explicitly
+    wins (decoder LLMs: once per weight-only engine). Each group gets fresh step objects; with
+    several groups their names end ``-g<i>`` (decoder LLMs: ``-<engine>``)."""
+    onnx_steps = [s for s in steps if s.domain == "onnx"]
+    if not onnx_steps:
+        return []
+    decoder = ctx.decoder is not None
+    groups, failed = _engine_groups(targets, source) if decoder else (_quantization_groups(ctx, targets), [])
     ctx.torch_model = source.torch_model  # for engines that quantize the torch model (INC)
     variants = []
     for gi, (settings, names) in enumerate(groups.items()):
-        suffix = f"-g{gi}" if len(groups) > 1 else ""
+        suffix = f"-{json.loads(settings)['engine']}" if decoder else f"-g{gi}" if len(groups) > 1 else ""
         model: Path = source.onnx_path  # type: ignore[assignment]
         precision = source.precision
         for template in onnx_steps:
@@ -172,4 +249,4 @@ def onnx_domain(ctx: RunContext, steps: list[Step], source: Variant, targets: li
             precision = step.output_precision() or precision
             reports.append(step.report)
         variants.append(Variant(COMPRESSED, precision, model, source.torch_model, targets=names, made_from=source))
-    return variants
+    return variants + failed

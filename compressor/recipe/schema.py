@@ -1,6 +1,6 @@
 """The recipe schema: static pydantic models, unknown keys forbidden.
 
-The key names are the public contract of DESIGN.md: add to them, never rename.
+The key names are a public contract (docs/architecture.md): add to them, never rename.
 Each step in ``steps:`` is a one-key mapping (``- quantize: {...}``) resolved by a
 discriminated union, so an error names the exact key path.
 """

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compressor.errors import ReportError
-from compressor.report.gates import LIMIT_GATES, GateLimits, evaluate_gates
+from compressor.report.gates import GateLimits, evaluate_gates, step_gates
 from compressor.report.model import GateResult, Report
 
 
@@ -53,8 +53,7 @@ def check_report(report: Report, *, baseline: Report | None = None, source: str 
     gate. Raises ReportError (exit 2) when there is nothing to gate."""
     resolved = resolve_limits(report, **limits)
     if resolved.any() or baseline is not None:
-        gates = evaluate_gates(report, resolved, baseline)
-        gates += [g for g in report.gates if g.name not in LIMIT_GATES]
+        gates = evaluate_gates(report, resolved, baseline) + step_gates(report)
     elif report.gates:
         gates = list(report.gates)  # an older report without gate_limits: its recorded verdicts
     else:

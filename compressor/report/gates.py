@@ -15,7 +15,8 @@ combined standard error (see docs/ci.md and benchmarks/results/gate_flapping.md)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from compressor.metrics import metric_drop
@@ -56,6 +57,10 @@ class GateLimits:
         """The gate limits that are set (what a report records as ``gate_limits``)."""
         return {n: getattr(self, n) for n in GATE_NAMES if getattr(self, n) is not None}
 
+    def without(self, names: Iterable[str]) -> GateLimits:
+        """These limits with the gates ``names`` turned off."""
+        return replace(self, **{n: None for n in names})
+
     @classmethod
     def from_mapping(cls, data: dict[str, Any] | None, **overrides: Any) -> GateLimits:
         """Limits from a report's ``gate_limits`` (or a recipe's ``gates:``), with ``overrides``
@@ -64,6 +69,24 @@ class GateLimits:
         values = {k: v for k, v in (data or {}).items() if k in known and v is not None}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def record_gates(report: Report, gates: Mapping[str, Any] | None, recorded: Iterable[GateResult] = ()) -> None:
+    """What a run (and a sweep) does with the recipe's ``gates:``: record them as the report's
+    ``gate_limits``, so ``compressor check`` evaluates them again, and set ``report.gates`` to
+    those one run can evaluate (not NEEDS_PREVIOUS: only ``check --baseline`` has a previous
+    report) followed by the gates steps ``recorded`` themselves (carried as they are).
+
+    >>> record_gates(report, {"max_accuracy_drop": 0.5})   # doctest: +SKIP
+    """
+    limits = GateLimits.from_mapping(gates)
+    report.gate_limits = limits.limits() or None
+    report.gates = evaluate_gates(report, limits.without(NEEDS_PREVIOUS)) + list(recorded)
+
+
+def step_gates(report: Report) -> list[GateResult]:
+    """The gates a step recorded in ``report`` (not computed from limits), carried as recorded."""
+    return [g for g in report.gates if g.name not in LIMIT_GATES]
 
 
 def baseline_of(variant: str) -> str:

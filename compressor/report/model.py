@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compressor.errors import ReportError
+from compressor.recipe.schema import GateSpec
 
 SCHEMA_VERSION = 1
 
@@ -129,8 +130,9 @@ class Result(_Model):
 class GateResult(_Model):
     """One evaluated CI gate."""
 
-    name: str = Field(description="max_accuracy_drop, min_speedup, max_latency_increase, max_size_bytes or target_ok")
-    limit: float = Field(description="the limit given (pp, x, percent or bytes)")
+    name: str = Field(description="a gate of the recipe's gates: (" + ", ".join(GateSpec.model_fields) + "), "
+                      "target_ok (a target that failed), or a gate a step recorded, <step>.accuracy_criterion")
+    limit: float = Field(description="the limit given (pp, x, percent, bytes or tokens/s)")
     value: float | None = Field(description="the measured value, null when nothing could be measured")
     passed: bool
     detail: str = Field("", description="which variant@target, and the noise allowance for latency gates")

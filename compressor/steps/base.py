@@ -3,8 +3,8 @@
 ``run`` is a template method: it reuses the step's finished result when resuming, else
 calls the step's :meth:`Step.apply`, times it and records the result for a later resume.
 A step implements only ``apply``. Torch-domain steps (distill, prune, finetune) take and
-return an ``nn.Module`` and resume from per-step checkpoints; ONNX-domain steps (quantize)
-take and return a path to an ONNX file and resume from the run's step cache (see the end
+return an ``nn.Module`` and resume from per-step checkpoints; ONNX-domain steps (quantize,
+weight_quantize) take and return a path to an ONNX file and resume from the run's step cache (see the end
 of this module).
 """
 
@@ -89,6 +89,15 @@ class Step(abc.ABC):
         """The precision of the model this step produces (None: unchanged)."""
         return None
 
+    def output_files(self, out: Path) -> list[Path]:
+        """The files an ONNX-domain step's output ``out`` consists of (kept for resume)."""
+        return [out]
+
+    def cache_inputs(self, ctx: RunContext) -> dict[str, Any]:
+        """What the output depends on besides the input model, config, settings, seed and
+        the recipe's ``data:`` (e.g. the calibration text itself); part of the resume key."""
+        return {}
+
     def quant_config(self, cfg: Any) -> Any:
         """``cfg`` with this step's target ``settings`` filling in what the recipe left unset
         (what the recipe sets explicitly wins)."""
@@ -143,7 +152,7 @@ def _record(step: Step, model: Any, out: Any, ctx: RunContext) -> None:
     out_path = Path(out)
     cache.put(f"step:{step.name}", _onnx_key(step, model, ctx, cache),
               {"output": str(out_path.relative_to(ctx.run_dir)), "report": step.report.to_dict(),
-               "precision": step.output_precision()}, [out_path])
+               "precision": step.output_precision()}, step.output_files(out_path))
 
 
 def _cache(ctx: RunContext) -> StepCache:
@@ -151,6 +160,7 @@ def _cache(ctx: RunContext) -> StepCache:
 
 
 def _onnx_key(step: Step, model: Path, ctx: RunContext, cache: StepCache) -> str:
+    extra = step.cache_inputs(ctx)
     return cache.key("onnx-step", kind=step.kind, name=step.name, input=sha256_file(model),
                      config=step.config.model_dump(mode="json"), overrides=step.settings,
-                     seed=ctx.seed, data=ctx.recipe.data.model_dump(mode="json"))
+                     seed=ctx.seed, data=ctx.recipe.data.model_dump(mode="json"), **({"inputs": extra} if extra else {}))

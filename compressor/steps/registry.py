@@ -12,6 +12,7 @@ STEPS: dict[str, str] = {
     "prune": "compressor.steps.prune.step:PruneStep",
     "distill": "compressor.steps.distill.step:DistillStep",
     "finetune": "compressor.steps.finetune:FinetuneStep",
+    "weight_quantize": "compressor.steps.weight_only.step:WeightQuantizeStep",
 }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from compressor.pipeline import write_report
 from compressor.recipe.schema import Recipe
-from compressor.report.gates import GateLimits, baseline_of, evaluate_gates, is_baseline
+from compressor.report.gates import baseline_of, is_baseline, record_gates
 from compressor.report.model import Report, Result, load_report
 from compressor.report.plots import pareto_front
 from compressor.sweep.grid import Variant
@@ -78,11 +78,9 @@ def merge_sweep(recipe: Recipe, variants: list[Variant], out: Path, outcomes: di
             results += [Result(variant=f"{v.name}/compressed", target=t, precision="-", status="failed", error=error)
                         for t in recipe.targets]
         summary.append(entry)
-    limits = GateLimits.from_mapping(recipe.gates.model_dump())
     report = Report(recipe=recipe.name, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                    results=results, hosts=list(hosts.values()) or None, gate_limits=limits.limits() or None)
-    run_limits = {k: val for k, val in (report.gate_limits or {}).items() if k != "max_latency_increase"}
-    report.gates = evaluate_gates(report, GateLimits.from_mapping(run_limits))
+                    results=results, hosts=list(hosts.values()) or None)
+    record_gates(report, recipe.gates.model_dump())
     sweep = {"variants": summary, "pareto": _pareto(results), "best": _best(report, summary),
              "shared_steps_reused": sum(e.get("shared_steps_reused", 0) for e in summary)}
     report = report.model_copy(update={"sweep": sweep})

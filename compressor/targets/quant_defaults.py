@@ -5,8 +5,8 @@ explicitly wins; then the target file's ``quantization:``; then the defaults her
 chosen from measurements (benchmarks/device_formats.py, benchmarks/results/device_formats.md):
 
 - x86 with VNNI/AMX: U8 activations x S8 weights, per channel. VPDPBUSD accumulates
-  in 32 bits; ORT's U8S8 QDQ ran ResNet-18 2.6x FP32 while its default S8S8 ran slower
-  than FP32 (DESIGN.md).
+  in 32 bits; ORT's U8S8 QDQ ran the quickstart CNN 2.58x FP32 while its default S8S8
+  ran 0.90x (docs/targets.md, benchmarks/device_formats.py).
 - x86 without VNNI (AVX2, AVX-512F): ORT's U8S8 kernels multiply-add byte pairs into
   saturating 16-bit sums (VPMADDUBSW): the quickstart CNN lost 3.6 pp. U8U8 runs on
   kernels that do not saturate and kept both accuracy and speed (-0.06 pp, 2.20x

@@ -20,11 +20,21 @@ RUNTIMES: dict[str, str] = {
 }
 
 
+def import_target_class(ref: str) -> type[Target]:
+    """The class a ``module:Class`` reference names: a RUNTIMES value, as a benchmark job
+    carries it into its child process.
+
+    >>> import_target_class(RUNTIMES["onnxruntime"]).__name__
+    'OnnxRuntimeTarget'
+    """
+    module, _, cls = ref.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def target_class(runtime: str) -> type[Target]:
     if runtime not in RUNTIMES:
         raise RecipeError(f"unknown runtime {runtime!r}; known runtimes: {', '.join(sorted(RUNTIMES))}")
-    module, _, cls = RUNTIMES[runtime].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return import_target_class(RUNTIMES[runtime])
 
 
 def options_model(runtime: str) -> type[TargetOptions]:

@@ -9,8 +9,9 @@ from pydantic import Field, ValidationError, field_validator
 
 from compressor.errors import RecipeError
 from compressor.recipe.schema import Strict
+from compressor.utils.builtin import builtin_dir
 
-TARGETS_DIR = Path(__file__).resolve().parents[2] / "targets"
+TARGETS_DIR = builtin_dir("targets")   # the built-in targets (packaged, or the checkout's targets/)
 
 
 class TargetOptions(Strict):

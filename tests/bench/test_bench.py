@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from compressor.bench.latency import LatencyStats, measure_latency
-from compressor.metrics import compute_metric, metric_drop
+from compressor.metrics import compute_metric, metric_drop, scoring_labels
 from compressor.errors import DataError
 
 
@@ -87,6 +87,20 @@ def test_metric_drop_direction():
     assert metric_drop("top1", 0.90, 0.89) == pytest.approx(1.0)       # points
     assert metric_drop("mse", 0.010, 0.0105) == pytest.approx(5.0)     # percent worse
     assert metric_drop("mse", 0.010, 0.009) < 0                         # better
+    assert metric_drop("top1", 0.50, 0.45, relative=True) == pytest.approx(10.0)  # percent of the baseline
+    assert metric_drop("mse", 0.0, 0.5) == 0.0                          # nothing to be worse than
+
+
+def test_mse_scores_an_autoencoder_against_its_input():
+    """The one rule (benchmark and accuracy-aware tuner): mse of a single-input model whose
+    labels are missing or not shaped like its outputs is scored against the input."""
+    x = {"input": np.ones((4, 1, 2, 2), np.float32)}
+    classes, targets = np.arange(4), np.zeros((4, 1, 2, 2))
+    assert scoring_labels("mse", classes, x, 16) is x["input"]
+    assert scoring_labels("mse", None, x, 16) is x["input"]
+    assert scoring_labels("mse", targets, x, 16) is targets             # real regression targets
+    assert scoring_labels("top1", classes, x, 16) is classes
+    assert scoring_labels("mse", None, {**x, "mask": x["input"]}, 16) is None   # two inputs: no guess
 
 
 @pytest.mark.parametrize("target", ["onnxruntime-cpu", "openvino-cpu"])

@@ -188,3 +188,19 @@ def test_gate_names_have_one_source():
     _register()
     options = {p.name for p in cli.commands["check"].params if isinstance(p, click.Option)}
     assert set(GATE_NAMES) <= options, set(GATE_NAMES) - options
+
+
+def test_record_gates_records_every_limit_and_evaluates_what_one_run_can():
+    """What run and sweep do: every recipe gate recorded for `check`; the latency-increase gate
+    (it needs a previous report) left to `check --baseline`; a step's own gates carried after."""
+    from compressor.report.gates import record_gates
+    from compressor.report.model import GateResult
+
+    rep = make_report(base_acc=0.90, comp_acc=0.895)
+    step_gate = GateResult(name="00-quantize.accuracy_criterion", limit=0.5, value=0.7, passed=False, detail="kept")
+    record_gates(rep, {"max_accuracy_drop": 0.6, "max_latency_increase": 10, "min_speedup": None}, [step_gate])
+    assert rep.gate_limits == {"max_accuracy_drop": 0.6, "max_latency_increase": 10}
+    assert [g.name for g in rep.gates] == ["max_accuracy_drop", "00-quantize.accuracy_criterion"]
+    assert rep.gates[0].passed and rep.gates[0].value == pytest.approx(0.5)
+    record_gates(rep, {})
+    assert rep.gate_limits is None and rep.gates == []

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from compressor.metrics import compute_metric, metric_info
+from compressor.metrics import compute_metric, metric_drop, metric_info, scoring_labels
 from compressor.data.dataset import Dataset
 from compressor.errors import CompressorError, DataError, TargetFailed
 from compressor.recipe.schema import AccuracyCriterion
@@ -77,10 +77,7 @@ class Evaluator:
     def __init__(self, data: Dataset, metric: str, reference: list[np.ndarray], criterion: AccuracyCriterion):
         self.data, self.metric, self.reference, self.criterion = data, metric, reference, criterion
         info = metric_info(metric)
-        labels = data.labels
-        if metric == "mse" and labels is None:
-            labels = next(iter(data.inputs.values()))
-        self.labels = labels
+        self.labels = scoring_labels(metric, data.labels, data.inputs, reference[0].size)
         self.higher_is_better = info.higher_is_better
         # the FP32 value; raises DataError when the data cannot provide the metric, before any tuning
         self.baseline = self.score(reference)
@@ -90,10 +87,7 @@ class Evaluator:
 
     def drop(self, value: float) -> float:
         """Absolute: points (fractions) or percent (mse); relative: percent of the FP32 value."""
-        worse = (self.baseline - value) if self.higher_is_better else (value - self.baseline)
-        if self.criterion.mode == "relative" or not self.higher_is_better:
-            return worse / abs(self.baseline) * 100.0 if self.baseline else 0.0
-        return worse * 100.0
+        return metric_drop(self.metric, self.baseline, value, relative=self.criterion.mode == "relative")
 
     def passes(self, value: float) -> bool:
         return self.drop(value) <= self.criterion.max_drop + 1e-9

@@ -1,0 +1,85 @@
+"""What the benchmark scripts share. Each script starts with ``import _common`` (a script's
+own folder is on ``sys.path``), which puts this checkout and its ``examples/`` first on the
+path, once, for all of them: ``python benchmarks/NAME.py`` then measures the checkout's
+compressor even where another copy is installed, and imports the example models by name.
+
+Also the ONNX Runtime helpers several scripts time and score with.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+for _p in (ROOT / "examples", ROOT):   # ROOT ends up first
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+THREADS = 2
+NOISE_STD = 1.0 / 255.0  # one grey level, in [0, 1] pixel units (before normalisation)
+
+
+def load_example(name: str) -> ModuleType:
+    """``examples/<name>.py`` as a module of its own (``example_<name>``)."""
+    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def ort_session(path: Path) -> Any:
+    """A plain ONNX Runtime CPU session on THREADS threads."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = THREADS
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def run_all(session: Any, x: np.ndarray, batch: int = 20) -> np.ndarray:
+    """First output over ``x``; ``session`` is an ORT session or a compressor target session."""
+    def one(feeds):
+        return session.run(None, feeds)[0] if hasattr(session, "get_inputs") else session.run(feeds)[0]
+
+    return np.concatenate([one({"input": x[i:i + batch]}) for i in range(0, len(x), batch)])
+
+
+def interleaved_p50(runs: dict[str, object], rounds: int = 5, iterations: int = 20) -> dict[str, float]:
+    """Each callable's p50 (ms) over ``rounds`` interleaved rounds of ``iterations`` calls
+    (the product's paired timing, compressor.bench.latency.measure_interleaved)."""
+    from compressor.bench.latency import measure_interleaved
+
+    timing = measure_interleaved(runs, rounds=rounds, per_round=iterations, warmup=5)  # type: ignore[arg-type]
+    return {k: s.p50 for k, s in timing.stats.items()}
+
+
+def stable_crops(fp32_session: Any, x: np.ndarray, ref: np.ndarray, draws: int = 3) -> tuple[np.ndarray, float]:
+    """Crops whose FP32 top-1 survives ``draws`` draws of one-grey-level input noise; also
+    returns how often FP32 agrees with itself under that noise (the noise floor)."""
+    from mobilenet_v2 import IMAGENET_STD
+
+    rng = np.random.default_rng(0)
+    same = np.ones(len(x), bool)
+    floor = []
+    for _ in range(draws):
+        noise = rng.normal(0.0, NOISE_STD, x.shape).astype(np.float32) / IMAGENET_STD[None, :, None, None]
+        top = run_all(fp32_session, (x + noise).astype(np.float32)).argmax(1)
+        floor.append(float(np.mean(top == ref.argmax(1))))
+        same &= top == ref.argmax(1)
+    return same, float(np.mean(floor))
+
+
+def kl(ref: np.ndarray, out: np.ndarray) -> float:
+    """Mean KL divergence of the INT8 softmax from the FP32 softmax: a finer signal than top-1 agreement."""
+    def log_softmax(z: np.ndarray) -> np.ndarray:
+        z = z.astype(np.float64) - z.max(1, keepdims=True)
+        return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+    lp, lq = log_softmax(ref), log_softmax(out)
+    return float(np.mean(np.sum(np.exp(lp) * (lp - lq), 1)))

@@ -1,0 +1,70 @@
+"""The ``weight_quantize`` step: weight-only INT4/INT8 of a decoder LLM's ONNX export, run
+once per runtime family of its targets (``settings["engine"]``, see :data:`RUNTIME_ENGINES`):
+ONNX Runtime ``MatMulNBits`` (onnxruntime.py) or OpenVINO NNCF ``compress_weights``
+(openvino.py). Data-aware algorithms (GPTQ, AWQ, scale estimation) calibrate on windows of
+the recipe's text (``ctx.decoder``, set by the pipeline when it exports the decoder).
+
+>>> RUNTIME_ENGINES["openvino"]
+'openvino'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from compressor.recipe.schema import WeightQuantizeConfig
+from compressor.steps.base import Step
+
+if TYPE_CHECKING:
+    from compressor.context import RunContext
+
+#: target runtime -> the weight-only engine whose output it runs
+RUNTIME_ENGINES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
+
+
+def calibration_feeds(text: Any, cache_shape: tuple[int, int, int]) -> list[dict[str, Any]]:
+    """Decoder feeds (``input_ids`` and an empty KV cache) of the text's calibration windows."""
+    import numpy as np
+
+    from compressor.export.decoder import cache_names
+
+    kv, hd, layers = cache_shape
+    past, _ = cache_names(layers)
+    return [{"input_ids": c.reshape(1, -1), **{n: np.zeros((1, kv, 0, hd), np.float32) for n in past}}
+            for c in text.calibration]
+
+
+class WeightQuantizeStep(Step):
+    kind = "weight_quantize"
+    domain = "onnx"
+    config: WeightQuantizeConfig
+
+    def apply(self, model: Path, ctx: RunContext) -> Path:
+        cfg, engine, decoder = self.config, self.settings["engine"], ctx.decoder
+        layers = decoder.cache_shape[2]
+        dst = ctx.artifacts_dir / (f"{self.name}.onnx" if engine == "onnxruntime" else f"{self.name}.xml")
+        needs_data = cfg.algorithm == "gptq" or cfg.awq or cfg.scale_estimation
+        feeds = calibration_feeds(decoder.text, decoder.cache_shape) if needs_data else None
+        with ctx.progress.task(f"weight-only INT{cfg.bits} ({engine})"):
+            if engine == "onnxruntime":
+                from compressor.steps.weight_only.onnxruntime import quantize_matmul_nbits
+
+                details = quantize_matmul_nbits(model, dst, cfg, layers, feeds)
+            else:
+                from compressor.steps.weight_only.openvino import compress_openvino
+
+                details = compress_openvino(model, dst, cfg, layers, feeds)
+        if feeds:
+            details["calibration"] = {"windows": len(feeds), "tokens": int(sum(f["input_ids"].size for f in feeds))}
+        self.report.details.update(details)
+        return dst
+
+    def output_precision(self) -> str:
+        return f"int{self.config.bits}"
+
+    def output_files(self, out: Path) -> list[Path]:
+        return [out] + ([out.with_suffix(".bin")] if out.suffix == ".xml" else [])  # OpenVINO IR: .xml + .bin
+
+    def cache_inputs(self, ctx: RunContext) -> dict[str, Any]:
+        return {"calibration": [c.tolist() for c in ctx.decoder.text.calibration]}
