@@ -1,4 +1,5 @@
-"""Decoder LLMs (Llama architecture) from a Hugging Face folder or a GGUF file, offline.
+"""Decoder LLMs (any decoder-only ``*ForCausalLM`` transformers runs: Llama, Qwen2/Qwen3,
+Gemma-3, Phi-3, Mistral, SmolLM3, ...) from a Hugging Face folder or a GGUF file, offline.
 
 Safety: a folder must hold ``*.safetensors`` weights (``pytorch_model.bin`` would be
 unpickled and is refused), ``trust_remote_code`` is never set, and nothing is fetched
@@ -16,7 +17,6 @@ from typing import Any
 
 from compressor.errors import ModelLoadError
 
-SUPPORTED = ("llama",)  # architectures export/decoder.py rebuilds
 
 
 @dataclass
@@ -45,9 +45,15 @@ def _first_line(e: BaseException) -> str:
 
 
 def _check_arch(config: Any, where: Path) -> None:
-    if getattr(config, "model_type", None) not in SUPPORTED:
-        raise ModelLoadError(f"{where}: model type {getattr(config, 'model_type', None)!r} is not supported "
-                             f"for decoder export", hint=f"supported: {', '.join(SUPPORTED)}")
+    """Refuse, in one line, a model transformers has no causal-LM class for (an encoder, a
+    seq2seq model): the decoder export runs the library's own forward, so that is the rule."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    kind = getattr(config, "model_type", None)
+    if kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ModelLoadError(f"{where}: model type {kind!r} is not a decoder-only causal LM that transformers "
+                             "can run, so it cannot be exported as a KV-cache decoder",
+                             hint="decoder LLMs: any model type transformers loads with AutoModelForCausalLM")
 
 
 def load_hf_folder(folder: Path) -> LlmModel:

@@ -46,7 +46,7 @@ def run_llm_recipe(recipe: Recipe, target_specs: list[TargetSpec], run_dir: Path
                    progress: Reporter = QUIET, resume: bool = False) -> Report:
     """Run a decoder-LLM recipe; writes artifacts, report.json/md/html into ``run_dir``."""
     from compressor.data.text import split_text
-    from compressor.export.decoder import check_decoder_parity, export_decoder
+    from compressor.export.decoder import cache_layout, check_decoder_parity, export_decoder
     from compressor.models.llm import load_llm
     from compressor.pipeline.output import write_report
 
@@ -76,9 +76,7 @@ def run_llm_recipe(recipe: Recipe, target_specs: list[TargetSpec], run_dir: Path
     else:
         reports.append(StepReport("export-baseline", "export", details={"parity_vs_torch": rec["data"]["parity"],
                                                                          "model_note": llm.note}, cached=True))
-    layers = int(cfg.num_hidden_layers)
-    kv = int(cfg.num_key_value_heads)
-    head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
+    kv, head_dim, layers = cache_layout(cfg)
     del llm  # the torch model is not needed past the export
 
     # 2. the FP32 reference continuations every variant is compared with
