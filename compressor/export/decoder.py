@@ -55,7 +55,11 @@ def cache_layout(config: Any) -> tuple[int, int, int]:
     (2, 16, 32)
     """
     cfg = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
-    heads = int(cfg.num_attention_heads)
+    try:
+        heads = int(cfg.num_attention_heads)
+    except AttributeError:  # state-space and other attention-free models
+        raise ExportError(f"model type {getattr(config, 'model_type', '?')!r} has no attention heads: "
+                          "it keeps no key/value cache and cannot be exported as a KV-cache decoder") from None
     kv = int(getattr(cfg, "num_key_value_heads", None) or heads)
     head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
     return kv, head_dim, int(cfg.num_hidden_layers)

@@ -189,7 +189,7 @@ def _bench(spec: TargetSpec, variant: str, path: Path, precision: str, recipe: R
                      threads=spec.threads or b.threads, cache_shape=cache_shape, tokens=text.evaluation,
                      window=t.window, stride=t.stride, bos=text.bos, prompts=text.prompts,
                      continuations=continuations, timing=b.llm.model_dump(),
-                     meta={"note": llm_note} if llm_note else {})
+                     meta={**text.tokenization, **({"note": llm_note} if llm_note else {})})
         with progress.task(f"measuring {variant} on {spec.name}") as update:
             measured = run_isolated(job, timeout_s=b.timeout_s, progress=lambda s, k, n: update(k, n, s))
         row.update(measured)
