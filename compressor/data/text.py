@@ -91,9 +91,11 @@ def split_text(tokenizer: Any, path: Path, spec: Any) -> TextSplits:
     rest = ids[len(evaluation):]
     n = spec.calibration_tokens
     calibration = [rest[i * n:(i + 1) * n] for i in range(min(spec.calibration_samples, len(rest) // n))]
-    if spec.chat_template:
-        prompts = _chat_prompts(tokenizer, prompts, path)
     bos, why = _bos(tokenizer, spec.bos)
+    if spec.chat_template:
+        prompts = _chat_prompts(tokenizer, prompts, path)  # the template places BOS itself
+    elif bos is not None:  # a prompt is the start of a sequence, like a window
+        prompts = [np.concatenate([[bos], p]).astype(np.int64) for p in prompts]
     eos = getattr(tokenizer, "eos_token_id", None)
     # EOS is recorded, never appended: windows are cut from the middle of a document, and
     # greedy continuations run a fixed length so that every variant is compared on the same count

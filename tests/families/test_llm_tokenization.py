@@ -37,8 +37,10 @@ def test_bos_follows_the_tokenizer_configuration(tokenizer, tmp_path):
         on = split_text(tokenizer, text, TextEvalSpec(**SPEC))
         assert on.bos == tokenizer.bos_token_id and on.tokenization["bos_token"] == "<s>"
         assert on.tokenization["bos_source"] == "the tokenizer adds BOS (its add_bos_token)"
-        # the evaluated ids never carry it: each window gets exactly one, from the perplexity loop
+        # the evaluated ids never carry it: each window gets exactly one, from the perplexity loop;
+        # the agreement prompts start with it
         assert (on.evaluation == plain.evaluation).all()
+        assert [p[0] for p in on.prompts] == [on.bos] * 2 and (on.prompts[0][1:] == plain.prompts[0]).all()
         off = split_text(tokenizer, text, TextEvalSpec(**SPEC, bos="never"))
         assert off.bos is None and off.tokenization["bos_source"] == "data.text.bos: never"
     finally:
