@@ -61,8 +61,7 @@ def build(out: Path, rev: str) -> dict[str, Path]:
         if name == "handwritten":
             handwritten_exporter(rev)(llm.model, path)
         else:
-            llm.model.set_attn_implementation(name.split("-")[1])
-            export_decoder(llm.model, path)
+            export_decoder(llm.model, path, attention=name.split("-")[1])
         timings[name] = round(time.perf_counter() - t0, 1)
     print("export seconds", timings, flush=True)
     return files

@@ -95,25 +95,31 @@ def _wrapper(hf_model: Any) -> Any:
 
 
 @contextmanager
-def _untied_head(hf_model: Any) -> Iterator[None]:
-    """Give the lm-head its own weight while exporting: tied, it is exported as
-    ``Transpose(embedding)`` run on every call, and weight-only quantizers only see a
-    MatMul whose weight is a constant. The model is restored afterwards."""
+def _export_ready(hf_model: Any, attention: str) -> Iterator[None]:
+    """While exporting: the lm-head gets its own weight (tied, it is exported as
+    ``Transpose(embedding)`` run on every call, and weight-only quantizers only see a MatMul
+    whose weight is a constant), and attention is transformers' ``attention`` implementation.
+    The model is restored afterwards."""
     import torch
 
+    attn = getattr(hf_model.config, "_attn_implementation", None)
     head = hf_model.get_output_embeddings()
-    if head is None or not isinstance(head, torch.nn.Linear):
-        yield
-        return
-    copy = torch.nn.Linear(head.in_features, head.out_features, bias=head.bias is not None)
-    copy.weight = torch.nn.Parameter(head.weight.detach().clone())
-    if head.bias is not None:
-        copy.bias = torch.nn.Parameter(head.bias.detach().clone())
-    hf_model.set_output_embeddings(copy)
+    switch = attn != attention and hasattr(hf_model, "set_attn_implementation")
+    if switch:
+        hf_model.set_attn_implementation(attention)
+    if isinstance(head, torch.nn.Linear):
+        copy = torch.nn.Linear(head.in_features, head.out_features, bias=head.bias is not None)
+        copy.weight = torch.nn.Parameter(head.weight.detach().clone())
+        if head.bias is not None:
+            copy.bias = torch.nn.Parameter(head.bias.detach().clone())
+        hf_model.set_output_embeddings(copy)
     try:
         yield
     finally:
-        hf_model.set_output_embeddings(head)
+        if isinstance(head, torch.nn.Linear):
+            hf_model.set_output_embeddings(head)
+        if switch:
+            hf_model.set_attn_implementation(attn)
 
 
 def _probe(module: Any, config: Any) -> None:
@@ -142,8 +148,12 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def export_decoder(hf_model: Any, path: str | Path, *, opset: int = 18) -> Path:
+def export_decoder(hf_model: Any, path: str | Path, *, opset: int = 18, attention: str = "eager") -> Path:
     """Export ``hf_model`` (a decoder-only ``*ForCausalLM``) as a KV-cache decoder, one file.
+
+    ``attention``: the transformers attention implementation traced. ``eager`` (explicit
+    MatMul/Softmax) decoded faster than the traced ``sdpa`` on both runtimes, with the same
+    logits (SmolLM2, benchmarks/llm_export_compare.py).
 
     >>> export_decoder(AutoModelForCausalLM.from_config(Qwen3Config(...)), "d.onnx")  # doctest: +SKIP
     """
@@ -158,7 +168,7 @@ def export_decoder(hf_model: Any, path: str | Path, *, opset: int = 18) -> Path:
     seq, ctx = torch.export.Dim("sequence", min=1), torch.export.Dim("past_sequence", min=0)
     dynamic = ({1: seq}, tuple({2: ctx} for _ in past))  # forward(input_ids, *past)
     path = Path(path)
-    with _untied_head(hf_model):
+    with _export_ready(hf_model, attention):
         module = _wrapper(hf_model)
         _probe(module, cfg)
         try:
