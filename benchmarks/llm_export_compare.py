@@ -47,16 +47,21 @@ def handwritten_exporter(rev: str):
     return mod.export_decoder
 
 
-def build(out: Path, rev: str) -> dict[str, Path]:
-    """name -> ONNX file: the hand-written graph and the generic one (sdpa and eager attention)."""
+GRAPHS = ("handwritten", "generic-sdpa", "generic-eager")
+
+
+def build(out: Path, rev: str, graphs: list[str]) -> dict[str, Path]:
+    """name -> ONNX file: the hand-written graph and the generic one (sdpa and eager attention);
+    files already in ``out`` are reused (exports take minutes on a busy machine)."""
     from compressor.export.decoder import export_decoder
     from compressor.models.llm import load_hf_folder
 
     llm = load_hf_folder(MODEL)
-    files = {"handwritten": out / "handwritten.onnx", "generic-sdpa": out / "generic-sdpa.onnx",
-             "generic-eager": out / "generic-eager.onnx"}
+    files = {name: out / f"{name}.onnx" for name in graphs}
     timings = {}
     for name, path in files.items():
+        if path.exists():
+            continue
         t0 = time.perf_counter()
         if name == "handwritten":
             handwritten_exporter(rev)(llm.model, path)
@@ -87,6 +92,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--ref-rev", default=REF_REV)
+    ap.add_argument("--graphs", default=",".join(GRAPHS), help="comma-separated subset of " + ", ".join(GRAPHS))
+    ap.add_argument("--steps", type=int, default=32, help="decode steps per round and graph")
+    ap.add_argument("--skip-perplexity", action="store_true", help="decode speed only (less memory and time)")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks/results/llm_export_compare.json")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -99,13 +107,15 @@ def main() -> None:
     from compressor.export.decoder import cache_layout
     from transformers import AutoConfig
 
-    files = build(args.out, args.ref_rev)
+    files = build(args.out, args.ref_rev, args.graphs.split(","))
     nodes = {n: len(onnx.load(str(p), load_external_data=False).graph.node) for n, p in files.items()}
     shape = cache_layout(AutoConfig.from_pretrained(MODEL))
     text = split_text(AutoTokenizer.from_pretrained(MODEL), TEXT, TEXT_SPEC)
     decs = {k: Decoder(s, shape) for k, s in sessions(files, args.threads).items()}
     res: dict[str, dict] = {k: {} for k in decs}
     for k, dec in decs.items():
+        if args.skip_perplexity:
+            break
         ppl, n = perplexity(dec, text.evaluation, TEXT_SPEC.window, TEXT_SPEC.stride, text.bos)
         res[k].update(perplexity=ppl, perplexity_tokens=n)
         print(k, f"ppl {ppl:.4f}", flush=True)
@@ -119,7 +129,7 @@ def main() -> None:
             logits, past = dec(prompt, dec.empty())
             res[k].setdefault("prefill_ms", []).append((time.perf_counter() - t0) * 1000)
             steps = []
-            for _ in range(32):
+            for _ in range(args.steps):
                 nxt = np.array([int(logits[0, -1].argmax())])
                 t0 = time.perf_counter()
                 logits, past = dec(nxt, past)
@@ -137,14 +147,16 @@ def main() -> None:
                "environment": describe_environment(args.threads), "onnx_nodes": nodes, "ref_rev": args.ref_rev,
                "text": f"{TEXT.name}, {len(text.evaluation)} tokens, window {TEXT_SPEC.window}, "
                        f"stride {TEXT_SPEC.stride}, bos {text.bos}",
-               "timing": "prefill 128 tokens, then 32 decode steps; rounds interleaved", "results": res}
+               "timing": f"prefill 128 tokens, then {args.steps} decode steps; {args.rounds} rounds interleaved",
+               "results": res}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(summary, indent=1) + "\n")
     lines = [f"| graph | nodes | ppl ORT | ppl OV | prefill 128 ms ORT / OV | decode tok/s ORT / OV (median) "
              "| decode vs hand-written ORT / OV |", "|---|---|---|---|---|---|---|"]
     for name in files:
         o, v = res[f"ort/{name}"], res[f"ov/{name}"]
-        lines.append(f"| {name} | {nodes[name]} | {o['perplexity']:.4f} | {v['perplexity']:.4f} | "
+        ppl = [f"{m['perplexity']:.4f}" if "perplexity" in m else "-" for m in (o, v)]
+        lines.append(f"| {name} | {nodes[name]} | {ppl[0]} | {ppl[1]} | "
                      f"{o['prefill_ms_median']:.0f} / {v['prefill_ms_median']:.0f} | "
                      f"{o['decode_tokens_per_s_median']:.1f} / {v['decode_tokens_per_s_median']:.1f} | "
                      f"{o['decode_vs_handwritten_median']:.2f}x / {v['decode_vs_handwritten_median']:.2f}x |")
