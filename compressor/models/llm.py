@@ -1,4 +1,5 @@
-"""Decoder LLMs (Llama architecture) from a Hugging Face folder or a GGUF file, offline.
+"""Decoder LLMs (any decoder-only ``*ForCausalLM`` transformers runs: Llama, Qwen2/Qwen3,
+Gemma-3, Phi-3, Mistral, SmolLM3, ...) from a Hugging Face folder or a GGUF file, offline.
 
 Safety: a folder must hold ``*.safetensors`` weights (``pytorch_model.bin`` would be
 unpickled and is refused), ``trust_remote_code`` is never set, and nothing is fetched
@@ -16,7 +17,6 @@ from typing import Any
 
 from compressor.errors import ModelLoadError
 
-SUPPORTED = ("llama",)  # architectures export/decoder.py rebuilds
 
 
 @dataclass
@@ -45,9 +45,15 @@ def _first_line(e: BaseException) -> str:
 
 
 def _check_arch(config: Any, where: Path) -> None:
-    if getattr(config, "model_type", None) not in SUPPORTED:
-        raise ModelLoadError(f"{where}: model type {getattr(config, 'model_type', None)!r} is not supported "
-                             f"for decoder export", hint=f"supported: {', '.join(SUPPORTED)}")
+    """Refuse, in one line, a model transformers has no causal-LM class for (an encoder, a
+    seq2seq model): the decoder export runs the library's own forward, so that is the rule."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    kind = getattr(config, "model_type", None)
+    if kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ModelLoadError(f"{where}: model type {kind!r} is not a decoder-only causal LM that transformers "
+                             "can run, so it cannot be exported as a KV-cache decoder",
+                             hint="decoder LLMs: any model type transformers loads with AutoModelForCausalLM")
 
 
 def load_hf_folder(folder: Path) -> LlmModel:
@@ -113,19 +119,39 @@ def load_gguf(path: Path) -> LlmModel:
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict(), strict=False)
     model.tie_weights()
-    gtype = _gguf_file_type(path)
+    gtype, flags = _gguf_metadata(path)
+    _apply_special_token_flags(tokenizer, flags)
     return LlmModel(model.eval(), tokenizer, "gguf", path, note=f"FP32 dequantized from GGUF {gtype}")
 
 
-def _gguf_file_type(path: Path) -> str:
-    """The GGUF file's main quantization type (e.g. Q4_1), for the report's note."""
+def _gguf_metadata(path: Path) -> tuple[str, dict[str, bool]]:
+    """The file's main quantization type (e.g. Q4_1, for the report's note) and its
+    tokenizer's ``add_bos_token`` / ``add_eos_token`` flags, which transformers' GGUF reader
+    does not carry over (a Gemma GGUF would lose its BOS)."""
     try:
         from gguf import GGUFReader, LlamaFileType
 
-        field = GGUFReader(str(path)).fields.get("general.file_type")
-        return LlamaFileType(int(field.parts[field.data[0]][0])).name.replace("MOSTLY_", "") if field else "?"
-    except Exception:  # noqa: BLE001 - only a label
-        return "?"
+        fields = GGUFReader(str(path)).fields
+    except Exception:  # noqa: BLE001 - labels and flags only; the weights were read above
+        return "?", {}
+
+    def scalar(key: str) -> Any:
+        f = fields.get(key)
+        return f.parts[f.data[0]][0] if f is not None and f.data else None
+
+    ftype = scalar("general.file_type")
+    gtype = LlamaFileType(int(ftype)).name.replace("MOSTLY_", "") if ftype is not None else "?"
+    flags = {name: bool(v) for name, key in (("add_bos_token", "tokenizer.ggml.add_bos_token"),
+                                             ("add_eos_token", "tokenizer.ggml.add_eos_token"))
+             if (v := scalar(key)) is not None}
+    return gtype, flags
+
+
+def _apply_special_token_flags(tokenizer: Any, flags: dict[str, bool]) -> None:
+    """Set the tokenizer's BOS/EOS behaviour from the GGUF file (saved with the tokenizer)."""
+    for name, value in flags.items():
+        if hasattr(type(tokenizer), name):
+            setattr(tokenizer, name, value)
 
 
 def load_llm(spec: Any, base_dir: Path | None) -> LlmModel:

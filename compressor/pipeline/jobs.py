@@ -139,7 +139,8 @@ def bench_decoder(spec: TargetSpec, v: Variant, ctx: RunContext, continuations: 
                      out_dir=out_dir, run_dir=ctx.run_dir, model=ModelArtifact(v.name, v.precision, v.onnx_path, []),
                      threads=spec.threads or b.threads, cache_shape=ctx.decoder.cache_shape, tokens=text.evaluation,
                      window=t.window, stride=t.stride, bos=text.bos, prompts=text.prompts,
-                     continuations=continuations, timing=b.llm.model_dump(), meta={"note": note} if note else {})
+                     continuations=continuations, timing=b.llm.model_dump(),
+                     meta={**text.tokenization, **({"note": note} if note else {})})
         with ctx.progress.task(f"measuring {v.name} on {spec.name}") as update:
             row.update(run_isolated(job, timeout_s=b.timeout_s, progress=lambda s, k, n: update(k, n, s)))
     except CompressorError as e:

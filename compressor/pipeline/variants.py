@@ -75,7 +75,7 @@ def decoder_domain(recipe: Recipe, ctx: RunContext, progress: Reporter) -> tuple
     """A decoder LLM's FP32 baseline: loaded, exported with its KV cache (checked against
     torch; cached for resume); sets ``ctx.decoder`` for the steps and benchmarks."""
     from compressor.data.text import split_text
-    from compressor.export.decoder import check_decoder_parity, export_decoder
+    from compressor.export.decoder import cache_layout, check_decoder_parity, export_decoder
     from compressor.models.llm import load_llm
 
     progress.log(f"[bold]loading[/] {recipe.model.hf or recipe.model.gguf}")
@@ -97,8 +97,7 @@ def decoder_domain(recipe: Recipe, ctx: RunContext, progress: Reporter) -> tuple
         parity = rec["data"]["parity"]
     report = StepReport("export-baseline", "export", time.perf_counter() - t0 if rec is None else 0.0,
                         {"parity_vs_torch": parity, "model_note": llm.note}, cached=rec is not None)
-    head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
-    ctx.decoder = DecoderData(text, (int(cfg.num_key_value_heads), head_dim, int(cfg.num_hidden_layers)), llm.note)
+    ctx.decoder = DecoderData(text, cache_layout(cfg), llm.note)
     return [Variant(BASELINE, "fp32", path)], [report]
 
 

@@ -91,7 +91,10 @@ class TextEvalSpec(Strict):
     stride: int = Field(256, ge=1, description="window step; each token is scored once with up to "
                         "window - stride tokens of context")
     bos: Literal["auto", "always", "never"] = Field(
-        "auto", description="start each window with the BOS token: auto = when the tokenizer adds one itself")
+        "auto", description="start each window with the BOS token: auto = when the tokenizer's configuration "
+        "adds one (add_bos_token; a GGUF file's tokenizer.ggml.add_bos_token)")
+    chat_template: bool = Field(False, description="wrap each agreement prompt as one user turn of the tokenizer's "
+                                "chat template (perplexity always runs on the plain text)")
     prompts: int = Field(8, ge=1, description="greedy next-token agreement: prompts taken from the text")
     prompt_tokens: int = Field(32, ge=1)
     continuation_tokens: int = Field(16, ge=1, description="FP32 greedy tokens compared per prompt")

@@ -66,6 +66,10 @@ class LlmMetrics(_Model):
     window: int | None = Field(None, description="window length, tokens")
     stride: int | None = Field(None, description="window step, tokens")
     bos: bool | None = Field(None, description="whether every window started with the BOS token")
+    bos_token: str | None = Field(None, description="the BOS token the windows started with (none: no BOS)")
+    bos_source: str | None = Field(None, description="why: the tokenizer's add_bos_token, or data.text.bos")
+    eos_token: str | None = Field(None, description="the tokenizer's EOS token (recorded; never appended)")
+    chat_template: bool | None = Field(None, description="whether agreement prompts used the chat template")
     next_token_agreement: float | None = Field(None, description="fraction of greedy next tokens equal to the FP32 "
                                                "baseline's, teacher-forced on FP32's greedy continuations")
     agreement_tokens: int | None = Field(None, description="positions compared for next_token_agreement")

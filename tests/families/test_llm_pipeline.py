@@ -28,6 +28,9 @@ def test_run_tiny_llm_both_runtimes(cli, tmp_path):
         assert m["perplexity"] > 1 and m["perplexity_tokens"] == 159  # 160 tokens, no BOS: all but the first
         assert 0 <= m["next_token_agreement"] <= 1 and m["decode_tokens_per_s"] > 0 and m["peak_rss_bytes"] > 0
         assert r["precision"] == ("fp32" if variant == "baseline" else "int4")
+        # tokenisation recorded: the tiny tokenizer adds no BOS, no chat template was asked for
+        assert (m["bos"], m.get("bos_token"), m["eos_token"], m["chat_template"]) == (False, None, "</s>", False)
+        assert m["bos_source"] == "the tokenizer adds no BOS (its add_bos_token)"
     base = rows[("baseline", "onnxruntime-cpu")]
     assert base["llm"]["next_token_agreement"] == 1.0  # FP32 against its own continuations
     # the same FP32 model on both runtimes: the same perplexity
