@@ -90,8 +90,9 @@ def run_llm_recipe(recipe: Recipe, target_specs: list[TargetSpec], run_dir: Path
     for i, kind in enumerate(recipe.step_kinds()):
         step_cfg = getattr(recipe.steps[i], kind)
         for engine in engines:
+            source = resolve_path(recipe.model.gguf, base_dir) if recipe.model.gguf else None
             variants[engine] = _quantize(engine, step_cfg, base_path, artifacts, layers, text, cache, reports,
-                                         progress, (kv, head_dim, layers))
+                                         progress, (kv, head_dim, layers), source)
 
     # 4. every (variant, target)
     results = []
@@ -132,17 +133,28 @@ def _calibration_feeds(text: Any, cache_shape: tuple[int, int, int]) -> list[dic
 
 
 def _quantize(engine: str, cfg: Any, base: Path, artifacts: Path, layers: int, text: Any, cache: StepCache,
-              reports: list[StepReport], progress: Reporter, cache_shape: tuple[int, int, int]) -> tuple[Path, str]:
+              reports: list[StepReport], progress: Reporter, cache_shape: tuple[int, int, int],
+              source: Path | None = None) -> tuple[Path, str]:
     name = f"weight_quantize-{engine}"
     dst = artifacts / (f"{COMPRESSED}.onnx" if engine == "onnxruntime" else f"{COMPRESSED}-openvino.xml")
     precision = f"int{cfg.bits}"
     key = cache.key("weight-quantize", engine=engine, input=file_digest(base), config=cfg.model_dump(mode="json"),
-                    calibration=[c.tolist() for c in text.calibration])
+                    calibration=[c.tolist() for c in text.calibration],
+                    source=file_digest(source) if source else None)
     rec = cache.get(f"step:{name}", key)
     if rec is not None:
         reports.append(StepReport(name, "weight_quantize", details=rec["data"]["details"], cached=True))
         progress.log(f"[bold]reused[/] {name}")
-        return dst, precision
+        return dst, rec["data"]["details"].get("precision", precision)
+    if cfg.algorithm == "gguf":  # the source file's own blocks, nothing re-rounded
+        from compressor.steps.weight_only.gguf import reencode_step
+
+        t0 = time.perf_counter()
+        with progress.task(f"re-encoding the GGUF blocks ({engine})"):
+            details = reencode_step(engine, base, dst, Path(source or ""), cfg.accuracy_level)
+        cache.put(f"step:{name}", key, {"details": details}, [dst] + ([dst.with_suffix(".bin")] if dst.suffix == ".xml" else []))
+        reports.append(StepReport(name, "weight_quantize", time.perf_counter() - t0, details))
+        return dst, details["precision"]
     needs_data = cfg.algorithm == "gptq" or cfg.awq or cfg.scale_estimation
     feeds = _calibration_feeds(text, cache_shape) if needs_data else None
     t0 = time.perf_counter()
