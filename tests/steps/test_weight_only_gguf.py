@@ -103,3 +103,35 @@ def test_openvino_reencoding_keeps_the_codes(case):
     out = compiled({"x": x})
     y = {o.get_any_name(): v for o, v in out.items()}
     np.testing.assert_allclose(y["y_proj"], x @ expect, rtol=1e-4, atol=1e-4)
+
+
+def test_recipe_rules_for_the_gguf_algorithm():
+    from pydantic import ValidationError
+
+    from compressor.recipe.schema import Recipe
+
+    base = {"name": "g", "model": {"gguf": "m.gguf"}, "data": {"source": {"text": "t.txt"}},
+            "targets": ["onnxruntime-cpu"], "steps": [{"weight_quantize": {"algorithm": "gguf"}}]}
+    Recipe.model_validate(base)
+    with pytest.raises(ValidationError, match="own grid: remove bits, group_size"):
+        Recipe.model_validate({**base, "steps": [{"weight_quantize": {"algorithm": "gguf", "bits": 8, "group_size": 32}}]})
+    with pytest.raises(ValidationError, match="model must be"):
+        Recipe.model_validate({**base, "model": {"hf": "folder"}})
+
+
+def test_a_gguf_without_kept_blocks_is_one_clear_error(tmp_path):
+    import gguf
+
+    from compressor.errors import StepError
+    from compressor.steps.weight_only.gguf import reencode_step
+
+    writer = gguf.GGUFWriter(str(tmp_path / "f32.gguf"), "llama")
+    writer.add_tensor("blk.0.ffn_up.weight", np.ones((N, K), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    src = _matmul_model(tmp_path / "fp32.onnx", {"proj": np.ones((K, N), np.float32)})
+    with pytest.raises(StepError, match="no Q4_0/Q4_1/Q8_0 tensor"):
+        reencode_step("onnxruntime", src, tmp_path / "q.onnx", tmp_path / "f32.gguf")
+    assert not (tmp_path / "q.onnx").exists()  # nothing half-written

@@ -74,6 +74,14 @@ def dequantize_nbits(b: np.ndarray, scales: np.ndarray, zero_points: np.ndarray,
     return w.reshape(n, k).T
 
 
+def _require_some(found: dict[str, Match], gguf_path: Path) -> None:
+    from compressor.errors import StepError
+
+    if not found:
+        raise StepError(f"{gguf_path.name} holds no Q4_0/Q4_1/Q8_0 tensor that is a MatMul weight of the model "
+                        "(K-quants and float files: use algorithm rtn / hqq / gptq)")
+
+
 def _layer_report(names: list[str], found: dict[str, Match], others: dict[str, str]) -> dict[str, Any]:
     kept = {n: f"{m.grid.name} ({m.grid.kind}{', rows reordered' if m.permuted else ''})" for n, m in found.items()}
     other = ", ".join(sorted({f"{k}: {v}" for k, v in others.items()})) or "none"
@@ -96,6 +104,7 @@ def reencode_onnx(src: Path, dst: Path, gguf_path: Path, accuracy_level: int = 4
     inits = {i.name: i for i in model.graph.initializer}
     mms = [n for n in model.graph.node if n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in inits]
     found = match_weights({n.name: numpy_helper.to_array(inits[n.input[1]]) for n in mms}, grids)
+    _require_some(found, gguf_path)
     nodes, new_inits, used = [], [], set()
     block_sums: dict[str, str] = {}  # input name -> its block sums
     summers: dict[int, str] = {}  # K -> the [K, K/32] 0/1 initializer
@@ -155,6 +164,7 @@ def reencode_openvino(src: Path, gguf_path: Path) -> tuple[Any, dict[str, Any]]:
            and not op.get_transpose_b() and not op.get_transpose_a()]
     weights = {op.get_friendly_name(): op.input_value(1).get_node().get_data() for op in mms}
     found = match_weights(weights, grids)
+    _require_some(found, gguf_path)
     for op in mms:
         m = found.get(op.get_friendly_name())
         if m is None:
@@ -195,8 +205,5 @@ def reencode_step(engine: str, base: Path, dst: Path, gguf_path: Path, accuracy_
 
         model, details = reencode_openvino(base, gguf_path)
         save_ir(model, dst)
-    if not details["exact_layers"]:
-        raise StepError(f"{gguf_path.name} holds no Q4_0/Q4_1/Q8_0 tensor that is a MatMul weight of the model "
-                        "(K-quants and float files: use algorithm rtn / hqq / gptq)")
     details["precision"] = "int4" if {"Q4_0", "Q4_1"} & set(details["kinds"]) else "int8"
     return details
