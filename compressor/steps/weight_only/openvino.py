@@ -28,6 +28,20 @@ def _mode(bits: int, symmetric: bool) -> Any:
     return getattr(CompressWeightsMode, f"INT{bits}_{'SYM' if symmetric else 'ASYM'}")
 
 
+def save_ir(model: Any, dst_xml: Path) -> None:
+    """Save an OpenVINO model as IR, both files or neither (weights stay as they are typed)."""
+    import openvino as ov
+
+    dst_xml.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst_xml.stem}.", dir=dst_xml.parent))
+    try:
+        ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
+        os.replace(tmp / "model.bin", dst_xml.with_suffix(".bin"))  # .bin first: an .xml never points at nothing
+        os.replace(tmp / "model.xml", dst_xml)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def compress_openvino(src: Path, dst_xml: Path, cfg: WeightQuantizeConfig, layers: int,
                       calibration: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Compress the weights of ``src`` (ONNX) into OpenVINO IR at ``dst_xml``; returns details."""
@@ -67,14 +81,7 @@ def compress_openvino(src: Path, dst_xml: Path, cfg: WeightQuantizeConfig, layer
     except Exception as e:  # noqa: BLE001 - NNCF raises assorted types
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StepError(f"NNCF weight compression failed: {first}") from e
-    dst_xml.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst_xml.stem}.", dir=dst_xml.parent))
-    try:
-        ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
-        os.replace(tmp / "model.bin", dst_xml.with_suffix(".bin"))  # .bin first: an .xml never points at nothing
-        os.replace(tmp / "model.xml", dst_xml)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    save_ir(model, dst_xml)
     precisions: dict[str, int] = {}
     for op in model.get_ops():
         if op.get_type_name() == "Constant":

@@ -44,6 +44,13 @@ class WeightQuantizeStep(Step):
         cfg, engine, decoder = self.config, self.settings["engine"], ctx.decoder
         layers = decoder.cache_shape[2]
         dst = ctx.artifacts_dir / (f"{self.name}.onnx" if engine == "onnxruntime" else f"{self.name}.xml")
+        if cfg.algorithm == "gguf":  # the source file's own blocks, nothing re-rounded
+            from compressor.steps.weight_only.gguf import reencode_step
+
+            with ctx.progress.task(f"re-encoding the GGUF blocks ({engine})"):
+                details = reencode_step(engine, model, dst, self._gguf_source(ctx), cfg.accuracy_level)
+            self.report.details.update(details)
+            return dst
         needs_data = cfg.algorithm == "gptq" or cfg.awq or cfg.scale_estimation
         feeds = calibration_feeds(decoder.text, decoder.cache_shape) if needs_data else None
         with ctx.progress.task(f"weight-only INT{cfg.bits} ({engine})"):
@@ -61,10 +68,23 @@ class WeightQuantizeStep(Step):
         return dst
 
     def output_precision(self) -> str:
-        return f"int{self.config.bits}"
+        # a GGUF re-encoding keeps the source's block types (int4, int8 or mixed): its report says
+        # which, also when restored on --resume
+        return self.report.details.get("precision") or f"int{self.config.bits}"
+
+    @staticmethod
+    def _gguf_source(ctx: RunContext) -> Path:
+        from compressor.utils.paths import resolve_path
+
+        return Path(resolve_path(ctx.recipe.model.gguf or "", ctx.base_dir))
 
     def output_files(self, out: Path) -> list[Path]:
         return [out] + ([out.with_suffix(".bin")] if out.suffix == ".xml" else [])  # OpenVINO IR: .xml + .bin
 
     def cache_inputs(self, ctx: RunContext) -> dict[str, Any]:
-        return {"calibration": [c.tolist() for c in ctx.decoder.text.calibration]}
+        out: dict[str, Any] = {"calibration": [c.tolist() for c in ctx.decoder.text.calibration]}
+        if self.config.algorithm == "gguf":
+            from compressor.stepcache import file_digest
+
+            out["source"] = file_digest(self._gguf_source(ctx))
+        return out

@@ -1,0 +1,209 @@
+"""Lossless GGUF re-encoding (``weight_quantize: {algorithm: gguf}``): the Q4_0/Q4_1/Q8_0
+blocks of the source GGUF become ONNX Runtime ``MatMulNBits`` and OpenVINO compressed
+weights with the same integer codes and scales: nothing is rounded again.
+
+- Q4_0 / Q8_0: codes, fp16 scales and the fixed zero point (8 / 128) map one to one.
+- Q4_1 (``w = d*q + m``): ``MatMulNBits`` takes integer zero points only exactly, so the
+  offset is kept as its own term: ``x @ W = MatMulNBits(x; q, d, zp 0) + blocksum(x) @ M``
+  (a [K, K/32] 0/1 matrix sums each block of x, ``M`` holds the offsets). That is exact in
+  the weights; ``offsets="float_zero_point"`` writes ``zp = -m/d`` as a float zero point
+  instead (one op, float rounding of the offset). OpenVINO gets the float zero point (its
+  CPU plugin folds Convert -> Subtract -> Multiply weight subgraphs into compressed kernels).
+
+A weight that is not on a kept grid (another GGUF type, or not found) stays FP32 and is
+listed per layer in the details: FP32 is its own source, so it costs size, not accuracy.
+
+    >>> reencode_onnx(Path("fp32.onnx"), Path("int4.onnx"), Path("m.Q4_1.gguf"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compressor.steps.weight_only.gguf_blocks import BLOCK, BlockGrid, Match, match_weights, read_grids
+from compressor.utils.io import atomic_path
+
+MS = "com.microsoft"
+
+
+def _pack4(codes: np.ndarray) -> np.ndarray:
+    """uint8 [..., 2m] values 0..15 -> [..., m] bytes, even element in the low nibble."""
+    return (codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8)
+
+
+def nbits_arrays(grid: BlockGrid, float_zero_point: bool = False) -> dict[str, np.ndarray]:
+    """MatMulNBits' B, scales and zero_points for ``grid`` (+ ``offset`` [G, N] for Q4_1 unless
+    the offset is folded into a float zero point)."""
+    n, k = grid.shape
+    g = k // BLOCK
+    blocks = grid.codes.reshape(n, g, BLOCK)
+    out = {"B": _pack4(blocks) if grid.bits == 4 else blocks.copy(), "scales": grid.scale.reshape(-1).copy()}
+    if grid.offset is not None and float_zero_point:
+        safe = np.where(grid.scale != 0, grid.scale, 1)
+        out["zero_points"] = np.where(grid.scale != 0, -grid.offset / safe, 0).astype(np.float32).reshape(-1)
+        return out
+    zp = np.full((n, g), grid.zero, np.uint8)
+    if grid.bits == 4:
+        zp = _pack4(np.pad(zp, ((0, 0), (0, g % 2))))
+    out["zero_points"] = zp.reshape(-1)
+    if grid.offset is not None:
+        out["offset"] = np.ascontiguousarray(grid.offset.T)
+    return out
+
+
+def dequantize_nbits(b: np.ndarray, scales: np.ndarray, zero_points: np.ndarray, k: int, n: int, bits: int,
+                     offset: np.ndarray | None = None) -> np.ndarray:
+    """The float32 [K, N] weight a MatMulNBits node (+ its offset term) computes with."""
+    g = k // BLOCK
+    if bits == 4:
+        q = np.stack([b & 0x0F, b >> 4], axis=-1).reshape(n, g, BLOCK)
+    else:
+        q = b.reshape(n, g, BLOCK)
+    if zero_points.dtype == np.float32:
+        zp = zero_points.reshape(n, g)
+    elif bits == 4:
+        zp = np.stack([zero_points & 0x0F, zero_points >> 4], -1).reshape(n, -1)[:, :g]
+    else:
+        zp = zero_points.reshape(n, g)
+    w = scales.reshape(n, g, 1) * (q.astype(np.float32) - zp.astype(np.float32)[..., None])
+    if offset is not None:
+        w = w + offset.T[..., None]
+    return w.reshape(n, k).T
+
+
+def _require_some(found: dict[str, Match], gguf_path: Path) -> None:
+    from compressor.errors import StepError
+
+    if not found:
+        raise StepError(f"{gguf_path.name} holds no Q4_0/Q4_1/Q8_0 tensor that is a MatMul weight of the model "
+                        "(K-quants and float files: use algorithm rtn / hqq / gptq)")
+
+
+def _layer_report(names: list[str], found: dict[str, Match], others: dict[str, str]) -> dict[str, Any]:
+    kept = {n: f"{m.grid.name} ({m.grid.kind}{', rows reordered' if m.permuted else ''})" for n, m in found.items()}
+    other = ", ".join(sorted({f"{k}: {v}" for k, v in others.items()})) or "none"
+    fp32 = {n: f"kept FP32 (no Q4_0/Q4_1/Q8_0 tensor with these values; other GGUF 2-D tensors: {other})"
+            for n in names if n not in found}
+    counts: dict[str, int] = {}
+    for m in found.values():
+        counts[m.grid.kind] = counts.get(m.grid.kind, 0) + 1
+    return {"exact_layers": len(found), "fp32_layers": fp32, "kinds": counts, "layers": kept}
+
+
+def reencode_onnx(src: Path, dst: Path, gguf_path: Path, accuracy_level: int = 4,
+                  offsets: str = "blocksum") -> dict[str, Any]:
+    """Rewrite every MatMul of ``src`` whose weight is a GGUF grid as MatMulNBits; returns details."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    grids, others = read_grids(gguf_path)
+    inits = {i.name: i for i in model.graph.initializer}
+    mms = [n for n in model.graph.node if n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in inits]
+    found = match_weights({n.name: numpy_helper.to_array(inits[n.input[1]]) for n in mms}, grids)
+    _require_some(found, gguf_path)
+    nodes, new_inits, used = [], [], set()
+    block_sums: dict[str, str] = {}  # input name -> its block sums
+    summers: dict[int, str] = {}  # K -> the [K, K/32] 0/1 initializer
+    for node in model.graph.node:
+        m = found.get(node.name) if node.op_type == "MatMul" else None
+        if m is None:
+            nodes.append(node)
+            used.update(node.input)
+            continue
+        arrays = nbits_arrays(m.grid, offsets == "float_zero_point")
+        n, k = m.grid.shape
+        p = node.name
+        for key in ("B", "scales", "zero_points"):
+            new_inits.append(numpy_helper.from_array(arrays[key], f"{p}.gguf.{key}"))
+        y = node.output[0] if "offset" not in arrays else f"{p}.gguf.main"
+        nodes.append(helper.make_node("MatMulNBits", [node.input[0]] + [f"{p}.gguf.{x}" for x in ("B", "scales", "zero_points")],
+                                      [y], name=p, domain=MS, K=k, N=n, bits=m.grid.bits, block_size=BLOCK,
+                                      accuracy_level=accuracy_level))
+        used.add(node.input[0])
+        if "offset" in arrays:  # y += blocksum(x) @ M: the Q4_1 offsets, exact
+            sums = block_sums.get(node.input[0])
+            if sums is None:  # once per input (q/k/v and gate/up share theirs), one 0/1 matrix per width
+                if k not in summers:
+                    summers[k] = f"gguf.blocksum.{k}"
+                    ones = np.kron(np.eye(k // BLOCK, dtype=np.float32), np.ones((BLOCK, 1), np.float32))
+                    new_inits.append(numpy_helper.from_array(ones, summers[k]))
+                sums = block_sums[node.input[0]] = f"{p}.gguf.sums"
+                nodes.append(helper.make_node("MatMul", [node.input[0], summers[k]], [sums], name=sums))
+            new_inits.append(numpy_helper.from_array(arrays["offset"], f"{p}.gguf.offset"))
+            nodes += [helper.make_node("MatMul", [sums, f"{p}.gguf.offset"], [f"{p}.gguf.off"], name=f"{p}.gguf.off"),
+                      helper.make_node("Add", [y, f"{p}.gguf.off"], [node.output[0]], name=f"{p}.gguf.add")]
+    used.update(o for nd in model.graph.node for o in nd.output)
+    keep = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep + new_inits)
+    if not any(o.domain == MS for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(MS, 1))
+    with atomic_path(dst) as tmp:
+        onnx.save(model, str(tmp))
+    details = {"engine": "gguf-matmulnbits", "source": gguf_path.name, "q4_1_offsets": offsets,
+               "accuracy_level": accuracy_level, "weight_matmuls": len(mms)}
+    return details | _layer_report([n.name for n in mms], found, others)
+
+
+def reencode_openvino(src: Path, gguf_path: Path) -> tuple[Any, dict[str, Any]]:
+    """The OpenVINO model of ``src`` (ONNX) with every GGUF-grid MatMul weight compressed
+    (u4 / i8 codes, f32 scales and zero points); returns (ov.Model, details)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    model = ov.Core().read_model(str(src))
+    grids, others = read_grids(gguf_path)
+    mms = [op for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"
+           and op.input_value(1).get_node().get_type_name() == "Constant"
+           and not op.get_transpose_b() and not op.get_transpose_a()]
+    weights = {op.get_friendly_name(): op.input_value(1).get_node().get_data() for op in mms}
+    found = match_weights(weights, grids)
+    _require_some(found, gguf_path)
+    for op in mms:
+        m = found.get(op.get_friendly_name())
+        if m is None:
+            continue
+        g = m.grid
+        n, k = g.shape
+        shape3 = [n, k // BLOCK, BLOCK]
+        if g.kind == "Q8_0":
+            codes = ops.constant((g.codes.astype(np.int16) - 128).astype(np.int8).reshape(shape3), ov.Type.i8)
+            w = ops.convert(codes, ov.Type.f32)
+        else:
+            codes = ops.constant(g.codes.reshape(shape3), ov.Type.u4)
+            zp = np.full((n, k // BLOCK), 8, np.float32) if g.offset is None else \
+                np.where(g.scale != 0, -g.offset / np.where(g.scale != 0, g.scale, 1), 0).astype(np.float32)
+            w = ops.subtract(ops.convert(codes, ov.Type.f32), ops.constant(zp[..., None]))
+        w = ops.multiply(w, ops.constant(g.scale[..., None].astype(np.float32)))
+        w = ops.reshape(w, ops.constant(np.array([n, k], np.int64)), special_zero=False)
+        new = ops.matmul(op.input_value(0), w, transpose_a=False, transpose_b=True)
+        new.set_friendly_name(op.get_friendly_name())
+        op.output(0).replace(new.output(0))
+    model.validate_nodes_and_infer_types()
+    details = {"engine": "gguf-openvino", "source": gguf_path.name, "q4_1_offsets": "float_zero_point",
+               "weight_matmuls": len(mms)}
+    return model, details | _layer_report(list(weights), found, others)
+
+
+def reencode_step(engine: str, base: Path, dst: Path, gguf_path: Path, accuracy_level: int = 4) -> dict[str, Any]:
+    """The ``weight_quantize: {algorithm: gguf}`` step for one engine (``onnxruntime``: MatMulNBits
+    into ``dst`` .onnx; ``openvino``: IR into ``dst`` .xml); details include ``precision``."""
+    from compressor.errors import StepError
+
+    if not gguf_path.is_file():
+        raise StepError(f"weight_quantize algorithm gguf needs the source GGUF file ({gguf_path} not found)")
+    if engine == "onnxruntime":
+        details = reencode_onnx(base, dst, gguf_path, accuracy_level)
+    else:
+        from compressor.steps.weight_only.openvino import save_ir
+
+        model, details = reencode_openvino(base, gguf_path)
+        save_ir(model, dst)
+    details["precision"] = "int4" if {"Q4_0", "Q4_1"} & set(details["kinds"]) else "int8"
+    return details
