@@ -94,7 +94,11 @@ def bench_variant(spec: TargetSpec, v: Variant, ctx: RunContext, eval_data: Data
                         else run_job(job, progress))
         row.update(measured)
         row["device"] = {**(row.get("device") or {}), **_device_record(spec, v, ctx)}
-        row["accuracy_kernels"] = accuracy_kernels(target_device(spec), detect_host())
+        # set by the job where the accuracy came from the device's kernels under emulation
+        row["accuracy_kernels"] = row.get("accuracy_kernels") or accuracy_kernels(target_device(spec), detect_host())
+        note = row["device"].get("emulation_unavailable")
+        if note:
+            ctx.progress.log(f"[yellow]note:[/] {v.name} on {spec.name}: no arm64 emulation here: {note}")
         if row.get("parity"):
             row["parity"] = {**row["parity"], "reference": v.parity_reference.name}
     except CompressorError as e:

@@ -29,6 +29,7 @@ from pydantic import Field
 
 from compressor.errors import TargetFailed
 from compressor.targets.base import Artifact, ModelArtifact, Target
+from compressor.targets.devices import PROFILES
 from compressor.targets.onnxruntime_cpu import OrtSession
 from compressor.targets.spec import TargetOptions
 from compressor.utils.ort_sessions import KEEP_FLOAT_NODES
@@ -161,6 +162,10 @@ class OrtFormatOptions(TargetOptions):
     keep_fp32_nodes: bool = Field(
         True, description="convert and load without ORT's WeightBiasQuantization, which would give a Conv/Gemm "
         "left FP32 between quantized nodes per-tensor INT8 weights (compressor/utils/ort_sessions.py)")
+    emulate: bool = Field(
+        True, description="score INT8 accuracy for an arm64 device with ONNX Runtime's aarch64 build under "
+        "qemu-aarch64 (accuracy_kernels: emulated-arm64; set up by `make arm64-env`); false: this host's kernels, "
+        "faster")
 
 
 class OrtMobileTarget(Target):
@@ -185,6 +190,11 @@ class OrtMobileTarget(Target):
     def compile(self, model: ModelArtifact, out_dir: Path, *, precision: str) -> Artifact:
         if model.onnx_path is None:
             raise TargetFailed(f"target {self.spec.name} needs an ONNX model")
+        if model.onnx_path.suffix == ".ort":  # already converted (`compressor bench model.ort`)
+            dst = out_dir / f"{model.variant}.ort"
+            out_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(model.onnx_path, dst)
+            return Artifact(dst, precision, [dst])
         ort_path, config = convert_to_ort(model.onnx_path, out_dir, model.variant,
                                           target_platform=self.target_platform,
                                           optimization_style=self.optimization_style,
@@ -202,6 +212,22 @@ class OrtMobileTarget(Target):
         return OrtFormatSession(artifact.path, threads,
                                 replay_runtime_optimizations=self.optimization_style == "runtime",
                                 keep_fp32_nodes=self.options.keep_fp32_nodes)
+
+    def emulation_settings(self, threads: int) -> dict[str, Any]:
+        return {"threads": threads,
+                "disabled_optimizers": list(KEEP_FLOAT_NODES) if self.options.keep_fp32_nodes else [],
+                "config": {"session.enable_saved_runtime_optimizations": "1"}
+                if self.optimization_style == "runtime" else {}}
+
+    def accuracy_emulation(self, precision: str) -> str | None:
+        """INT8 artifacts for an arm64 device are scored on that device's kernels under qemu (its
+        qemu CPU model: compressor/targets/devices.py PROFILES). FP32 kernels do not differ in the
+        way that matters (no saturating INT8 sums), so FP32 keeps this host's faster run."""
+        profile = PROFILES.get(self.spec.device or "")
+        if (not self.options.emulate or precision != "int8" or self.target_platform != "arm" or profile is None
+                or profile[0] != "arm64"):
+            return None
+        return profile[2]
 
     def runtime_versions(self) -> dict[str, str]:
         import onnxruntime
