@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from compressor.data.dataset import Dataset
-from compressor.errors import BackendUnavailable, TargetFailed
+from compressor.errors import BackendUnavailable, RecipeError, TargetFailed
 from compressor.utils.io import atomic_write_json, cache_dir
 
 QEMU_ARM64 = "qemu-aarch64"
@@ -223,15 +223,37 @@ def cpuinfo(cpu: str, count: int) -> str:
     return "".join(block.format(i=i, f=features, p=part) for i in range(count))
 
 
+#: newer qemu CPU models -> an older qemu's model with the same INT8 instructions (qemu 7.2 has
+#: no neoverse-n2; ``max`` has dotprod and i8mm)
+_OLDER_QEMU = {"neoverse-n2": "max", "neoverse-v1": "max"}
+
+
+def qemu_model(cpu: str) -> str:
+    """``cpu``, or the stand-in this qemu-aarch64 has for it (see ``_OLDER_QEMU``)."""
+    qemu = shutil.which(QEMU_ARM64)
+    if qemu is None:
+        raise BackendUnavailable(f"{QEMU_ARM64} is not installed", hint="`sudo apt-get install qemu-user`")
+    models = subprocess.run([qemu, "-cpu", "help"], capture_output=True, text=True, check=False).stdout.split()
+    if cpu in models:
+        return cpu
+    if _OLDER_QEMU.get(cpu) in models:
+        return _OLDER_QEMU[cpu]
+    raise RecipeError(f"--emulate-cpu: {QEMU_ARM64} has no CPU model {cpu!r}",
+                      hint="arm64 profiles: arm64 (cortex-a53), arm64-dotprod (cortex-a76), arm64-i8mm; "
+                           f"models: `{QEMU_ARM64} -cpu help`")
+
+
 def command(env: Arm64Env, cpu: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment that run the arm64 python with ``args`` under ``cpu``."""
+    """The command line and environment that run the arm64 python with ``args`` under ``cpu``
+    (the /proc/cpuinfo is ``cpu``'s; qemu runs :func:`qemu_model` of it)."""
     qemu = shutil.which(QEMU_ARM64)
     if qemu is None:
         raise BackendUnavailable(f"{QEMU_ARM64} is not installed", hint="`sudo apt-get install qemu-user`")
     run_env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": os.environ.get("HOME", "/tmp"),
                "PYTHONPATH": str(env.site), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     # -s: no user site; -P: the script's folder (compressor/bench) is not put on sys.path
-    return [qemu, "-cpu", cpu, "-L", str(cpu_prefix(env, cpu)), str(env.python), "-s", "-P", *args], run_env
+    return [qemu, "-cpu", qemu_model(cpu), "-L", str(cpu_prefix(env, cpu)), str(env.python), "-s", "-P", *args], \
+        run_env
 
 
 def _probe(env: Arm64Env) -> dict[str, Any]:
@@ -267,7 +289,7 @@ def score_outputs(env: Arm64Env, model: Path, data: Dataset, *, cpu: str, settin
             raise TargetFailed(f"arm64 emulation ({cpu}) of {model.name} failed: {last}")
         with np.load(outs, allow_pickle=False) as z:
             outputs = [z[f"out{i}"] for i in range(len(z.files))]
-        return outputs, json.loads(summary.read_text())
+        return outputs, {**json.loads(summary.read_text()), "qemu_cpu": cmd[2]}
 
 
 def main() -> int:

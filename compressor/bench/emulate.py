@@ -120,7 +120,7 @@ def arm64_accuracy(target: Target, model: Path, data: Dataset, *, cpu: str, metr
     out: dict[str, Any] = {"accuracy": evaluate(outputs, data, metric, reference),
                            "parity": parity(outputs, reference, precision),
                            "accuracy_kernels": "emulated-arm64",
-                           "emulation": {"cpu": cpu, "onnxruntime": summary.get("onnxruntime"),
+                           "emulation": {"cpu": cpu, "qemu_cpu": summary.get("qemu_cpu"), "onnxruntime": summary.get("onnxruntime"),
                                          "machine": summary.get("machine"), "seconds": summary.get("seconds")}}
     if extra_metrics:
         out["metrics"] = {metric: out["accuracy"]["value"],

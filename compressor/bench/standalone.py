@@ -112,8 +112,9 @@ def bench_file(model: Path, target_name: str, *, data_source: str | None, split:
             ) if metric else _latency_only(session, data, bench)
         samples = measured.pop("latency_samples_ms", None)
         size = model.stat().st_size
+    device = {**target.describe(), **measured.pop("device", {})}
     row = Result(variant=model.stem, target=spec.name, precision=target.precision_for(precision), size_bytes=size,
-                 artifact=str(model), device=target.describe(), **measured)
+                 artifact=str(model), device=device, **measured)
     if emulated_cpu:
         row.accuracy_kernels = "emulated-arm64" if emulate_arm64 else "emulated"
         row.device = {**(row.device or {}), "emulated_cpu": emulated_cpu}
@@ -140,7 +141,7 @@ def _arm64_measure(target: Target, artifact: Path, data_source: str, split: str,
     measured = arm64_accuracy(target, artifact, data, cpu=cpu, metric=metric, threads=bench.threads,
                               precision=precision, batch=bench.eval_batch_for(target.max_batch))
     measured.pop("accuracy_kernels")
-    measured.pop("emulation")
+    measured["device"] = {"emulation": measured.pop("emulation")}
     return measured
 
 

@@ -19,6 +19,7 @@ import gc
 import io
 import logging
 import os
+import platform
 import shutil
 import tempfile
 import warnings
@@ -224,6 +225,8 @@ class OrtMobileTarget(Target):
         qemu CPU model: compressor/targets/devices.py PROFILES). FP32 kernels do not differ in the
         way that matters (no saturating INT8 sums), so FP32 keeps this host's faster run."""
         profile = PROFILES.get(self.spec.device or "")
+        if platform.machine().lower() in ("aarch64", "arm64"):
+            return None  # this host runs arm64 kernels itself
         if (not self.options.emulate or precision != "int8" or self.target_platform != "arm" or profile is None
                 or profile[0] != "arm64"):
             return None
