@@ -126,3 +126,27 @@ def arm64_accuracy(target: Target, model: Path, data: Dataset, *, cpu: str, metr
         out["metrics"] = {metric: out["accuracy"]["value"],
                           **{m: evaluate(outputs, data, m, reference)["value"] for m in extra_metrics}}
     return out
+
+
+def rescore_on_device(target: Target, artifact: Path, precision: str, measured: dict[str, Any], data: Dataset, *,
+                      metric: str, threads: int, reference: list[np.ndarray] | None,
+                      extra_metrics: list[str] | tuple[str, ...] = (), batch: int = 32,
+                      timeout_s: float = 3600) -> dict[str, Any]:
+    """Where ``target`` scores ``precision`` artifacts on an emulated device's kernels (``ort-mobile``
+    INT8 for an arm64 device), replace the host-kernel accuracy, parity and metrics in ``measured``
+    (a result row's fields) with the emulated ones; the latency stays this host's. Returns what the
+    result's ``device`` records: the emulated CPU, how it ran and the host-kernel accuracy, or why
+    emulation was not possible (then ``measured`` keeps the host-kernel accuracy)."""
+    cpu = target.accuracy_emulation(precision)
+    if cpu is None or not measured.get("accuracy"):
+        return {}
+    host_accuracy = measured["accuracy"]["value"]
+    try:
+        emulated = arm64_accuracy(target, artifact, data, cpu=cpu, metric=metric, threads=threads,
+                                  reference=reference, precision=target.precision_for(precision),
+                                  extra_metrics=extra_metrics, batch=batch, timeout_s=timeout_s)
+    except BackendUnavailable as e:
+        return {"emulation_unavailable": f"{e} (accuracy from this host's kernels)"}
+    info = emulated.pop("emulation")
+    measured.update(emulated)
+    return {"emulated_cpu": cpu, "emulation": info, "host_kernels_accuracy": host_accuracy}

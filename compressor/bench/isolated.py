@@ -74,7 +74,6 @@ def run_job(job: TargetJob, progress: Progress | None = None) -> dict[str, Any]:
         session, eval_data=job.eval_data, metric=job.metric, reference=job.reference, precision=precision,
         bench=job.bench, max_batch=target.max_batch, progress=progress, extra_metrics=job.extra_metrics,
     )
-    emulated = _emulated_accuracy(job, target, artifact, precision, measured)
     from compressor.bench.artifacts import write_artifact_record
 
     # what loading the artifact again needs (the run's paired timing step loads it beside the baseline)
@@ -84,35 +83,7 @@ def run_job(job: TargetJob, progress: Progress | None = None) -> dict[str, Any]:
     measured.update(precision=precision, size_bytes=artifact.size_bytes, device=target.describe(),
                     artifact=str(artifact.path.relative_to(job.run_dir)),
                     latency_samples=str(samples_path.relative_to(job.run_dir)))
-    if emulated:
-        measured["device"] = {**measured["device"], **emulated}
     return measured
-
-
-def _emulated_accuracy(job: TargetJob, target: Any, artifact: Artifact, precision: str,
-                       measured: dict[str, Any]) -> dict[str, Any]:
-    """Where the target scores on an emulated device's kernels (``ort-mobile`` INT8 for an arm64
-    device), replace the host-kernel accuracy and parity in ``measured`` with the emulated ones;
-    the latency stays this host's. Returns what the result's ``device`` records about it: the
-    emulated CPU and the host-kernel accuracy, or why emulation was not possible (then the
-    host-kernel accuracy stays, marked ``host``)."""
-    from compressor.bench.emulate import arm64_accuracy
-    from compressor.errors import BackendUnavailable
-
-    cpu = target.accuracy_emulation(job.precision)
-    if cpu is None:
-        return {}
-    host_accuracy = measured["accuracy"]["value"]
-    try:
-        emulated = arm64_accuracy(target, artifact.path, job.eval_data, cpu=cpu, metric=job.metric,
-                                  threads=job.threads, reference=job.reference, precision=precision,
-                                  extra_metrics=job.extra_metrics, batch=job.bench.eval_batch_for(target.max_batch),
-                                  timeout_s=job.bench.timeout_s)
-    except BackendUnavailable as e:
-        return {"emulation_unavailable": f"{e} (accuracy from this host's kernels)"}
-    info = emulated.pop("emulation")
-    measured.update(emulated)
-    return {"emulated_cpu": cpu, "emulation": info, "host_kernels_accuracy": host_accuracy}
 
 
 def _child_main(conn: Any, job: Any, fn: Callable[[Any, Progress | None], dict[str, Any]] = run_job) -> None:

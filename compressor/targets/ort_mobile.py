@@ -83,7 +83,7 @@ def convert_to_ort(onnx_path: Path, out_dir: Path, stem: str, *, target_platform
         try:
             # the converter prints progress on stdout: keep the CLI's output clean
             skip = KEEP_FLOAT_NODES if keep_fp32_nodes else ()
-            with contextlib.redirect_stdout(io.StringIO()), _quiet_logger("ort_format_model"), \
+            with contextlib.redirect_stdout(io.StringIO()), _quiet_logger("ort_format_model", "ort_format_model.utils"), \
                     warnings.catch_warnings(), _converter_skipping(converter, skip):
                 # the converter's config writer leaves a file handle to the GC
                 warnings.simplefilter("ignore", ResourceWarning)
@@ -107,14 +107,17 @@ def convert_to_ort(onnx_path: Path, out_dir: Path, stem: str, *, target_platform
 
 
 @contextlib.contextmanager
-def _quiet_logger(name: str):
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.WARNING)
+def _quiet_logger(*names: str):
+    # ONNX Runtime's tools set their loggers' levels themselves (ort_format_model.utils: DEBUG)
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def read_operator_config(path: Path) -> dict[str, list[str]]:
