@@ -13,7 +13,10 @@ host's kernels gave. The same file is then scored on:
 
 The metric is top-1 agreement with the FP32 model on the recipe's evaluation crops.
 
-    nice python benchmarks/mobilenet_arm64.py [--samples 200] [--avx2-samples 200]
+    nice python benchmarks/mobilenet_arm64.py [--samples 200] [--avx2-samples 200] [--reuse]
+
+``--reuse`` keeps the run folder and the `compressor bench` reports already in
+benchmarks/out/mobilenet_arm64/ (e.g. an AVX2 run started by hand) instead of measuring again.
 
 Writes benchmarks/out/mobilenet_arm64/ and benchmarks/results/mobilenet_arm64.{json,md}.
 """
@@ -39,10 +42,12 @@ RESULTS = ROOT / "benchmarks" / "results"
 U8S8 = {"activation_type": "uint8", "weight_type": "int8", "per_channel": True}
 
 
-def compile_for_ort_mobile(samples: int) -> Path:
+def compile_for_ort_mobile(samples: int, reuse: bool) -> Path:
     """`compressor run` of the MobileNetV2 recipe for ort-mobile with U8S8 pinned; its run folder."""
     import yaml
 
+    if reuse and (OUT / "run" / "report.json").exists():
+        return OUT / "run"
     recipe = yaml.safe_load((ROOT / "recipes" / "mobilenet_v2.yaml").read_text())
     recipe["name"] = "mobilenet_v2-ort-mobile"
     recipe["steps"][0]["quantize"].update(U8S8)
@@ -69,13 +74,16 @@ def eval_npz(run_dir: Path, samples: int) -> Path:
     fp32 = OrtSession(run_dir / "artifacts" / "baseline.onnx", 2, {})
     ref = np.concatenate([fp32.run({"input": x[i:i + 16]})[0] for i in range(0, len(x), 16)])
     path = OUT / f"crops-{samples}.npz"
-    np.savez(path, input=x, __labels__=ref.argmax(1))
+    np.savez(path, x=x, y=ref.argmax(1))
     return path
 
 
-def bench(model: Path, data: Path, target: str, emulate: str | None, samples: int) -> tuple[float, float]:
-    """``compressor bench`` top-1 (= agreement) and its wall seconds."""
+def bench(model: Path, data: Path, target: str, emulate: str | None, samples: int,
+          reuse: bool = False) -> tuple[float, float | None]:
+    """``compressor bench`` top-1 (= agreement) and its wall seconds (None when reused)."""
     out = OUT / f"bench-{model.stem}-{target}-{emulate or 'host'}-{samples}.json"
+    if reuse and out.exists():
+        return json.loads(out.read_text())["results"][0]["accuracy"]["value"], None
     cmd = [sys.executable, "-m", "compressor", "bench", str(model), "--target", target, "--data", str(data),
            "--samples", str(samples), "--threads", "1", "--warmup", "1", "--iterations", "2", "--min-duration", "0",
            "--out", str(out)]
@@ -86,7 +94,7 @@ def bench(model: Path, data: Path, target: str, emulate: str | None, samples: in
     return json.loads(out.read_text())["results"][0]["accuracy"]["value"], time.perf_counter() - start
 
 
-def qdq_float(model: Path, data: Path) -> float:
+def qdq_float(model: Path, data: Path, first: int | None = None) -> float:
     """Agreement of the QDQ model run as float: graph optimizations off, so no integer kernel runs."""
     import onnxruntime as ort
 
@@ -95,7 +103,7 @@ def qdq_float(model: Path, data: Path) -> float:
     so.intra_op_num_threads = 2
     sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
     with np.load(data) as z:
-        x, labels = z["input"], z["__labels__"]
+        x, labels = z["x"][:first], z["y"][:first]
     out = np.concatenate([sess.run(None, {"input": x[i:i + 16]})[0] for i in range(0, len(x), 16)])
     return float(np.mean(out.argmax(1) == labels))
 
@@ -113,10 +121,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=200, help="evaluation crops (the recipe's 200)")
     p.add_argument("--avx2-samples", type=int, default=200, help="crops for the slow AVX2-under-qemu run (0: skip)")
+    p.add_argument("--reuse", action="store_true", help="keep finished runs in benchmarks/out/mobilenet_arm64")
     args = p.parse_args()
     started = dt.datetime.now(dt.timezone.utc)
     host = host_description()
-    run_dir = compile_for_ort_mobile(args.samples)
+    run_dir = compile_for_ort_mobile(args.samples, args.reuse)
     report = json.loads((run_dir / "report.json").read_text())
     int8 = next(r for r in report["results"] if r["variant"] == "compressed")
     data = eval_npz(run_dir, args.samples)
@@ -129,11 +138,14 @@ def main() -> None:
         "Q/DQ float simulation (no integer kernels)": (qdq_float(run_dir / "artifacts" / "00-quantize.onnx", data),
                                                       "float", None),
     }
-    acc, secs = bench(ort_file, data, "ort-mobile", "arm64", args.samples)
+    acc, secs = bench(ort_file, data, "ort-mobile", "arm64", args.samples, args.reuse)
     rows["arm64 cortex-a53 (no dotprod), qemu-aarch64: `compressor bench --emulate-cpu arm64`"] = (acc, "emulated-arm64", secs)
     if args.avx2_samples:
-        acc, secs = bench(ort_file, data, "ort-mobile", "x86-64-avx2", args.avx2_samples)
+        acc, secs = bench(ort_file, data, "ort-mobile", "x86-64-avx2", args.avx2_samples, args.reuse)
         rows[f"x86 AVX2 (Haswell), qemu-x86_64, first {args.avx2_samples} crops"] = (acc, "emulated", secs)
+        if args.avx2_samples != args.samples:  # the same crops on non-saturating kernels, to compare with
+            rows[f"Q/DQ float simulation, first {args.avx2_samples} crops"] = (
+                qdq_float(run_dir / "artifacts" / "00-quantize.onnx", data, args.avx2_samples), "float", None)
     result = {"date": started.isoformat(timespec="seconds"), "host": host, "samples": args.samples,
               "load_end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
               "fp32_self_agreement": report["results"][0]["accuracy"]["value"],

@@ -273,8 +273,11 @@ def score_outputs(env: Arm64Env, model: Path, data: Dataset, *, cpu: str, settin
     with tempfile.TemporaryDirectory(prefix="compressor-arm64-") as tmp:
         feeds = Path(tmp) / "data.npz"
         arrays = dict(data.inputs)
+        if {"y", "reference"} & set(arrays):
+            raise TargetFailed("arm64 emulation: a model input named 'y' or 'reference' clashes with the scorer's "
+                               ".npz keys (labels, reference outputs)")
         if data.labels is not None:
-            arrays["__labels__"] = data.labels
+            arrays["y"] = data.labels
         np.savez(feeds, **arrays)
         outs, summary = Path(tmp) / "outputs.npz", Path(tmp) / "summary.json"
         args = [str(SCORER), str(model.resolve()), str(feeds), "--outputs", str(outs), "--json", str(summary),

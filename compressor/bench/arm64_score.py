@@ -6,8 +6,9 @@ imports nothing but the standard library, numpy and onnxruntime (the compressor 
 needs pydantic, click, ... that the arm64 environment does not have). It works on any
 machine with numpy + onnxruntime, e.g. on the phone or board itself.
 
-The .npz holds one array per model input (by input name) and optionally ``__labels__``
-(class ids) and ``__reference__`` (reference outputs, e.g. FP32 logits). It writes every
+The .npz is compressor's data format: one array per model input (by input name, or ``x``
+for a single input) and optionally ``y`` (class ids), plus ``reference`` (reference
+outputs, e.g. FP32 logits) if any. It writes every
 output of the model (``--outputs``, an .npz: the host computes any metric from them)
 and a JSON summary: top-1 accuracy against the labels, top-1 agreement with the
 reference, samples, seconds and the runtime's version and CPU architecture.
@@ -27,7 +28,7 @@ import time
 
 import numpy as np
 
-LABELS, REFERENCE = "__labels__", "__reference__"
+LABELS, REFERENCE = "y", "reference"
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                "all": "ORT_ENABLE_ALL"}
 

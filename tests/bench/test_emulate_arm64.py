@@ -60,6 +60,24 @@ def test_not_set_up_is_a_reason_not_a_download(tmp_path, monkeypatch):
     assert reason and ("make arm64-env" in reason or "qemu-user" in reason)
 
 
+def test_without_the_runtime_the_host_accuracy_stays_with_a_note(tmp_path, monkeypatch):
+    import numpy as np
+
+    from compressor.bench.emulate import rescore_on_device
+    from compressor.data import Dataset
+
+    monkeypatch.setenv("COMPRESSOR_CACHE", str(tmp_path))  # nothing set up there
+    target = make_target(load_target("ort-mobile"))
+    if target.accuracy_emulation("int8") is None:
+        pytest.skip("this host runs arm64 kernels itself")
+    measured = {"accuracy": {"metric": "top1", "value": 0.5}}
+    data = Dataset({"x": np.zeros((2, 4), np.float32)}, np.zeros(2, np.int64))
+    got = rescore_on_device(target, tmp_path / "m.ort", "int8", measured, data, metric="top1", threads=1,
+                            reference=None)
+    assert "accuracy from this host's kernels" in got["emulation_unavailable"]
+    assert measured == {"accuracy": {"metric": "top1", "value": 0.5}}  # untouched: the pipeline marks it host
+
+
 def test_setup_is_cached_and_rebuilds_offline(tmp_path, monkeypatch):
     """A second set-up downloads nothing; with the unpacked folders gone, it rebuilds them from
     the downloaded .debs and wheels with apt-get and pip download forbidden."""
