@@ -139,7 +139,8 @@ def main() -> None:
                                                       "float", None),
     }
     acc, secs = bench(ort_file, data, "ort-mobile", "arm64", args.samples, args.reuse)
-    rows["arm64 cortex-a53 (no dotprod), qemu-aarch64: `compressor bench --emulate-cpu arm64`"] = (acc, "emulated-arm64", secs)
+    name = "arm64 cortex-a53 (no dotprod), qemu-aarch64: `compressor bench --emulate-cpu arm64`"
+    rows[name] = (acc, "emulated-arm64", secs)
     if args.avx2_samples:
         acc, secs = bench(ort_file, data, "ort-mobile", "x86-64-avx2", args.avx2_samples, args.reuse)
         rows[f"x86 AVX2 (Haswell), qemu-x86_64, first {args.avx2_samples} crops"] = (acc, "emulated", secs)

@@ -257,7 +257,8 @@ def command(env: Arm64Env, cpu: str, args: list[str]) -> tuple[list[str], dict[s
 
 
 def _probe(env: Arm64Env) -> dict[str, Any]:
-    code = "import json,platform,onnxruntime as o;print(json.dumps({'onnxruntime':o.__version__,'machine':platform.machine()}))"
+    code = ("import json, platform, onnxruntime as o; "
+            "print(json.dumps({'onnxruntime': o.__version__, 'machine': platform.machine()}))")
     cmd, run_env = command(env, "cortex-a76", ["-c", code])
     proc = subprocess.run(cmd, env=run_env, capture_output=True, text=True, check=False, timeout=300)
     try:

@@ -120,8 +120,8 @@ def arm64_accuracy(target: Target, model: Path, data: Dataset, *, cpu: str, metr
     out: dict[str, Any] = {"accuracy": evaluate(outputs, data, metric, reference),
                            "parity": parity(outputs, reference, precision),
                            "accuracy_kernels": "emulated-arm64",
-                           "emulation": {"cpu": cpu, "qemu_cpu": summary.get("qemu_cpu"), "onnxruntime": summary.get("onnxruntime"),
-                                         "machine": summary.get("machine"), "seconds": summary.get("seconds")}}
+                           "emulation": {k: summary.get(k) for k in ("qemu_cpu", "onnxruntime", "machine", "seconds")}}
+    out["emulation"]["cpu"] = cpu
     if extra_metrics:
         out["metrics"] = {metric: out["accuracy"]["value"],
                           **{m: evaluate(outputs, data, m, reference)["value"] for m in extra_metrics}}

@@ -83,7 +83,8 @@ def convert_to_ort(onnx_path: Path, out_dir: Path, stem: str, *, target_platform
         try:
             # the converter prints progress on stdout: keep the CLI's output clean
             skip = KEEP_FLOAT_NODES if keep_fp32_nodes else ()
-            with contextlib.redirect_stdout(io.StringIO()), _quiet_logger("ort_format_model", "ort_format_model.utils"), \
+            with contextlib.redirect_stdout(io.StringIO()), \
+                    _quiet_logger("ort_format_model", "ort_format_model.utils"), \
                     warnings.catch_warnings(), _converter_skipping(converter, skip):
                 # the converter's config writer leaves a file handle to the GC
                 warnings.simplefilter("ignore", ResourceWarning)
