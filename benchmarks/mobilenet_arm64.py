@@ -167,6 +167,7 @@ def main() -> None:
             rows[f"Q/DQ float simulation, first {args.avx2_samples} crops"] = (
                 qdq_float(run_dir / "artifacts" / "00-quantize.onnx", data, args.avx2_samples), "float", None)
     result = {"date": started.isoformat(timespec="seconds"), "host": host, "samples": args.samples,
+              "command": " ".join(["nice python benchmarks/mobilenet_arm64.py", *sys.argv[1:]]),
               "load_end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
               "fp32_self_agreement": report["results"][0]["accuracy"]["value"],
               "rows": {k: {"agreement": v[0], "kernels": v[1], "seconds": v[2]} for k, v in rows.items()}}
@@ -178,7 +179,9 @@ def main() -> None:
 
 def render(r: dict) -> str:
     lines = ["# MobileNetV2 U8S8 for ort-mobile: arm64 kernels under emulation vs x86 kernels", "",
-             f"`nice python benchmarks/mobilenet_arm64.py` on {r['date']}; CPU: {r['host']['cpu']} "
+             f"`{r.get('command', 'nice python benchmarks/mobilenet_arm64.py')}` on {r['date']}"
+             + (" (--reuse: the runs already in benchmarks/out/mobilenet_arm64 were measured earlier that day)"
+                if "--reuse" in r.get("command", "") else "") + f"; CPU: {r['host']['cpu']} "
              f"({r['host']['kernels']}); load average {r['host']['load']} at the start, {r['load_end']} at the end.",
              f"Top-1 agreement with the FP32 model on {r['samples']} real photo crops (recipes/mobilenet_v2.yaml's "
              "evaluation split), one INT8 file (`compressed.ort`, U8 activations x S8 weights per channel).", "",
