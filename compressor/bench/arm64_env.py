@@ -25,6 +25,7 @@ calls :func:`setup`. Scoring runs :mod:`compressor.bench.arm64_score` under qemu
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -120,6 +121,15 @@ def setup(root: Path | None = None, *, log=print) -> Arm64Env:
     env = Arm64Env(root or default_root())
     if unavailable_reason(env.root) is None:
         return env
+    env.root.mkdir(parents=True, exist_ok=True)
+    with open(env.root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one set-up at a time (pytest workers, parallel runs)
+        if unavailable_reason(env.root) is None:
+            return env
+        return _setup_locked(env, log)
+
+
+def _setup_locked(env: Arm64Env, log) -> Arm64Env:
     for tool in (QEMU_ARM64, "apt-get", "dpkg"):
         if shutil.which(tool) is None:
             raise BackendUnavailable(f"cannot set up the arm64 runtime: {tool} is not installed",
