@@ -73,12 +73,13 @@ def check(report: Report | str | Path, *, baseline: Report | str | Path | None =
 def bench(model: str | Path, target: str = "onnxruntime-cpu", *, data: str | None = None, split: str = "test",
           samples: int | None = None, metric: str = "top1", input_shape: list[int] | None = None,
           benchmark: BenchmarkSpec | dict[str, Any] | None = None, precision: str | None = None,
-          out: str | Path | None = None) -> Report:
+          out: str | Path | None = None, emulate_arm64: str | None = None) -> Report:
     """Benchmark one artifact on one target, like ``compressor bench`` (needs no torch).
 
     ``data``: fashion-mnist, digits or an ``.npz`` file (None: latency only, on zeros);
     ``benchmark``: a recipe's ``benchmark:`` settings (defaults when None); ``out``: write
-    the report there as JSON.
+    the report there as JSON; ``emulate_arm64``: a qemu arm64 CPU model (``cortex-a76``): the
+    accuracy comes from ONNX Runtime's aarch64 build under qemu (``make arm64-env``), no latency.
     """
     from compressor.bench.emulate import emulated_cpu
     from compressor.bench.standalone import bench_file
@@ -86,7 +87,8 @@ def bench(model: str | Path, target: str = "onnxruntime-cpu", *, data: str | Non
     spec = benchmark if isinstance(benchmark, BenchmarkSpec) else BenchmarkSpec.model_validate(benchmark or {})
     return bench_file(Path(model), target, data_source=data, split=split, samples=samples, metric=metric,
                       input_shape=input_shape, bench=spec, precision=precision, out=Path(out) if out else None,
-                      emulated_cpu=emulated_cpu())  # set when this process runs under qemu (--emulate-cpu)
+                      # emulated_cpu: set when this process runs under qemu (--emulate-cpu)
+                      emulated_cpu=emulated_cpu(), emulate_arm64=emulate_arm64)
 
 
 def sweep(recipe: str | Path | Recipe, grid: list[str], *, out: str | Path, resume: bool = False,

@@ -9,7 +9,14 @@ emulated benchmarks measure accuracy only.
 
 qemu's TCG cannot emulate AVX-512, so VNNI results come only from a VNNI machine.
 
+arm64 devices (``arm64``, ``arm64-dotprod``, ``arm64-i8mm``, or a qemu arm64 model such as
+``cortex-a76``) run ONNX Runtime's aarch64 build under ``qemu-aarch64``: the compressor package
+does not run there, so this process prepares the data and computes the metrics, and a
+numpy + onnxruntime scorer (:mod:`compressor.bench.arm64_score`) produces the outputs in the
+arm64 runtime that :mod:`compressor.bench.arm64_env` sets up.
+
     compressor bench model.onnx --data fashion-mnist --samples 1000 --emulate-cpu x86-64-avx2
+    compressor bench model.ort --target ort-mobile --data photos.npz --emulate-cpu arm64-dotprod
 """
 
 from __future__ import annotations
@@ -19,8 +26,14 @@ import platform
 import shutil
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
-from compressor.errors import BackendUnavailable, RecipeError
+import numpy as np
+
+from compressor.data.dataset import Dataset
+from compressor.errors import BackendUnavailable, RecipeError, TargetFailed
+from compressor.targets.base import Target
 from compressor.targets.devices import PROFILES
 
 #: set in the emulated child: the qemu CPU model it runs under
@@ -36,16 +49,23 @@ def emulated_cpu() -> str | None:
 def qemu_cpu_for(name: str) -> str:
     """A device profile (``x86-64-avx2``) or a qemu CPU model (``Haswell``) -> the qemu model."""
     if name in PROFILES:
-        arch, _, cpu = PROFILES[name]
-        if arch != "x86_64":
-            raise RecipeError(f"--emulate-cpu {name}: emulating an {arch} device needs an {arch} Python and "
-                              "wheels under qemu, which compressor does not set up",
-                              hint="measure on the device with `compressor bench --data`, see docs/targets.md")
+        _, _, cpu = PROFILES[name]
         if cpu is None:
             raise RecipeError(f"--emulate-cpu {name}: qemu cannot emulate AVX-512; measure on such a machine",
                               hint="emulatable: " + ", ".join(n for n, p in PROFILES.items() if p[2] and p[0] == "x86_64"))
         return cpu
     return name
+
+
+def is_arm64(cpu: str) -> bool:
+    """Whether the qemu CPU model (or device profile) ``cpu`` is an arm64 one (run by qemu-aarch64)."""
+    if cpu in PROFILES:
+        return PROFILES[cpu][0] == "arm64"
+    return cpu.startswith(("cortex-a", "neoverse-", "a64fx")) or cpu in ARM64_QEMU_MODELS
+
+
+#: arm64 qemu models without a cortex/neoverse prefix (``max``: every feature qemu has)
+ARM64_QEMU_MODELS = ("max",)
 
 
 def qemu_command(cpu: str, args: list[str]) -> list[str]:
@@ -74,3 +94,59 @@ def run_emulated(cpu: str, args: list[str]) -> int:
         if "TCG doesn't support requested feature" not in line:
             print(line, file=sys.stderr)
     return proc.returncode
+
+
+def arm64_accuracy(target: Target, model: Path, data: Dataset, *, cpu: str, metric: str, threads: int,
+                   reference: list[np.ndarray] | None = None, precision: str = "int8",
+                   extra_metrics: list[str] | tuple[str, ...] = (), batch: int = 32,
+                   timeout_s: float = 3600) -> dict[str, Any]:
+    """Accuracy (and parity with ``reference``) of ``model`` run by ONNX Runtime's aarch64 build
+    under qemu CPU ``cpu``, with ``target``'s session settings: the fields of a result row.
+    Raises BackendUnavailable when the arm64 runtime is not set up (the caller falls back)."""
+    from compressor.bench import arm64_env
+    from compressor.bench.runner import evaluate, parity
+
+    settings = target.emulation_settings(threads)
+    if settings is None:
+        raise RecipeError(f"target {target.spec.name} ({target.spec.runtime}) has no arm64 emulation: "
+                          "it runs ONNX Runtime's CPU kernels only (targets onnxruntime-cpu, ort-mobile)")
+    reason = arm64_env.unavailable_reason()
+    if reason:
+        raise BackendUnavailable(reason)
+    outputs, summary = arm64_env.score_outputs(arm64_env.Arm64Env(arm64_env.default_root()), model, data, cpu=cpu,
+                                               settings=settings, batch=batch, timeout_s=timeout_s)
+    if len(outputs[0]) != len(data):
+        raise TargetFailed(f"arm64 emulation returned {len(outputs[0])} outputs for {len(data)} samples")
+    out: dict[str, Any] = {"accuracy": evaluate(outputs, data, metric, reference),
+                           "parity": parity(outputs, reference, precision),
+                           "accuracy_kernels": "emulated-arm64",
+                           "emulation": {k: summary.get(k) for k in ("qemu_cpu", "onnxruntime", "machine", "seconds")}}
+    out["emulation"]["cpu"] = cpu
+    if extra_metrics:
+        out["metrics"] = {metric: out["accuracy"]["value"],
+                          **{m: evaluate(outputs, data, m, reference)["value"] for m in extra_metrics}}
+    return out
+
+
+def rescore_on_device(target: Target, artifact: Path, precision: str, measured: dict[str, Any], data: Dataset, *,
+                      metric: str, threads: int, reference: list[np.ndarray] | None,
+                      extra_metrics: list[str] | tuple[str, ...] = (), batch: int = 32,
+                      timeout_s: float = 3600) -> dict[str, Any]:
+    """Where ``target`` scores ``precision`` artifacts on an emulated device's kernels (``ort-mobile``
+    INT8 for an arm64 device), replace the host-kernel accuracy, parity and metrics in ``measured``
+    (a result row's fields) with the emulated ones; the latency stays this host's. Returns what the
+    result's ``device`` records: the emulated CPU, how it ran and the host-kernel accuracy, or why
+    emulation was not possible (then ``measured`` keeps the host-kernel accuracy)."""
+    cpu = target.accuracy_emulation(precision)
+    if cpu is None or not measured.get("accuracy"):
+        return {}
+    host_accuracy = measured["accuracy"]["value"]
+    try:
+        emulated = arm64_accuracy(target, artifact, data, cpu=cpu, metric=metric, threads=threads,
+                                  reference=reference, precision=target.precision_for(precision),
+                                  extra_metrics=extra_metrics, batch=batch, timeout_s=timeout_s)
+    except BackendUnavailable as e:
+        return {"emulation_unavailable": f"{e} (accuracy from this host's kernels)"}
+    info = emulated.pop("emulation")
+    measured.update(emulated)
+    return {"emulated_cpu": cpu, "emulation": info, "host_kernels_accuracy": host_accuracy}

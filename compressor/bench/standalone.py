@@ -76,11 +76,17 @@ def _check_model(model: Path, target: Target) -> None:
 def bench_file(model: Path, target_name: str, *, data_source: str | None, split: str = "test",
                samples: int | None = None, metric: str = "top1", input_shape: list[int] | None = None,
                bench: BenchmarkSpec | None = None, precision: str | None = None, out: Path | None = None,
-               emulated_cpu: str | None = None) -> Report:
+               emulated_cpu: str | None = None, emulate_arm64: str | None = None) -> Report:
     """Benchmark one artifact with the settings of ``bench`` (a recipe's ``benchmark:``; its
     defaults when None). ``emulated_cpu``: this process runs under qemu with that CPU model,
-    so the accuracy is that CPU's and no latency is kept (emulated time means nothing)."""
+    so the accuracy is that CPU's and no latency is kept (emulated time means nothing).
+    ``emulate_arm64``: a qemu arm64 CPU model; the accuracy comes from ONNX Runtime's aarch64
+    build under qemu (:func:`compressor.bench.emulate.arm64_accuracy`), no latency is kept."""
     bench = bench or BenchmarkSpec()
+    if emulate_arm64:
+        if not data_source:
+            raise DataError("arm64 emulation measures accuracy: give --data")
+        emulated_cpu = emulate_arm64
     if emulated_cpu:
         bench = bench.model_copy(update={"warmup": 0, "iterations": 1, "min_duration_s": 0.0})
     threads = bench.threads
@@ -89,23 +95,28 @@ def bench_file(model: Path, target_name: str, *, data_source: str | None, split:
     precision = precision or detect_precision(model)
     with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
         artifact = target.compile(ModelArtifact("model", precision, model, []), Path(tmp), precision=precision)
-        session = target.load(artifact, threads=threads)
-        if data_source:
-            src = {"npz": data_source} if data_source.endswith(".npz") else data_source
-            data = fit_to_shape(load_split(src, split, samples), input_shape)
+        if emulate_arm64:
+            measured = _arm64_measure(target, artifact.path, data_source, split, samples, metric, input_shape,
+                                      bench, precision, emulate_arm64)
         else:
-            data = _synthetic(session, input_shape)
-            metric = None
-        measured = benchmark_session(
-            session, eval_data=data, metric=metric or "top1", reference=None, precision=precision, bench=bench,
-            max_batch=target.max_batch,
-        ) if metric else _latency_only(session, data, bench)
+            session = target.load(artifact, threads=threads)
+            if data_source:
+                src = {"npz": data_source} if data_source.endswith(".npz") else data_source
+                data = fit_to_shape(load_split(src, split, samples), input_shape)
+            else:
+                data = _synthetic(session, input_shape)
+                metric = None
+            measured = benchmark_session(
+                session, eval_data=data, metric=metric or "top1", reference=None, precision=precision, bench=bench,
+                max_batch=target.max_batch,
+            ) if metric else _latency_only(session, data, bench)
         samples = measured.pop("latency_samples_ms", None)
         size = model.stat().st_size
+    device = {**target.describe(), **measured.pop("device", {})}
     row = Result(variant=model.stem, target=spec.name, precision=target.precision_for(precision), size_bytes=size,
-                 artifact=str(model), device=target.describe(), **measured)
+                 artifact=str(model), device=device, **measured)
     if emulated_cpu:
-        row.accuracy_kernels = "emulated"
+        row.accuracy_kernels = "emulated-arm64" if emulate_arm64 else "emulated"
         row.device = {**(row.device or {}), "emulated_cpu": emulated_cpu}
         row.latency_ms = row.throughput_per_s = None
         samples = None
@@ -118,6 +129,20 @@ def bench_file(model: Path, target_name: str, *, data_source: str | None, split:
             row.latency_samples = samples_path.name
         atomic_write_json(out, report.to_json())
     return report
+
+
+def _arm64_measure(target: Target, artifact: Path, data_source: str, split: str, samples: int | None, metric: str,
+                   input_shape: list[int] | None, bench: BenchmarkSpec, precision: str, cpu: str) -> dict:
+    """Accuracy of the compiled ``artifact`` from ONNX Runtime's aarch64 build under qemu ``cpu``."""
+    from compressor.bench.emulate import arm64_accuracy
+
+    src = {"npz": data_source} if data_source.endswith(".npz") else data_source
+    data = fit_to_shape(load_split(src, split, samples), input_shape)
+    measured = arm64_accuracy(target, artifact, data, cpu=cpu, metric=metric, threads=bench.threads,
+                              precision=precision, batch=bench.eval_batch_for(target.max_batch))
+    measured.pop("accuracy_kernels")
+    measured["device"] = {"emulation": measured.pop("emulation")}
+    return measured
 
 
 def bench_interleaved(models: list[Path], target_name: str, *, data_source: str | None = None,

@@ -202,8 +202,10 @@ def targets_list() -> None:
 @click.option("--precision", default=None, help="Precision label recorded in the report (default: from the file).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write report.json here.")
 @click.option("--emulate-cpu", default=None, metavar="DEVICE",
-              help="Measure accuracy on another x86 CPU's kernel path under qemu-user: a device profile "
-                   "(x86-64-avx2) or a qemu CPU model (Haswell). Accuracy only: emulated timings are not kept.")
+              help="Measure accuracy on another CPU's kernel path under qemu-user: a device profile "
+                   "(x86-64-avx2, arm64, arm64-dotprod, arm64-i8mm) or a qemu CPU model (Haswell, cortex-a76). "
+                   "arm64 runs ONNX Runtime's aarch64 build (`make arm64-env` sets it up). Accuracy only: "
+                   "emulated timings are not kept.")
 @click.option("--interleave", is_flag=True,
               help="Time two or more MODELs in alternating rounds in one process and report each one's speedup "
                    "over the first (median and p10-p90 of the rounds). Latency only.")
@@ -222,7 +224,7 @@ def bench(ctx: click.Context, models: tuple[Path, ...], target_name: str, data_s
       compressor bench model.onnx --data fashion-mnist
       compressor bench fp32.onnx int8.onnx --interleave
     """
-    from compressor.bench.emulate import emulated_cpu, qemu_cpu_for, run_emulated
+    from compressor.bench.emulate import emulated_cpu, is_arm64, qemu_cpu_for, run_emulated
 
     shape = [int(x) for x in input_shape.split(",")] if input_shape else None
     if interleave or len(models) > 1:
@@ -243,10 +245,17 @@ def bench(ctx: click.Context, models: tuple[Path, ...], target_name: str, data_s
             click.echo(f"report: {out}")
         return
     model = models[0]
+    arm64_cpu = None
     if emulate_cpu and not emulated_cpu():
         if not data_source:
             raise click.UsageError("--emulate-cpu measures accuracy: give --data")
-        sys.exit(run_emulated(qemu_cpu_for(emulate_cpu), _bench_args(ctx)))
+        cpu = qemu_cpu_for(emulate_cpu)
+        if not is_arm64(cpu):
+            sys.exit(run_emulated(cpu, _bench_args(ctx)))
+        from compressor.bench.arm64_env import setup
+
+        setup(log=lambda m: click.echo(m, err=True))  # once: later runs find it cached, offline
+        arm64_cpu = cpu
 
     from compressor import api
     from compressor.cli.render import print_summary
@@ -254,7 +263,7 @@ def bench(ctx: click.Context, models: tuple[Path, ...], target_name: str, data_s
     settings = BENCH.model_copy(update={"warmup": warmup, "iterations": iterations, "min_duration_s": min_duration,
                                         "batch_size": batch_size, "threads": threads})
     report = api.bench(model, target_name, data=data_source, split=split, samples=samples, metric=metric,
-                       input_shape=shape, benchmark=settings, precision=precision, out=out)
+                       input_shape=shape, benchmark=settings, precision=precision, out=out, emulate_arm64=arm64_cpu)
     print_summary(report)
     if out:
         click.echo(f"report: {out}")

@@ -82,6 +82,7 @@ def bench_variant(spec: TargetSpec, v: Variant, ctx: RunContext, eval_data: Data
     (an error, a crash or a hang of its runtime) is recorded in the result; the run
     goes on with the other targets. With ``benchmark.isolate`` (default) the runtime
     part runs in a child process limited to ``benchmark.timeout_s``."""
+    from compressor.bench.emulate import rescore_on_device
     from compressor.bench.isolated import TargetJob, run_isolated, run_job
     from compressor.targets.registry import RUNTIMES
 
@@ -112,9 +113,21 @@ def bench_variant(spec: TargetSpec, v: Variant, ctx: RunContext, eval_data: Data
 
             measured = (run_isolated(job, timeout_s=b.timeout_s, progress=progress) if b.isolate
                         else run_job(job, progress))
+        emulated: dict[str, Any] = {}
+        cpu = target.accuracy_emulation(v.precision)
+        if cpu and measured.get("artifact"):  # e.g. ort-mobile INT8: the arm64 phone's kernels, under qemu
+            with ctx.progress.task(f"scoring {v.name} on {spec.name}'s kernels (emulated {cpu})"):
+                emulated = rescore_on_device(
+                    target, ctx.run_dir / measured["artifact"], v.precision, measured, eval_data,
+                    metric=ctx.recipe.data.metric, threads=job.threads, reference=reference,
+                    extra_metrics=job.extra_metrics, batch=b.eval_batch_for(target.max_batch), timeout_s=b.timeout_s)
         row.update(measured)
-        row["device"] = {**(row.get("device") or {}), **_device_record(spec, v, ctx)}
-        row["accuracy_kernels"] = accuracy_kernels(target_device(spec), detect_host())
+        row["device"] = {**(row.get("device") or {}), **emulated, **_device_record(spec, v, ctx)}
+        # set by rescore_on_device where the accuracy came from the device's kernels under emulation
+        row["accuracy_kernels"] = row.get("accuracy_kernels") or accuracy_kernels(target_device(spec), detect_host())
+        note = row["device"].get("emulation_unavailable")
+        if note:
+            ctx.progress.log(f"[yellow]note:[/] {v.name} on {spec.name}: no arm64 emulation here: {note}")
         if row.get("parity"):
             row["parity"] = {**row["parity"], "reference": v.parity_reference.name}
     except CompressorError as e:

@@ -92,6 +92,15 @@ def device_notes(report: Report) -> list[str]:
         if r.accuracy_kernels == "emulated":
             lines.append(f"{r.variant}@{r.target}: accuracy measured under qemu emulating the "
                          f"{(r.device or {}).get('emulated_cpu')} CPU (its INT8 kernel path); latency not measured")
+        elif r.accuracy_kernels == "emulated-arm64":
+            dev = r.device or {}
+            host = dev.get("host_kernels_accuracy")
+            lines.append(f"{r.variant}@{r.target}: accuracy from emulated arm64 ({dev.get('emulated_cpu')}): ONNX "
+                         "Runtime's aarch64 build under qemu-aarch64"
+                         + (f"; this host's kernels gave {host:.4f}" if isinstance(host, (int, float)) else "")
+                         + ("; latency measured on this host" if r.latency_ms else "; latency not measured"))
+        elif (r.device or {}).get("emulation_unavailable"):
+            lines.append(f"{r.variant}@{r.target}: no arm64 emulation: {r.device['emulation_unavailable']}")
     lines += [f"warning: {w}" for w in report.warnings or []]
     return lines
 

@@ -120,10 +120,12 @@ class Result(_Model):
                                           "`deploy`: the device it deploys to (name, label, arch, features, source: "
                                           "detected or declared); `quantization`: for int8 results, the settings its "
                                           "(runtime, device) chose, the reason and any warnings")
-    accuracy_kernels: Literal["device", "host", "emulated"] | None = Field(
+    accuracy_kernels: Literal["device", "host", "emulated", "emulated-arm64"] | None = Field(
         None, description="which kernels computed the accuracy: device (this host is, or takes the same INT8 kernel "
         "path as, the deploy device), host (this host's kernels, not the device's: confirm on the device with "
-        "`compressor bench --data`), emulated (the device's kernel path under qemu, `compressor bench --emulate-cpu`)")
+        "`compressor bench --data`), emulated (the device's kernel path under qemu, `compressor bench --emulate-cpu`), emulated-arm64 (ONNX "
+        "Runtime's aarch64 build under qemu-aarch64 with the arm64 device's CPU model: ort-mobile INT8, "
+        "`compressor bench --emulate-cpu arm64`)")
     host: str | None = Field(None, description="host name of the machine that measured it (set in merged reports)")
     llm: LlmMetrics | None = Field(None, description="decoder LLMs: perplexity, agreement, prefill, decode speed, "
                                    "memory (their latency_ms is the per-token decode latency)")

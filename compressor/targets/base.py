@@ -105,6 +105,17 @@ class Target(abc.ABC):
         return {"name": self.spec.name, "runtime": self.spec.runtime, "device": self.spec.device,
                 "versions": self.runtime_versions()}
 
+    def emulation_settings(self, threads: int) -> dict[str, Any] | None:
+        """The ONNX Runtime session settings an emulated arm64 run of this target's artifacts uses
+        (``threads``, ``graph_optimization_level``, ``disabled_optimizers``, ``config``), or None
+        where this runtime has no arm64 emulation (compressor/bench/arm64_score.py)."""
+        return None
+
+    def accuracy_emulation(self, precision: str) -> str | None:
+        """The qemu CPU model whose kernels should score this target's ``precision`` artifacts
+        (an arm64 device declared for an arm64 runtime build), or None: this host's kernels."""
+        return None
+
     def precision_for(self, variant_precision: str) -> str:
         """The precision this target runs a variant at (e.g. OpenVINO fp32 -> f32)."""
         return variant_precision

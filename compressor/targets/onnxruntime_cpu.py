@@ -93,6 +93,12 @@ class OnnxRuntimeTarget(Target):
     def load(self, artifact: Artifact, *, threads: int) -> OrtSession:
         return OrtSession(artifact.path, threads, self.options)
 
+    def emulation_settings(self, threads: int) -> dict[str, Any]:
+        keep = [o for o in KEEP_FLOAT_NODES if o not in self.options.disabled_optimizers] \
+            if self.options.keep_fp32_nodes else []
+        return {"threads": threads, "graph_optimization_level": self.options.graph_optimization_level,
+                "disabled_optimizers": [*self.options.disabled_optimizers, *keep]}
+
     def runtime_versions(self) -> dict[str, str]:
         import onnxruntime
 

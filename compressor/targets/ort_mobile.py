@@ -19,6 +19,7 @@ import gc
 import io
 import logging
 import os
+import platform
 import shutil
 import tempfile
 import warnings
@@ -29,6 +30,7 @@ from pydantic import Field
 
 from compressor.errors import TargetFailed
 from compressor.targets.base import Artifact, ModelArtifact, Target
+from compressor.targets.devices import PROFILES
 from compressor.targets.onnxruntime_cpu import OrtSession
 from compressor.targets.spec import TargetOptions
 from compressor.utils.ort_sessions import KEEP_FLOAT_NODES
@@ -81,7 +83,8 @@ def convert_to_ort(onnx_path: Path, out_dir: Path, stem: str, *, target_platform
         try:
             # the converter prints progress on stdout: keep the CLI's output clean
             skip = KEEP_FLOAT_NODES if keep_fp32_nodes else ()
-            with contextlib.redirect_stdout(io.StringIO()), _quiet_logger("ort_format_model"), \
+            with contextlib.redirect_stdout(io.StringIO()), \
+                    _quiet_logger("ort_format_model", "ort_format_model.utils"), \
                     warnings.catch_warnings(), _converter_skipping(converter, skip):
                 # the converter's config writer leaves a file handle to the GC
                 warnings.simplefilter("ignore", ResourceWarning)
@@ -105,14 +108,17 @@ def convert_to_ort(onnx_path: Path, out_dir: Path, stem: str, *, target_platform
 
 
 @contextlib.contextmanager
-def _quiet_logger(name: str):
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.WARNING)
+def _quiet_logger(*names: str):
+    # ONNX Runtime's tools set their loggers' levels themselves (ort_format_model.utils: DEBUG)
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def read_operator_config(path: Path) -> dict[str, list[str]]:
@@ -161,6 +167,10 @@ class OrtFormatOptions(TargetOptions):
     keep_fp32_nodes: bool = Field(
         True, description="convert and load without ORT's WeightBiasQuantization, which would give a Conv/Gemm "
         "left FP32 between quantized nodes per-tensor INT8 weights (compressor/utils/ort_sessions.py)")
+    emulate: bool = Field(
+        True, description="score INT8 accuracy for an arm64 device with ONNX Runtime's aarch64 build under "
+        "qemu-aarch64 (accuracy_kernels: emulated-arm64; set up by `make arm64-env`); false: this host's kernels, "
+        "faster")
 
 
 class OrtMobileTarget(Target):
@@ -185,6 +195,11 @@ class OrtMobileTarget(Target):
     def compile(self, model: ModelArtifact, out_dir: Path, *, precision: str) -> Artifact:
         if model.onnx_path is None:
             raise TargetFailed(f"target {self.spec.name} needs an ONNX model")
+        if model.onnx_path.suffix == ".ort":  # already converted (`compressor bench model.ort`)
+            dst = out_dir / f"{model.variant}.ort"
+            out_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(model.onnx_path, dst)
+            return Artifact(dst, precision, [dst])
         ort_path, config = convert_to_ort(model.onnx_path, out_dir, model.variant,
                                           target_platform=self.target_platform,
                                           optimization_style=self.optimization_style,
@@ -202,6 +217,24 @@ class OrtMobileTarget(Target):
         return OrtFormatSession(artifact.path, threads,
                                 replay_runtime_optimizations=self.optimization_style == "runtime",
                                 keep_fp32_nodes=self.options.keep_fp32_nodes)
+
+    def emulation_settings(self, threads: int) -> dict[str, Any]:
+        return {"threads": threads,
+                "disabled_optimizers": list(KEEP_FLOAT_NODES) if self.options.keep_fp32_nodes else [],
+                "config": {"session.enable_saved_runtime_optimizations": "1"}
+                if self.optimization_style == "runtime" else {}}
+
+    def accuracy_emulation(self, precision: str) -> str | None:
+        """INT8 artifacts for an arm64 device are scored on that device's kernels under qemu (its
+        qemu CPU model: compressor/targets/devices.py PROFILES). FP32 kernels do not differ in the
+        way that matters (no saturating INT8 sums), so FP32 keeps this host's faster run."""
+        profile = PROFILES.get(self.spec.device or "")
+        if platform.machine().lower() in ("aarch64", "arm64"):
+            return None  # this host runs arm64 kernels itself
+        if (not self.options.emulate or precision != "int8" or self.target_platform != "arm" or profile is None
+                or profile[0] != "arm64"):
+            return None
+        return profile[2]
 
     def runtime_versions(self) -> dict[str, str]:
         import onnxruntime

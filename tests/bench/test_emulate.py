@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from compressor.bench.emulate import qemu_cpu_for
+from compressor.bench.emulate import is_arm64, qemu_cpu_for
 from compressor.errors import RecipeError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,8 +26,9 @@ def test_profiles_map_to_qemu_models():
     assert qemu_cpu_for("Haswell") == "Haswell"  # a qemu model name passes through
     with pytest.raises(RecipeError, match="cannot emulate AVX-512"):
         qemu_cpu_for("x86-64-avx512-vnni")
-    with pytest.raises(RecipeError, match="arm64"):
-        qemu_cpu_for("arm64-dotprod")
+    # arm64 profiles run under qemu-aarch64 (tests/bench/test_emulate_arm64.py)
+    assert qemu_cpu_for("arm64-dotprod") == "cortex-a76" and is_arm64("cortex-a76") and is_arm64("arm64-i8mm")
+    assert not is_arm64("Haswell") and not is_arm64("x86-64-avx2")
 
 
 def test_emulation_needs_data(cli, tmp_path):
