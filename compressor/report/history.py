@@ -41,3 +41,21 @@ def history_plot(search: dict[str, Any]) -> bytes | None:
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
+
+
+def search_markdown(search: dict[str, Any]) -> str:
+    """The study as report.md lines: every trial (state, parameters, objectives), the Pareto trials."""
+    objectives = list(search.get("objectives") or {})
+    front = set(search.get("pareto_trials") or [])
+    lines = [f"Search ({search.get('sampler')}; objectives: "
+             + ", ".join(f"{o} ({d})" for o, d in (search.get("objectives") or {}).items()) + "):", "",
+             "| trial | state | settings | " + " | ".join(objectives) + " | Pareto |",
+             "|---|---|---|" + "---|" * len(objectives) + "---|"]
+    for t in search.get("trials") or []:
+        state = t["state"] + (f" (duplicate of {t['duplicate_of']})" if "duplicate_of" in t else "") \
+            + (f": {t['error']}" if t.get("error") else "")
+        values = [f"{t['values'][o]:.6g}" if t.get("values") else "-" for o in objectives]
+        settings = ", ".join(f"`{k}={v:.4g}`" if isinstance(v, float) else f"`{k}={v}`" for k, v in t["params"].items())
+        lines.append(f"| {t['number']} | {state} | {settings} | " + " | ".join(values)
+                     + f" | {'yes' if t['number'] in front else ''} |")
+    return "\n".join(lines) + "\n"

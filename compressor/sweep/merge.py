@@ -20,6 +20,7 @@ from compressor.report.gates import GateLimits, baseline_of, evaluate_gates, is_
 from compressor.report.model import Report, Result, load_report
 from compressor.report.plots import pareto_front
 from compressor.report.fleet import device_choice, fleet_markdown
+from compressor.report.history import search_markdown
 from compressor.sweep.pool import Unit
 from compressor.sweep.tasks import ATTEMPTS, PREPARE_LOG
 from compressor.utils.io import atomic_write_text
@@ -155,4 +156,6 @@ def sweep_markdown(sweep: dict[str, Any]) -> str:
                             else "none passed the gates") for t, b in sweep["best"].items()]
     if sweep.get("devices"):
         lines += ["", fleet_markdown(sweep["devices"])]
+    if sweep.get("search"):
+        lines += ["", search_markdown(sweep["search"])]
     return "\n".join(lines) + "\n"

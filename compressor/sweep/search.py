@@ -183,6 +183,7 @@ def run_search(recipe: Recipe, dims: list[Dimension], out: Path, *, base_dir: Pa
     if trials:
         log(f"study: {len(trials) - len(running)} trial(s) finished before, {len(running)} to finish, "
             f"{max(0, search.trials - len(trials))} to ask")
+    outcomes: dict[str, dict[str, Any]] = {}  # why a unit failed, for its row
     if running or len(trials) < search.trials:
         import optuna
 
@@ -197,7 +198,7 @@ def run_search(recipe: Recipe, dims: list[Dimension], out: Path, *, base_dir: Pa
                     s.start(study.ask(), pool)
                 if not pool.pending:
                     break
-                unit, outcome = pool.wait_one()
+                unit, outcomes[unit.name] = pool.wait_one()
                 s.done(unit, int(unit.variant.name.removeprefix("trial")))
     # every trial that ran (also those finished before a resume), in trial order
     for t in study.get_trials(deepcopy=False):
@@ -205,7 +206,7 @@ def run_search(recipe: Recipe, dims: list[Dimension], out: Path, *, base_dir: Pa
             s.units[t.number] = units_of(space_variant(recipe, dims, t.params, t.user_attrs["variant"]),
                                          s.devices, base_dir)
     units = [u for n in sorted(s.units) for u in s.units[n]]
-    return merge_sweep(recipe, units, out, {}, search=summarize(study, search.objectives))
+    return merge_sweep(recipe, units, out, outcomes, search=summarize(study, search.objectives))
 
 
 def summarize(study: Any, objectives: tuple[str, ...]) -> dict[str, Any]:

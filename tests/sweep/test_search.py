@@ -71,6 +71,7 @@ def test_search_resumes_after_kill_9_with_no_trial_lost_or_repeated(tiny_recipe,
     ran = {v["name"] for v in report["sweep"]["variants"]}
     assert ran == {t["variant"] for t in search["trials"] if t["state"] == "complete"}
     assert "Search history" in (out / "report.html").read_text()
+    assert "| trial | state | settings | accuracy | latency | Pareto |" in (out / "report.md").read_text()
     # another search in the same folder is refused
     res = cli("sweep", tiny_recipe, "--out", out, "--resume", "--search", "optuna", "--trials", "4",
               *[a for s in SPACE for a in ("--space", s)])
