@@ -79,50 +79,82 @@ def _machine() -> str:
             f"{mod.group(1) if mod else '?'}, {'+'.join(isa)}), {os.cpu_count()} cores")
 
 
-def main_search(trials: int) -> None:
-    """The search against the same trials run one after another in one process."""
-    from benchmarks._search_recipe import SPACE, space_args, write_search_recipe
+def _trial_files(recipe_path: Path, out: Path, into: Path) -> list[str]:
+    """The recipes of the trials a search ran (not the pruned duplicates), as YAML files."""
+    from benchmarks._search_recipe import SPACE
     from compressor.sweep import parse_dimension
     from compressor.sweep.space import space_variant
 
-    work = Path(tempfile.mkdtemp(prefix="search-overhead-"))
-    recipe_path = write_search_recipe(work / "model")
-    load0 = os.getloadavg()[0]
-    t_search = _cli("sweep", str(recipe_path), "--search", "optuna", "--trials", str(trials), *space_args(),
-                    "--out", str(work / "search"))
-    report = json.loads((work / "search" / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text())
     ran = [t for t in report["sweep"]["search"]["trials"] if "variant" in t and "duplicate_of" not in t]
     recipe, dims = load_recipe(recipe_path), [parse_dimension(d) for d in SPACE]
+    into.mkdir(parents=True, exist_ok=True)
     files = []
     for t in ran:
         v = space_variant(recipe, dims, t["params"], t["variant"])
-        f = work / f"{v.name}.yaml"
+        f = into / f"{v.name}.yaml"
         f.write_text(yaml.safe_dump(_absolute(v.recipe.model_dump(mode="json", exclude_unset=True),
                                               recipe_path.parent), sort_keys=False))
         files.append(str(f))
+    return files
+
+
+def _sequential(files: list[str]) -> float:
+    """The recipes run one after another by api.run in one fresh process, wall-clock seconds."""
     loop = ("import sys; from compressor import api\n"
-            "for i, f in enumerate(sys.argv[1:]): api.run(f, out=f[:-5] + '-run')\n")
+            "for f in sys.argv[1:]: api.run(f, out=f[:-5] + '-run')\n")
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", loop, *files], env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True,
                    capture_output=True)
-    t_seq = time.perf_counter() - t0
-    load1 = os.getloadavg()[0]
-    states = [t["state"] for t in report["sweep"]["search"]["trials"]]
-    overhead = (t_search / t_seq - 1.0) * 100
-    body = f"""`nice python benchmarks/sweep_overhead.py --search {trials}` on {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC,
-{_machine()}, load average {load0:.1f} at the start and {load1:.1f} at the end, Python {platform.python_version()}.
+    return time.perf_counter() - t0
 
-Search space {', '.join(f'`{x}`' for x in SPACE)}; objectives accuracy, latency, size; {len(states)} trials
-({', '.join(f'{states.count(x)} {x}' for x in sorted(set(states)))}); {len(files)} of them ran a variant.
-Wall-clock seconds, each side a fresh process (imports and, for the search, Ray start-up included):
 
-| `compressor sweep --search optuna --trials {trials}` (local Ray) | the same {len(files)} trial recipes, `api.run` one after another | search overhead |
-|---|---|---|
-| {t_search:.1f} | {t_seq:.1f} | {overhead:+.1f}% |
+def main_search(trials: int, repeats: int) -> None:
+    """The search against the same trials run one after another in one process. Repeat 0 runs
+    the search first (its trials are what the sequential side runs); later repeats alternate
+    the order, the sequential side running the previous search's trials first."""
+    from benchmarks._search_recipe import SPACE, space_args, write_search_recipe
 
-Goal <= 10%: **{'met' if overhead <= 10 else 'missed'}**. The search side also shares the baseline export between
-trials through the step cache ({report['sweep']['shared_steps_reused']} steps reused) and overlaps one trial's steps
-with another's benchmark (one CPU slot beside one bench slot); the sequential side does neither.
+    work = Path(tempfile.mkdtemp(prefix="search-overhead-"))
+    recipe_path = write_search_recipe(work / "model")
+    loads, rows = [os.getloadavg()[0]], []
+    for i in range(repeats):
+        out = work / f"search{i}"
+        order = ["search", "seq"] if i % 2 == 0 else ["seq", "search"]
+        source = out if order[0] == "search" else work / f"search{i - 1}"  # whose trials the sequential side runs
+        t: dict[str, float] = {}
+        for which in order:
+            if which == "search":
+                t["search"] = _cli("sweep", str(recipe_path), "--search", "optuna", "--trials", str(trials),
+                                   *space_args(), "--out", str(out))
+            else:
+                files = _trial_files(recipe_path, source, work / f"seq{i}")
+                t["seq"] = _sequential(files)
+            print(f"repeat {i} {which}: {t[which]:.1f} s", flush=True)
+        report = json.loads((out / "report.json").read_text())
+        states = [x["state"] for x in report["sweep"]["search"]["trials"]]
+        rows.append((i, " then ".join(order), t["search"], t["seq"], len(files),
+                     ", ".join(f"{states.count(x)} {x}" for x in sorted(set(states))),
+                     report["sweep"]["shared_steps_reused"]))
+        loads.append(os.getloadavg()[0])
+    table = "\n".join(f"| {i} | {o} | {a:.1f} | {b:.1f} ({n} trials) | {(a / b - 1) * 100:+.1f}% | {st} | {sh} |"
+                      for i, o, a, b, n, st, sh in rows)
+    worst = max((a / b - 1) * 100 for _, _, a, b, *_ in rows)
+    body = f"""`nice python benchmarks/sweep_overhead.py --search {trials} --repeats {repeats}` on
+{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {_machine()}, load average {min(loads):.1f}-{max(loads):.1f}
+(a shared machine), Python {platform.python_version()}.
+
+Search space {', '.join(f'`{x}`' for x in SPACE)}; objectives accuracy, latency, size (TPE, {trials} trials).
+Wall-clock seconds, each side a fresh process (imports and, for the search, Ray start-up included). The
+sequential side runs the trial recipes of the search before it (repeat 0: the search of the same repeat).
+
+| repeat | order | `compressor sweep --search optuna` (local Ray) | same trials, `api.run` one after another | search overhead | trial states | steps reused |
+|---|---|---|---|---|---|---|
+{table}
+
+Largest overhead {worst:+.1f}% (goal <= 10%: **{'met' if worst <= 10 else 'missed'}**). The search side also shares
+the baseline export between trials through the step cache and overlaps one trial's steps with another's benchmark
+(one CPU slot beside one bench slot); the sequential side does neither.
 """
     print(body)
     update_section("search-overhead", "Search overhead vs the same trials run sequentially", body, RESULTS)
@@ -137,7 +169,7 @@ def main() -> None:
                     help="measure an Optuna search of TRIALS trials instead of the grid")
     args = ap.parse_args()
     if args.search:
-        main_search(args.search)
+        main_search(args.search, args.repeats)
         return
     work = Path(tempfile.mkdtemp(prefix="sweep-overhead-"))
     recipe_path = args.recipe.resolve() if args.recipe else write_tiny_recipe(work / "model")
