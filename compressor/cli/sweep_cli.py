@@ -23,6 +23,8 @@ from compressor.cli.group import cli
               help="--search: trials in all (a resumed study asks only for the missing ones).")
 @click.option("--objectives", default="accuracy,latency", show_default=True, metavar="accuracy,latency[,size]",
               help="--search: what the study optimizes (accuracy up; p50 latency and size down).")
+@click.option("--parallel", type=click.IntRange(min=1), default=None,
+              help="--search: trials in flight at once [default: benchmark slots + 1, at least 2].")
 @click.option("--devices", default=None, metavar="all|LABEL,...",
               help="Benchmark every variant on one node of each device kind (nodes from `compressor sweep-node`).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -35,7 +37,7 @@ from compressor.cli.group import cli
 @click.option("--max-retries", type=click.IntRange(min=0), default=2, show_default=True,
               help="Re-runs of a variant's task when its worker or node dies.")
 def sweep(recipe: Path, grid: tuple[str, ...], search: str | None, space: tuple[str, ...], trials: int,
-          objectives: str, devices: str | None, out: Path | None, resume: bool, ray_address: str | None,
+          objectives: str, parallel: int | None, devices: str | None, out: Path | None, resume: bool, ray_address: str | None,
           num_cpus: int | None, max_retries: int) -> None:
     """Run every variant of RECIPE along the --grid options (or --trials of an Optuna
     --search over the --space options) on Ray and merge them into one report with the
@@ -57,7 +59,7 @@ def sweep(recipe: Path, grid: tuple[str, ...], search: str | None, space: tuple[
     # every --grid/--space option and every variant is checked before Ray starts (RecipeError, exit 2)
     report = api.sweep(r, list(grid), out=out, base_dir=recipe.resolve().parent, resume=resume,
                        ray_address=ray_address, num_cpus=num_cpus, max_retries=max_retries, log=click.echo,
-                       search=search, space=list(space), trials=trials, devices=devices,
+                       search=search, space=list(space), trials=trials, devices=devices, parallel=parallel,
                        objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()))
     info = report.sweep  # type: ignore[attr-defined]
     for target, best in info["best"].items():
