@@ -91,22 +91,43 @@ def bench(model: str | Path, target: str = "onnxruntime-cpu", *, data: str | Non
                       emulated_cpu=emulated_cpu(), emulate_arm64=emulate_arm64)
 
 
-def sweep(recipe: str | Path | Recipe, grid: list[str], *, out: str | Path, resume: bool = False,
+def sweep(recipe: str | Path | Recipe, grid: list[str] | None = None, *, out: str | Path, resume: bool = False,
           ray_address: str | None = None, num_cpus: int | None = None, max_retries: int = 2,
-          base_dir: str | Path | None = None, log: Callable[[str], None] | None = None) -> Report:
-    """Run every variant of a recipe on Ray, like ``compressor sweep``; returns the merged report.
+          base_dir: str | Path | None = None, log: Callable[[str], None] | None = None,
+          search: str | None = None, space: list[str] | None = None, trials: int = 12,
+          objectives: tuple[str, ...] = ("accuracy", "latency"), devices: str | None = None,
+          parallel: int | None = None) -> Report:
+    """Run variants of a recipe on Ray, like ``compressor sweep``; returns the merged report.
 
     ``grid``: ``PATH=V1,V2`` strings (``steps[0].prune.ratio=0.3,0.5``), multiplied. Each
     variant is a complete run in ``out/variants/<name>``; ``out/report.json`` merges them with
     the Pareto front and the best variant (``report.sweep``). ``ray_address``: ``HOST:PORT``
     or ``auto`` to join a cluster (default: an in-process local Ray with ``num_cpus`` CPUs).
-    A bad path or value raises RecipeError before anything runs.
-    """
-    from compressor.sweep import SweepOptions, parse_axis, run_sweep
+    ``search="optuna"``: instead of a grid, ``trials`` trials of a multi-objective Optuna study
+    over ``space`` (``PATH=float:LO:HI``, ``PATH=int:LO:HI``, ``PATH=V1,V2``), stored in
+    ``out/study.journal``. ``devices``: ``all`` or ``LABEL,...``: every variant on one node of
+    each device kind, one Pareto front per device. A bad path or value raises RecipeError
+    before anything runs.
 
-    axes = [parse_axis(g) for g in grid]
+        >>> sweep("recipes/prune_distill_int8.yaml", search="optuna", trials=12, out="runs/s",
+        ...       space=["steps[0].prune.ratio=float:0.2:0.8"])        # doctest: +SKIP
+    """
+    from compressor.sweep import SearchOptions, SweepOptions, parse_axis, parse_dimension, run_search, run_sweep
+
+    if search not in (None, "optuna"):
+        raise RecipeError(f"--search {search!r}: the only search is optuna")
+    if (search is None) == (not grid) or bool(space) != (search is not None):
+        raise RecipeError("give --grid options, or --search optuna with --space options",
+                          hint="e.g. --search optuna --space 'steps[0].prune.ratio=float:0.2:0.8' --trials 12")
+    axes = [parse_axis(g) for g in grid or []]
+    dims = [parse_dimension(d) for d in space or []]
     if not isinstance(recipe, Recipe):
         base_dir = base_dir or Path(recipe).resolve().parent
         recipe = load_recipe(Path(recipe))
-    return run_sweep(recipe, axes, Path(out), base_dir=Path(base_dir) if base_dir else None, resume=resume,
-                     options=SweepOptions(ray_address, num_cpus, max_retries), log=log or (lambda _: None))
+    options = SweepOptions(ray_address, num_cpus, max_retries, devices)
+    where = Path(base_dir) if base_dir else None
+    if search:
+        return run_search(recipe, dims, Path(out), base_dir=where, resume=resume, options=options,
+                          search=SearchOptions(trials, tuple(objectives), parallel), log=log or (lambda _: None))
+    return run_sweep(recipe, axes, Path(out), base_dir=where, resume=resume, options=options,
+                     log=log or (lambda _: None))

@@ -152,3 +152,36 @@ def merge(sources: tuple[Path, ...], out: Path) -> None:
         table.add_row(*row)
     console_for_output().print(table)
     click.echo(f"wrote {out} and {out.with_suffix('.md')}")
+
+
+@report.command("devices")
+@click.argument("source", metavar="SWEEP_DIR_OR_JSON", type=click.Path(exists=True, path_type=Path))
+def devices(source: Path) -> None:
+    """Per device: the best variant of a `compressor sweep --devices` report, and what picking
+    one variant for all devices costs on each (speedup lost, accuracy change)."""
+    from rich.table import Table
+
+    from compressor.cli.render import console_for_output
+    from compressor.errors import ReportError
+    from compressor.report.fleet import device_choice
+    from compressor.report.model import load_report
+
+    rep = load_report(source)
+    units = (getattr(rep, "sweep", None) or {}).get("variants") or []
+    if not any(u.get("device") for u in units):
+        raise ReportError(f"{source}: not a sweep across devices (run `compressor sweep ... --devices all`)")
+    choice = device_choice(rep, units)
+    console = console_for_output()
+    for target, t in choice["targets"].items():
+        pick = t["one_for_all"]
+        table = Table("device", "best variant", "speedup", "accuracy", "one-for-all speedup", "speedup lost",
+                      "accuracy change", title=f"{target}: one variant for all = "
+                      + (f"{pick['variant']} (worst loss {pick['worst_speedup_loss_pct']}%)" if pick
+                         else "none (no variant passed the gates on every device)"), title_justify="left")
+        for d in choice["devices"]:
+            b, p = t["best"].get(d), (pick["per_device"][d] if pick else None)
+            table.add_row(d, b["variant"] if b else "none passed", f"{b['speedup']}x" if b else "-",
+                          str(b["accuracy"]) if b else "-", f"{p['speedup']}x" if p else "-",
+                          f"{p['speedup_loss_pct']}%" if p else "-",
+                          "-" if not p or p["accuracy_change"] is None else f"{p['accuracy_change']:+.4f}")
+        console.print(table)

@@ -140,4 +140,13 @@ def render_plots(report: Report, base_dir: Path | None = None) -> dict[str, byte
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         plots["Latency distribution per variant"] = _png(fig)
+
+    # 4. a sweep's search: objective values by trial
+    search = (getattr(report, "sweep", None) or {}).get("search")
+    if search:
+        from compressor.report.history import history_plot
+
+        png = history_plot(search)
+        if png:
+            plots["Search history (objective values by trial, Pareto trials in red)"] = png
     return plots

@@ -32,6 +32,7 @@ class Axis:
     text: str
     path: tuple[str | int, ...]
     values: tuple[Any, ...]
+    option: str = "--grid"  # how errors name it (--space for a search)
 
     @property
     def short(self) -> str:
@@ -54,13 +55,7 @@ def parse_axis(option: str) -> Axis:
     text = text.strip()
     if not sep or not text or not raw.strip():
         raise RecipeError(f"--grid {option!r}: expected PATH=VALUE1,VALUE2,... (e.g. steps[0].prune.ratio=0.3,0.5)")
-    path: list[str | int] = []
-    for part in text.split("."):
-        m = _PART.fullmatch(part)
-        if not m:
-            raise RecipeError(f"--grid {option!r}: {part!r} is not a key or key[index]")
-        path.append(m.group(1))
-        path += [int(i) for i in _INDEX.findall(m.group(2))]
+    path = parse_path(text, f"--grid {option!r}")
     values = []
     for item in raw.split(","):
         try:
@@ -72,7 +67,19 @@ def parse_axis(option: str) -> Axis:
     return Axis(text, tuple(path), tuple(values))
 
 
-def _set(data: Any, axis: Axis, value: Any) -> None:
+def parse_path(text: str, where: str) -> tuple[str | int, ...]:
+    """``steps[0].prune.ratio`` -> ("steps", 0, "prune", "ratio"); ``where`` names the option in errors."""
+    path: list[str | int] = []
+    for part in text.split("."):
+        m = _PART.fullmatch(part)
+        if not m:
+            raise RecipeError(f"{where}: {part!r} is not a key or key[index]")
+        path.append(m.group(1))
+        path += [int(i) for i in _INDEX.findall(m.group(2))]
+    return tuple(path)
+
+
+def set_value(data: Any, axis: Axis, value: Any) -> None:
     """Set ``value`` at ``axis.path`` in ``data`` (the recipe as written: unset keys are absent,
     so a missing mapping is made; the schema, ``extra="forbid"``, then rejects a misspelt key).
     A list index must exist, and a step's kind must be the one at that position."""
@@ -83,17 +90,26 @@ def _set(data: Any, axis: Axis, value: Any) -> None:
         if isinstance(key, int):
             if not isinstance(node, list) or not -len(node) <= key < len(node):
                 size = f"a list of {len(node)}" if isinstance(node, list) else "not a list"
-                raise RecipeError(f"--grid {axis.text}: index [{key}] is out of range ({here} is {size})")
+                raise RecipeError(f"{axis.option} {axis.text}: index [{key}] is out of range ({here} is {size})")
         elif not isinstance(node, dict):
-            raise RecipeError(f"--grid {axis.text}: {here} is not a mapping")
+            raise RecipeError(f"{axis.option} {axis.text}: {here} is not a mapping")
         elif key not in node and not last:
             if axis.path[depth - 1:depth] and isinstance(axis.path[depth - 1], int):  # steps[i].<kind>
-                raise RecipeError(f"--grid {axis.text}: {here} is a {', '.join(map(str, node))} step, not {key}")
+                raise RecipeError(f"{axis.option} {axis.text}: {here} is a {', '.join(map(str, node))} step, not {key}")
             node[key] = {}
         if last:
             node[key] = value
         else:
             node = node[key]
+
+
+def validate_variant(data: dict[str, Any], settings: dict[str, Any], option: str = "--grid") -> Recipe:
+    """The recipe ``data`` validated; RecipeError naming the settings when it is not valid."""
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        given = ", ".join(f"{k}={v}" for k, v in settings.items())
+        raise RecipeError(f"{option} {given}: {validation_messages(e, {}, 'variant')[0]}") from None
 
 
 def _where(path: tuple[str | int, ...]) -> str:
@@ -120,15 +136,10 @@ def expand(recipe: Recipe, axes: list[Axis]) -> list[Variant]:
     for combo in itertools.product(*(a.values for a in axes)):
         data = copy.deepcopy(base)
         for axis, value in zip(axes, combo):
-            _set(data, axis, value)
+            set_value(data, axis, value)
         name = "-".join(f"{a.short}{_fmt(v)}" for a, v in zip(axes, combo))
         settings = {a.text: v for a, v in zip(axes, combo)}
-        try:
-            variant_recipe = Recipe.model_validate(data)
-        except ValidationError as e:
-            given = ", ".join(f"{k}={v}" for k, v in settings.items())
-            raise RecipeError(f"--grid {given}: {validation_messages(e, {}, 'variant')[0]}") from None
-        variants.append(Variant(name, settings, variant_recipe))
+        variants.append(Variant(name, settings, validate_variant(data, settings)))
     if len({v.name for v in variants}) != len(variants):  # e.g. values 0.5 and "0.5"
         variants = [Variant(f"v{i:02d}-{v.name}", v.settings, v.recipe) for i, v in enumerate(variants)]
     return variants

@@ -19,7 +19,9 @@ from compressor.recipe.schema import Recipe
 from compressor.report.gates import baseline_of, is_baseline, record_gates
 from compressor.report.model import Report, Result, load_report
 from compressor.report.plots import pareto_front
-from compressor.sweep.grid import Variant
+from compressor.report.fleet import device_choice, fleet_markdown
+from compressor.report.history import search_markdown
+from compressor.sweep.pool import Unit
 from compressor.sweep.tasks import ATTEMPTS, PREPARE_LOG
 from compressor.utils.io import atomic_write_text
 
@@ -38,28 +40,32 @@ def _attempts(run_dir: Path) -> list[dict[str, Any]]:
         return []
 
 
-def _variant_rows(v: Variant, rep: Report, node: dict[str, Any]) -> list[Result]:
+def _variant_rows(u: Unit, rep: Report, node: dict[str, Any]) -> list[Result]:
     rows = []
     for r in rep.results:
-        upd: dict[str, Any] = {"variant": f"{v.name}/{r.variant}", "host": node.get("host") or rep.environment.get("host")}
+        upd: dict[str, Any] = {"variant": f"{u.name}/{r.variant}", "host": node.get("host") or rep.environment.get("host")}
         if node.get("ray_node"):
             upd["ray_node"] = node["ray_node"]
+        if u.device:  # the device kind the row was measured on (the key of its Pareto front)
+            upd["bench_device"] = u.device
         for field in ("artifact", "latency_samples"):  # relative to the merged report's folder
             if getattr(r, field):
-                upd[field] = f"variants/{v.name}/{getattr(r, field)}"
+                upd[field] = f"variants/{u.name}/{getattr(r, field)}"
         rows.append(r.model_copy(update=upd))
     return rows
 
 
-def merge_sweep(recipe: Recipe, variants: list[Variant], out: Path, outcomes: dict[str, dict[str, Any]]) -> Report:
-    """Merge the variants' reports in ``out/variants`` into ``out/report.json`` (+ .md/.html)."""
+def merge_sweep(recipe: Recipe, units: list[Unit], out: Path, outcomes: dict[str, dict[str, Any]],
+                search: dict[str, Any] | None = None) -> Report:
+    """Merge the units' reports in ``out/variants`` into ``out/report.json`` (+ .md/.html);
+    ``search``: the Optuna study's summary (``sweep.search``)."""
     results: list[Result] = []
     summary: list[dict[str, Any]] = []
     hosts: dict[str, dict[str, Any]] = {}
-    for v in variants:
+    for v in units:
         rd = out / "variants" / v.name
         attempts = _attempts(rd)
-        entry: dict[str, Any] = {"name": v.name, "settings": v.settings, "run_dir": f"variants/{v.name}",
+        entry: dict[str, Any] = {"name": v.name, "settings": v.variant.settings, "run_dir": f"variants/{v.name}",
                                  "attempts": {p: sum(a["phase"] == p for a in attempts) for p in ("prepare", "benchmark")}}
         if (rd / "report.json").is_file():
             rep = load_report(rd)
@@ -67,7 +73,7 @@ def merge_sweep(recipe: Recipe, variants: list[Variant], out: Path, outcomes: di
             results += _variant_rows(v, rep, node)
             hosts.setdefault(node.get("host") or "?", {**rep.environment, "host": node.get("host")})
             log = _read_json(rd / PREPARE_LOG, [])
-            entry.update(status="ok", host=node.get("host"), ray_node=node.get("ray_node"),
+            entry.update(status="ok", host=node.get("host"), ray_node=node.get("ray_node"), detected=node.get("detected"),
                          gates_passed=all(g.passed for g in rep.gates),
                          shared_steps_reused=sum(1 for w in log if w.get("shared")),
                          steps_run=sum(1 for w in log if not w.get("reused")))
@@ -75,14 +81,22 @@ def merge_sweep(recipe: Recipe, variants: list[Variant], out: Path, outcomes: di
             o = outcomes.get(v.name, {"error": "did not run"})
             error = f"variant failed ({o.get('phase', '?')}): {o.get('error')}"
             entry.update(status="failed", error=error)
-            results += [Result(variant=f"{v.name}/compressed", target=t, precision="-", status="failed", error=error)
+            results += [Result.model_validate({"variant": f"{v.name}/compressed", "target": t, "precision": "-",
+                                               "status": "failed", "error": error,
+                                               **({"bench_device": v.device} if v.device else {})})
                         for t in recipe.targets]
+        if v.device:
+            entry.update(variant=v.variant.name, device=v.device)
         summary.append(entry)
     report = Report(recipe=recipe.name, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                     results=results, hosts=list(hosts.values()) or None)
     record_gates(report, recipe.gates.model_dump())
     sweep = {"variants": summary, "pareto": _pareto(results), "best": _best(report, summary),
              "shared_steps_reused": sum(e.get("shared_steps_reused", 0) for e in summary)}
+    if any(u.device for u in units):
+        sweep["devices"] = device_choice(report, summary)
+    if search:
+        sweep["search"] = search
     report = report.model_copy(update={"sweep": sweep})
     write_report(report, out)
     atomic_write_text(out / "report.md", (out / "report.md").read_text(encoding="utf-8") + sweep_markdown(sweep))
@@ -90,33 +104,39 @@ def merge_sweep(recipe: Recipe, variants: list[Variant], out: Path, outcomes: di
 
 
 def _pareto(results: list[Result]) -> dict[str, list[str]]:
-    """Non-dominated rows (accuracy, p50 latency, size) per target and node, by variant name."""
+    """Non-dominated rows (accuracy, p50 latency, size) per target and device (or node), by variant name."""
     groups: dict[str, list[Result]] = {}
     for r in results:
         if r.status == "ok":
-            groups.setdefault(f"{r.target}@{r.host}", []).append(r)
+            groups.setdefault(f"{r.target}@{_where(r)}", []).append(r)
     return {k: [r.variant for r in pareto_front(rows, size=True)] for k, rows in sorted(groups.items())}
 
 
 def _best(report: Report, summary: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per target: the compressed row with the highest speedup over its own baseline among the
-    variants whose every gate passed (accuracy breaks ties); None when no variant passed."""
+    """Per target (and device): the compressed row with the highest speedup over its own baseline
+    among the variants whose every gate passed (accuracy breaks ties); None when none passed."""
     passing = {e["name"] for e in summary if e.get("gates_passed")}  # its own run's gates (as `compressor run`)
     best: dict[str, Any] = {}
     for r in report.results:
-        if r.status != "ok" or is_baseline(r.variant) or not r.latency_ms or r.variant.split("/")[0] not in passing:
+        if r.status != "ok" or is_baseline(r.variant) or not r.latency_ms or r.variant.rpartition("/")[0] not in passing:
             continue
         base = report.result(baseline_of(r.variant), r.target, r.host)
         if base is None or not base.latency_ms:
             continue
         speedup = base.latency_ms.p50 / r.latency_ms.p50
         acc = r.accuracy.value if r.accuracy else 0.0
-        cur = best.get(r.target)
+        key = r.target + (f"@{r.bench_device}" if getattr(r, "bench_device", None) else "")
+        cur = best.get(key)
         if cur is None or (speedup, acc) > (cur["speedup"], cur["accuracy"] or 0.0):
-            best[r.target] = {"variant": r.variant, "speedup": round(speedup, 3),
+            best[key] = {"variant": r.variant, "speedup": round(speedup, 3),
                               "accuracy": r.accuracy.value if r.accuracy else None, "size_bytes": r.size_bytes,
                               "host": r.host}
-    return {t: best.get(t) for t in sorted({r.target for r in report.results})}
+    keys = {r.target + (f"@{r.bench_device}" if getattr(r, "bench_device", None) else "") for r in report.results}
+    return {t: best.get(t) for t in sorted(keys)}
+
+
+def _where(r: Result) -> str:
+    return getattr(r, "bench_device", None) or str(r.host)
 
 
 def sweep_markdown(sweep: dict[str, Any]) -> str:
@@ -127,9 +147,13 @@ def sweep_markdown(sweep: dict[str, Any]) -> str:
         att = e["attempts"]
         lines.append(f"| {e['name']} | {settings} | {e['status'] if e['status'] == 'ok' else e.get('error')} | "
                      f"{e.get('host') or '-'} | {att['prepare']}/{att['benchmark']} | {e.get('shared_steps_reused', '-')} |")
-    lines += ["", "Pareto front (accuracy, p50 latency, size; per target and node):", ""]
+    lines += ["", "Pareto front (accuracy, p50 latency, size; per target and device, or node):", ""]
     lines += [f"- {k}: {', '.join(v) or '-'}" for k, v in sweep["pareto"].items()]
     lines += ["", "Best variant under the recipe's gates (highest speedup over its own baseline):", ""]
     lines += [f"- {t}: " + (f"{b['variant']} ({b['speedup']}x, accuracy {b['accuracy']}, on {b['host']})" if b
                             else "none passed the gates") for t, b in sweep["best"].items()]
+    if sweep.get("devices"):
+        lines += ["", fleet_markdown(sweep["devices"])]
+    if sweep.get("search"):
+        lines += ["", search_markdown(sweep["search"])]
     return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ from typing import Any
 
 from compressor.errors import CompressorError
 from compressor.recipe.schema import Recipe
+from compressor.sweep.nodes import host_profile
 from compressor.utils.io import atomic_write_json
 
 PREPARE_LOG = "sweep_prepare_log.json"  # the prepare phase's work log (the benchmark phase rewrites work_log.json)
@@ -80,16 +81,19 @@ def prepare(recipe_json: dict[str, Any], run_dir: str, base_dir: str | None, sha
 
 
 def benchmark(prepared: dict[str, Any], recipe_json: dict[str, Any], run_dir: str,
-              base_dir: str | None, cwd: str | None = None) -> dict[str, Any]:
+              base_dir: str | None, cwd: str | None = None, device: str | None = None) -> dict[str, Any]:
     """Measure every target of one variant on this node and write its report.json (the
     variant's completion marker). Benchmark records of an earlier attempt are dropped first:
-    all rows of a variant are measured by one attempt, on one node."""
+    all rows of a variant are measured by one attempt, on one node. ``device``: the label
+    of the node the driver asked for (recorded beside the profile this node detects)."""
     from compressor.pipeline import run_recipe
 
     if prepared.get("status") != "ok":
         return prepared
     rd = Path(run_dir)
     node = _attempt(rd, "benchmark")
+    node["device"] = device
+    node["detected"] = host_profile()
     # which node measures: written before report.json (the completion marker), read by the merge
     atomic_write_json(rd / "sweep_node.json", node)
     for rec in (rd / "cache").glob("*.json"):

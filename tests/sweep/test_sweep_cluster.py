@@ -6,51 +6,22 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
 
 pytest.importorskip("ray")
 
-REPO = Path(__file__).resolve().parents[2]
-RAY = str(Path(sys.executable).parent / "ray")
-# detect a dead node in ~2 s instead of ~30 s
-# RAY_AUTH_MODE: `ray start` turns on token authentication (Ray >= 2.5x), which this throwaway
-# loopback cluster does not need; a real cluster keeps it (docs/sweep.md)
-FAST_HEALTH = {"RAY_AUTH_MODE": "disabled","RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
-               "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "0"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_node(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    # --block keeps `ray start` in the foreground as the leader of its own process group,
-    # so the node (raylet, its workers; GCS for the head) is stopped by its group id alone
-    return subprocess.Popen([RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats", *args],
-                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _kill_group(p: subprocess.Popen) -> None:
-    try:
-        os.killpg(p.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    p.wait(timeout=30)
+from tests.sweep.ray_nodes import REPO, cluster_env, free_port as _free_port, kill_group as _kill_group, \
+    start_node as _start_node, wait_for_nodes as _wait_for_nodes
 
 
 @pytest.fixture
 def cluster(request):
-    env = {**os.environ, **FAST_HEALTH, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = cluster_env()
     port = _free_port()
     nodes: list[subprocess.Popen] = []
     request.addfinalizer(lambda: [_kill_group(n) for n in reversed(nodes)])
@@ -61,17 +32,6 @@ def cluster(request):
     nodes.append(_start_node([f"--address={address}", "--num-cpus=1", '--resources={"bench": 1}'], env))
     _wait_for_nodes(address, env, nodes, 2)
     return address, nodes[1], env
-
-
-def _wait_for_nodes(address: str, env: dict[str, str], nodes: list[subprocess.Popen], n: int) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        out = subprocess.run([RAY, "status", f"--address={address}"], env=env, capture_output=True, text=True)
-        if out.stdout.count(" node_") >= n:
-            return
-        assert all(p.poll() is None for p in nodes), "a Ray node exited while starting"
-        time.sleep(1)
-    pytest.fail(f"{n} Ray node(s) did not come up in 120 s")
 
 
 def _tasks_of(node: subprocess.Popen) -> set[int]:
