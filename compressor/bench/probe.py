@@ -2,8 +2,8 @@
 a profile a recipe can name (``device: profiles/pi5.json``).
 
 Torch-free (numpy + onnxruntime, and OpenVINO when installed): a handful of representative
-layers built with ``onnx.helper`` (3x3 conv, depthwise, pointwise, a transformer linear, an
-attention matmul), each quantized in every INT8 format and timed against its FP32 version in
+blocks built with ``onnx.helper`` (3x3 convs, depthwise, pointwise, transformer linears,
+attention matmuls; four layers each), each quantized in every INT8 format and timed against its FP32 version in
 interleaved rounds; a saturation check (a U8 x S8 product whose exact integer result is known:
 CPUs whose INT8 kernels sum byte pairs into 16 bits, x86 without VNNI, return a smaller one);
 and the device's INT8 : FP32 multiply-add rate on one large matrix product.
@@ -27,47 +27,53 @@ from typing import Any
 import numpy as np
 
 from compressor.bench.latency import measure_interleaved
-from compressor.report.verdict import PAYS_AT
 from compressor.targets.devices import cpu_identity, host_device
 from compressor.targets.profiles import PROFILE_VERSION
-from compressor.utils.int8_formats import FORMATS, RUNTIME_FORMATS
+from compressor.utils.int8_formats import FORMATS, PAYS_AT, RUNTIME_FORMATS
 
-# (name, input shape, builder): shapes of the layers that dominate CNNs and transformers at batch 1
+# (name, input shape): blocks of the layers that dominate CNNs and transformers at batch 1. Each
+# block stacks DEPTH layers (ReLU between) so the quantize/dequantize of its input and output, a
+# fixed cost a single-layer model would be dominated by, weighs as little as inside a network
 LAYERS: list[tuple[str, list[int]]] = [
-    ("conv3x3", [1, 32, 28, 28]),       # a ResNet block's 3x3 convolution
-    ("depthwise", [1, 96, 28, 28]),     # MobileNet's depthwise 3x3
-    ("pointwise", [1, 96, 28, 28]),     # MobileNet's 1x1 expansion
-    ("linear", [1, 128, 384]),          # a MiniLM-sized transformer linear (seq 128, hidden 384)
-    ("attention", [1, 12, 128, 32]),    # Q x K^T of 12 heads (both operands activations)
+    ("conv3x3", [1, 64, 28, 28]),       # ResNet-style 3x3 convolutions
+    ("depthwise", [1, 192, 28, 28]),    # MobileNet's depthwise 3x3
+    ("pointwise", [1, 96, 28, 28]),     # MobileNet's 1x1 convolutions
+    ("linear", [1, 128, 384]),          # MiniLM-sized transformer linears (seq 128, hidden 384)
+    ("attention", [1, 12, 128, 32]),    # scores = Q K^T, then scores V, 12 heads (activations only)
 ]
+DEPTH = 4
 SATURATION_K = 64  # a U8 x S8 dot product of 64 terms: 255 * 127 per term
 
 
 def _model(name: str, shape: list[int], rng: np.random.Generator) -> Any:
-    """One FP32 layer as an ONNX model (input ``x``, output ``y``)."""
+    """One block of ``DEPTH`` FP32 layers as an ONNX model (input ``x``, output ``y``)."""
     from onnx import TensorProto, helper, numpy_helper
-
-    def init(n: str, a: np.ndarray) -> Any:
-        return numpy_helper.from_array(a.astype(np.float32), n)
 
     inits, nodes = [], []
     c = shape[1]
-    if name == "conv3x3":
-        inits = [init("w", rng.normal(0, 0.1, (c, c, 3, 3))), init("b", rng.normal(0, 0.1, (c,)))]
-        nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])]
-    elif name == "depthwise":
-        inits = [init("w", rng.normal(0, 0.3, (c, 1, 3, 3))), init("b", rng.normal(0, 0.1, (c,)))]
-        nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1], group=c)]
-    elif name == "pointwise":
-        inits = [init("w", rng.normal(0, 0.1, (2 * c, c, 1, 1))), init("b", rng.normal(0, 0.1, (2 * c,)))]
-        nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"])]
-    elif name == "linear":
-        k = shape[-1]
-        inits = [init("w", rng.normal(0, 0.05, (k, k)))]
-        nodes = [helper.make_node("MatMul", ["x", "w"], ["y"])]
-    else:  # attention scores: x @ x^T over the last two axes
-        nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 1, 3, 2]),
-                 helper.make_node("MatMul", ["x", "xt"], ["y"])]
+    x = "x"
+    for i in range(DEPTH if name != "attention" else 1):
+        w, y = f"w{i}", f"h{i}"
+        if name == "conv3x3":
+            inits += [numpy_helper.from_array(rng.normal(0, 0.06, (c, c, 3, 3)).astype(np.float32), w)]
+            nodes.append(helper.make_node("Conv", [x, w], [y], pads=[1, 1, 1, 1]))
+        elif name == "depthwise":
+            inits += [numpy_helper.from_array(rng.normal(0, 0.3, (c, 1, 3, 3)).astype(np.float32), w)]
+            nodes.append(helper.make_node("Conv", [x, w], [y], pads=[1, 1, 1, 1], group=c))
+        elif name == "pointwise":
+            inits += [numpy_helper.from_array(rng.normal(0, 0.15, (c, c, 1, 1)).astype(np.float32), w)]
+            nodes.append(helper.make_node("Conv", [x, w], [y]))
+        elif name == "linear":
+            k = shape[-1]
+            inits += [numpy_helper.from_array(rng.normal(0, 0.07, (k, k)).astype(np.float32), w)]
+            nodes.append(helper.make_node("MatMul", [x, w], [y]))
+        else:  # attention: (x x^T) x over the last two axes
+            nodes += [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 1, 3, 2]),
+                      helper.make_node("MatMul", ["x", "xt"], ["s"]),
+                      helper.make_node("MatMul", ["s", "x"], [y])]
+        nodes.append(helper.make_node("Relu", [y], [f"r{i}"]))
+        x = f"r{i}"
+    nodes[-1].output[0] = "y"
     graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
@@ -278,7 +284,7 @@ def summary(profile: dict[str, Any]) -> list[str]:
              f"{profile['date']}, load {profile.get('load_average')}"]
     for rt, data in profile["runtimes"].items():
         fmts = ", ".join(f"{k} {v['ratio']:.2f}x" for k, v in data["formats"].items())
-        lines.append(f"{rt} {data['version']}: INT8 vs FP32 (geometric mean over {len(LAYERS)} layers): {fmts}")
+        lines.append(f"{rt} {data['version']}: INT8 vs FP32 (geometric mean over {len(LAYERS)} blocks): {fmts}")
     sat = profile["saturation"]
     lines.append(f"U8S8 saturation: {'YES' if sat['saturates'] else 'no'} (exact {sat['expected']}, "
                  f"got {sat['observed']})")

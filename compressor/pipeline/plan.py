@@ -56,6 +56,16 @@ def quantization_plan(recipe: Recipe, targets: list[TargetSpec]) -> dict[str, Qu
     return out
 
 
+def _runs_here(spec: TargetSpec) -> bool:
+    """Whether the target's runtime is installed here (a missing one fails later, as its result)."""
+    from compressor.targets.registry import target_class
+
+    try:
+        return target_class(spec.runtime).unavailable_reason() is None
+    except CompressorError:
+        return False
+
+
 def default_choose() -> str:
     value = os.environ.get(CHOOSE_ENV, "measure")
     if value not in ("measure", "table"):
@@ -83,7 +93,7 @@ def how_chosen(choice: QuantChoice, spec: TargetSpec, device: Device, cfg: Quant
             choice.reason = f"ranked by the device profile {prof.describe()}: {d.line}"
             return choice
     measurable = (device.source == "detected" and spec.runtime in RUNTIME_FORMATS and cfg.engine == "onnxruntime"
-                  and cfg.mode == "static")
+                  and cfg.mode == "static" and _runs_here(spec))
     if (cfg.choose or default_choose()) == "measure" and measurable:
         choice.choose = "measure"
         return choice

@@ -12,10 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from compressor.report.model import Report, Result
+from compressor.utils.int8_formats import PAYS_AT
 
-#: INT8 pays when it runs at least this many times the fastest FP32 option; below it the gain is
-#: within the spread of interleaved timing on a shared machine (p10-p90 of short runs: +-3-5%)
-PAYS_AT = 1.05
 BASELINE = "baseline"
 
 

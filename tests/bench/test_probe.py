@@ -30,7 +30,7 @@ def test_probe_writes_a_profile_without_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script, str(out)], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "TORCH-FREE" in proc.stdout and "INT8 vs FP32 (geometric mean over 5 layers)" in proc.stdout
+    assert "TORCH-FREE" in proc.stdout and "INT8 vs FP32 (geometric mean over 5 blocks)" in proc.stdout
     profile = json.loads(out.read_text())
     formats = profile["runtimes"]["onnxruntime"]["formats"]
     assert list(formats) == list(RUNTIME_FORMATS["onnxruntime"])

@@ -18,8 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from compressor.report.verdict import PAYS_AT
-from compressor.utils.int8_formats import FORMAT_KEYS, FORMATS, RUNTIME_FORMATS
+from compressor.utils.int8_formats import FORMAT_KEYS, FORMATS, PAYS_AT, RUNTIME_FORMATS
 
 __all__ = ["FORMATS", "FORMAT_KEYS", "RUNTIME_FORMATS", "PAYS_AT", "Candidate", "Decision", "decide", "format_label",
            "from_profile"]
