@@ -21,7 +21,7 @@ from typing import Any, Literal
 from compressor.utils.int8_formats import FORMAT_KEYS, FORMATS, PAYS_AT, RUNTIME_FORMATS
 
 __all__ = ["FORMATS", "FORMAT_KEYS", "RUNTIME_FORMATS", "PAYS_AT", "Candidate", "Decision", "decide", "format_label",
-           "from_profile"]
+           "from_profile", "candidate_summary"]
 
 Source = Literal["measured", "profile", "table", "pinned"]
 
@@ -148,6 +148,14 @@ def decide(candidates: list[Candidate], *, where: str, source: Source = "measure
     else:
         line = f"{where}: {winner.label} chosen (speed not measured)"
     return Decision(winner.label if winner else None, source, candidates, pays, line, fastest)
+
+
+def candidate_summary(c: Candidate) -> str:
+    """``U8U8 0.75x FP32, drop 0.39: slower than U8S8 (0.75x vs 2.13x)`` (one terminal item)."""
+    if c.error is not None:
+        return f"{c.label}: {c.verdict or c.error}"
+    drop = f", drop {c.drop:.2f}" if c.drop is not None else ""
+    return f"{c.label} {_x(c.speedup)} FP32{drop}: {c.verdict}"
 
 
 def from_profile(ratios: dict[str, float], saturates: bool | None, runtime: str) -> list[Candidate]:

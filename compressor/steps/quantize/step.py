@@ -17,7 +17,7 @@ from compressor.errors import CompressorError, DataError, StepError
 from compressor.recipe.schema import QuantizeConfig
 from compressor.steps.base import Step
 from compressor.steps.quantize.engines import get_engine
-from compressor.steps.quantize.formats import format_label
+from compressor.steps.quantize.formats import candidate_summary, format_label
 from compressor.steps.quantize.macs import mac_summary
 from compressor.steps.quantize.measure import choose_by_measurement
 from compressor.steps.quantize.tuning import Tuner, make_evaluator
@@ -98,6 +98,7 @@ class QuantizeStep(Step):
             decision, path, info = choose_by_measurement(model, cfg, ctx, plan, work)
         ctx.progress.log(("[yellow]" if decision.int8_pays is False else "") + decision.line
                          + (" [dim](measured before; cached)[/]" if decision.cached else ""))
+        ctx.progress.log("  candidates: " + "; ".join(candidate_summary(c) for c in decision.candidates))
         details["format_choice"] = decision.to_dict()
         # the plan's record of the choice (what the report shows per result) becomes the measured one
         plan.settings = {**plan.settings, **decision.settings}

@@ -25,6 +25,9 @@ def test_the_fastest_candidate_that_meets_the_limit_wins():
     assert verdicts["U8S8 reduce_range"] == "accuracy drop 0.80 > 0.5"  # faster, but over the limit
     assert verdicts["U8U8"] == "slower than U8S8 (0.75x vs 2.13x)"
     assert "U8S8 chosen, 2.13x FP32" in d.line
+    from compressor.steps.quantize.formats import candidate_summary
+
+    assert candidate_summary(d.candidates[1]) == "U8U8 0.75x FP32, drop 0.40: slower than U8S8 (0.75x vs 2.13x)"
 
 
 def test_no_int8_format_faster_than_fp32_is_said_in_one_line():

@@ -51,7 +51,8 @@ def test_measured_choice_is_the_fastest_passing_candidate_and_a_rerun_reuses_it(
     assert fc["int8_pays"] == (cands[fc["chosen"]]["speedup"] >= 1.05)
     assert fc["limit"] == {"max_drop": 5.0, "mode": "absolute", "from": "gates.max_accuracy_drop", "metric": "top1",
                            "samples": 128}
-    assert fc["line"] in res.output.replace("\n", "")
+    flat = res.output.replace("\n", "")
+    assert fc["line"] in flat and "candidates: U8S8 " in flat  # every candidate on the terminal too
     assert not (tmp_path / "a" / "artifacts" / "00-quantize.formats").exists(), "only the winner is kept"
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     int8 = next(r for r in report["results"] if r["precision"] == "int8")
