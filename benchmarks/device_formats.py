@@ -114,7 +114,7 @@ MEASURED_MODELS: dict[str, dict] = {
 }
 
 
-def measured(names: list[str], threads: int) -> None:
+def measured(names: list[str], threads: int, collect: bool = False) -> None:
     """The product's measured format choice per model on this host (see the module docstring)."""
     import os
     import time
@@ -141,12 +141,19 @@ def measured(names: list[str], threads: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(recipe, sort_keys=False))
         t0 = time.perf_counter()
-        try:  # relative paths resolve as in recipes/ (examples/...)
-            report = run_recipe(load_recipe(path), recipe_path=ROOT / "recipes" / "quickstart.yaml",
-                                run_dir=OUT / f"measured-{name}")
-        except Exception as e:  # noqa: BLE001 - one model that cannot run must not lose the others' rows
-            print(f"{name}: {type(e).__name__}: {e}", flush=True)
-            continue
+        if collect:  # rebuild the rows from finished runs (a run killed later loses nothing before it)
+            from compressor.report.model import load_report
+
+            if not (OUT / f"measured-{name}" / "report.json").is_file():
+                continue
+            report = load_report(OUT / f"measured-{name}")
+        else:
+            try:  # relative paths resolve as in recipes/ (examples/...)
+                report = run_recipe(load_recipe(path), recipe_path=ROOT / "recipes" / "quickstart.yaml",
+                                    run_dir=OUT / f"measured-{name}")
+            except Exception as e:  # noqa: BLE001 - one model that cannot run must not lose the others' rows
+                print(f"{name}: {type(e).__name__}: {e}", flush=True)
+                continue
         steps = [s for s in report.steps if s.get("kind") == "quantize"]
         per_target = {}
         for s in steps:
@@ -161,7 +168,9 @@ def measured(names: list[str], threads: int) -> None:
             per_target[target] = {"choice": fc, "shipped_paired": shipped.paired.speedup if shipped.paired else None,
                                   "shipped_drop_eval": None if shipped.accuracy is None else shipped.accuracy.value,
                                   "best_candidate": best["label"] if best else None}
-        rows[name] = {"targets": per_target, "verdict": report.int8_verdict, "seconds": round(time.perf_counter() - t0),
+        rows[name] = {"targets": per_target, "verdict": report.int8_verdict,
+                      "seconds": None if collect else round(time.perf_counter() - t0),
+                      "measured_on": next((t["choice"].get("measured_on") for t in per_target.values()), None),
                       "results": [{"variant": r.variant, "target": r.target, "p50_ms": r.latency_ms.p50 if r.latency_ms
                                    else None, "accuracy": r.accuracy.value if r.accuracy else None}
                                   for r in report.results]}
@@ -190,7 +199,8 @@ def measured(names: list[str], threads: int) -> None:
                          f"{'yes' if t['choice']['int8_pays'] else 'no'} |")
     lines += ["", "Cells: speedup over FP32 on that target, accuracy drop (points of the model's metric) on the "
               "calibration data; (fails): over the limit. The run's verdicts:", ""]
-    lines += [f"- {name}: {row['verdict']['line'] if row['verdict'] else '-'}" for name, row in rows.items()]
+    lines += [f"- {name} (measured: {row.get('measured_on') or 'see the header'}): "
+              f"{row['verdict']['line'] if row['verdict'] else '-'}" for name, row in rows.items()]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "device_formats_measured.md").write_text("\n".join(lines) + "\n")
     (RESULTS / "device_formats_measured.json").write_text(json.dumps(
@@ -208,9 +218,10 @@ def main() -> None:
     ap.add_argument("--openvino", action="store_true", help="also score U8S8 and reduce_range on openvino-cpu")
     ap.add_argument("--measured", action="store_true", help="the product's measured choice per model (see above)")
     ap.add_argument("--models", default=",".join(MEASURED_MODELS), help="with --measured: comma-separated models")
+    ap.add_argument("--collect", action="store_true", help="with --measured: tables from the finished runs only")
     args = ap.parse_args()
     if args.measured:
-        measured(args.models.split(","), args.threads)
+        measured(args.models.split(","), args.threads, args.collect)
         return
     host = detect_host()
     models = quantize_all(args.samples)
