@@ -10,6 +10,13 @@ time means nothing), every format and FP32 timed in interleaved rounds in one pr
     nice python benchmarks/device_formats.py [--samples 1000] [--openvino]
 
 Writes benchmarks/results/device_formats.md (and .json) naming the host's instruction set.
+
+    nice python benchmarks/device_formats.py --measured [--models quickstart,resnet18,mobilenet_v2,minilm]
+
+runs the product's measured choice (`quantize: {choose: measure}`, targets onnxruntime-cpu and
+openvino-cpu) on each model through `compressor run`, and writes every candidate's speed and
+accuracy, what the tool chose, and the shipped model's speed in the run's own paired benchmark
+to benchmarks/results/device_formats_measured.md (and .json), with the CPU family/model and load.
 """
 
 from __future__ import annotations
@@ -81,6 +88,126 @@ def speed(models: dict[str, Path], threads: int) -> dict[str, float]:
     return {k: timing.speedup(k) for k in models} | {"fp32_p50_ms": timing.stats["FP32"].p50}
 
 
+# model -> (recipe fields): the quantize step is plain static QDQ (the measured choice's candidates
+# differ only in the format); accuracy limit = gates.max_accuracy_drop on the calibration data
+PHOTOS = {"source": {"factory": "examples/photos.py:photo_crops"}, "calibration": {"split": "train", "samples": 64},
+          "evaluation": {"split": "test", "samples": 200}, "metric": "top1_agreement"}
+MEASURED_MODELS: dict[str, dict] = {
+    "quickstart": {"model": {"factory": "examples/fashion_cnn.py:build",
+                             "weights": "examples/weights/fashion_cnn.safetensors", "input_shape": [1, 1, 28, 28]},
+                   "data": {"source": "fashion-mnist", "calibration": {"split": "train", "samples": 512},
+                            "evaluation": {"split": "test", "samples": 2000}},
+                   "quantize": {}, "max_drop": 0.5},
+    "resnet18": {"model": {"factory": "examples/resnet18.py:build", "input_shape": [1, 3, 224, 224]},
+                 "data": PHOTOS, "quantize": {}, "max_drop": 5.0},
+    "mobilenet_v2": {"model": {"factory": "examples/mobilenet_v2.py:build", "factory_kwargs": {"pretrained": True},
+                               "input_shape": [1, 3, 224, 224]},
+                     "data": PHOTOS, "quantize": {"nodes_to_exclude": ["node_linear"]}, "max_drop": 15.0},
+    "minilm": {"model": {"factory": "examples/minilm.py:build_classifier", "output_names": ["logits"], "inputs": [
+        {"name": n, "shape": [1, 128], "dtype": "int64", "dynamic": {0: "batch", 1: "sequence"}}
+        for n in ("input_ids", "attention_mask", "token_type_ids")]},
+               "data": {"source": {"factory": "examples/minilm.py:tweets", "kwargs": {"seq_len": 128}},
+                        "calibration": {"split": "train", "samples": 64}, "evaluation": {"split": "test", "samples": 300},
+                        "metric": "top1"},
+               "quantize": {"op_types": ["MatMul"]}, "max_drop": 1.0},
+}
+
+
+def measured(names: list[str], threads: int, collect: bool = False) -> None:
+    """The product's measured format choice per model on this host (see the module docstring)."""
+    import os
+    import time
+
+    import yaml
+
+    from compressor.pipeline import run_recipe
+    from compressor.recipe import load_recipe
+    from compressor.targets.devices import cpu_identity, detect_host
+
+    host, cpu = detect_host(), cpu_identity()
+    earlier = RESULTS / "device_formats_measured.json"
+    rows: dict[str, dict] = json.loads(earlier.read_text())["rows"] if earlier.is_file() else {}
+    for name in names:
+        m = MEASURED_MODELS[name]
+        recipe = {"name": f"measured-{name}", "model": m["model"], "data": m["data"],
+                  "steps": [{"quantize": {"mode": "static", "calibration": "minmax", "per_channel": True,
+                                          "choose": "measure", **m["quantize"]}}],
+                  "targets": ["onnxruntime-cpu", "openvino-cpu"],
+                  "benchmark": {"warmup": 5, "iterations": 30, "min_duration_s": 0.5, "batch_size": 1,
+                                "threads": threads, "paired": True, "eval_batch_size": 16},
+                  "gates": {"max_accuracy_drop": m["max_drop"]}}
+        path = OUT / f"measured-{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+        t0 = time.perf_counter()
+        if collect:  # rebuild the rows from finished runs (a run killed later loses nothing before it)
+            from compressor.report.model import load_report
+
+            if not (OUT / f"measured-{name}" / "report.json").is_file():
+                continue
+            report = load_report(OUT / f"measured-{name}")
+        else:
+            try:  # relative paths resolve as in recipes/ (examples/...)
+                report = run_recipe(load_recipe(path), recipe_path=ROOT / "recipes" / "quickstart.yaml",
+                                    run_dir=OUT / f"measured-{name}")
+            except Exception as e:  # noqa: BLE001 - one model that cannot run must not lose the others' rows
+                print(f"{name}: {type(e).__name__}: {e}", flush=True)
+                continue
+        steps = [s for s in report.steps if s.get("kind") == "quantize"]
+        per_target = {}
+        for s in steps:
+            d = s["details"]
+            target = d["targets"][0]
+            fc = d["format_choice"]
+            shipped = next((r for r in report.results if r.target == target and r.precision == "int8"
+                            and r.status == "ok"), None)
+            if shipped is None or fc.get("source") != "measured":
+                continue  # the runtime is not installed here
+            best = max((c for c in fc["candidates"] if c.get("passed")), key=lambda c: c["speedup"], default=None)
+            per_target[target] = {"choice": fc, "shipped_paired": shipped.paired.speedup if shipped.paired else None,
+                                  "shipped_drop_eval": None if shipped.accuracy is None else shipped.accuracy.value,
+                                  "best_candidate": best["label"] if best else None}
+        rows[name] = {"targets": per_target, "verdict": report.int8_verdict,
+                      "seconds": None if collect else round(time.perf_counter() - t0),
+                      "measured_on": next((t["choice"].get("measured_on") for t in per_target.values()), None),
+                      "results": [{"variant": r.variant, "target": r.target, "p50_ms": r.latency_ms.p50 if r.latency_ms
+                                   else None, "accuracy": r.accuracy.value if r.accuracy else None}
+                                  for r in report.results]}
+        print(name, json.dumps(per_target, default=str)[:400], flush=True)
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load = os.getloadavg()
+    cmd = "nice python benchmarks/device_formats.py " + " ".join(sys.argv[1:])
+    ident = f"{cpu.get('model')} (vendor {cpu.get('vendor')}, family {cpu.get('family')} model {cpu.get('model_number')})"
+    lines = ["# The measured INT8 format choice per model and runtime", "",
+             f"`{cmd.strip()}`, {when}, {ident}, {host.label}, {threads} threads, batch 1, load average at the end "
+             f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min; other jobs shared the 2 cores). "
+             "Each candidate is timed interleaved against FP32 on its target (8 rounds) and scored on the calibration "
+             "data; `shipped` is the chosen model's speedup in the run's own paired benchmark (30 rounds x 10).", "",
+             "| model | target | " + " | ".join(["U8S8", "U8U8", "U8S8 reduce_range", "S8S8"])
+             + " | chosen | shipped | INT8 pays |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, row in rows.items():
+        for target, t in row["targets"].items():
+            cands = {c["label"]: c for c in t["choice"]["candidates"]}
+            cells = []
+            for label in ("U8S8", "U8U8", "U8S8 reduce_range", "S8S8"):
+                c = cands.get(label)
+                cells.append("-" if c is None else ("error" if c.get("error") else
+                             f"{c['speedup']:.2f}x, {c['drop']:+.2f}" + ("" if c.get("passed") else " (fails)")))
+            shipped = "-" if t["shipped_paired"] is None else f"{t['shipped_paired']:.2f}x"
+            lines.append(f"| {name} | {target} | " + " | ".join(cells) + f" | {t['choice']['chosen']} | {shipped} | "
+                         f"{'yes' if t['choice']['int8_pays'] else 'no'} |")
+    lines += ["", "Cells: speedup over FP32 on that target, accuracy drop (points of the model's metric) on the "
+              "calibration data; (fails): over the limit. The run's verdicts:", ""]
+    lines += [f"- {name} (measured: {row.get('measured_on') or 'see the header'}): "
+              f"{row['verdict']['line'] if row['verdict'] else '-'}" for name, row in rows.items()]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "device_formats_measured.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "device_formats_measured.json").write_text(json.dumps(
+        {"date": when, "command": cmd.strip(), "cpu": cpu, "host": host.describe(), "load": load, "rows": rows},
+        indent=2, default=str) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     from compressor.targets.devices import detect_host
 
@@ -88,7 +215,13 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--openvino", action="store_true", help="also score U8S8 and reduce_range on openvino-cpu")
+    ap.add_argument("--measured", action="store_true", help="the product's measured choice per model (see above)")
+    ap.add_argument("--models", default=",".join(MEASURED_MODELS), help="with --measured: comma-separated models")
+    ap.add_argument("--collect", action="store_true", help="with --measured: tables from the finished runs only")
     args = ap.parse_args()
+    if args.measured:
+        measured(args.models.split(","), args.threads, args.collect)
+        return
     host = detect_host()
     models = quantize_all(args.samples)
     models = {"FP32": models.pop("FP32"), **models}

@@ -141,3 +141,60 @@ def _shareable(what: str) -> bool:
 
 def file_digest(path: Path | None) -> str | None:
     return None if path is None or not Path(path).is_file() else sha256_file(path)
+
+
+# ----------------------------------------------------------------------------- measurements of this machine
+
+
+def host_cpu() -> dict[str, Any]:
+    """This machine's CPU model string and flags, as a measurement's key names it."""
+    model, flags = None, ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "CPU part") and model is None:
+                    model = value.strip()
+                elif key.strip() in ("flags", "Features") and not flags:
+                    flags = " ".join(sorted(value.split()))
+    except OSError:
+        pass
+    return {"model": model or platform.processor(), "flags": flags, "machine": platform.machine(),
+            "cores": os.cpu_count()}
+
+
+@dataclass
+class HostMeasurements:
+    """Measurements of this machine that outlive a run (``<cache_dir>/measurements``), keyed by
+    the CPU (model + flags), the library versions and what was measured: a re-run, ``--resume``
+    or a sweep on the same machine pays once. Unlike step records they hold numbers only, and a
+    record from another CPU or another runtime version is never read (its key differs).
+
+        >>> store = HostMeasurements()
+        >>> k = store.key("format-choice", model="ab12", settings={})
+        >>> store.get(k) is None or isinstance(store.get(k), dict)
+        True
+    """
+
+    root: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.root is None:
+            from compressor.utils.io import cache_dir
+
+            self.root = cache_dir() / "measurements"
+
+    def key(self, what: str, **parts: Any) -> str:
+        return sha256_json({"what": what, "cpu": host_cpu(), "versions": library_versions(), **parts})[:32]
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        assert self.root is not None
+        try:
+            data = json.loads((self.root / f"{key}.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def put(self, key: str, data: dict[str, Any]) -> None:
+        assert self.root is not None
+        atomic_write_json(self.root / f"{key}.json", data)

@@ -3,6 +3,7 @@ recipes written into tmp folders, and a click CliRunner."""
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -10,6 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from tests.tiny_training import train_on_digits
+
+# The suite's recipes take the table's INT8 format: measuring every candidate format (the
+# product's default, quantize.choose: measure) would add seconds to each of the ~100 quantizing
+# runs. tests/steps/quantize/test_measure.py measures for real, with its own cache folder.
+os.environ.setdefault("COMPRESSOR_QUANT_CHOOSE", "table")
 
 TINY_MODEL = '''
 import torch.nn as nn

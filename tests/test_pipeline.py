@@ -46,7 +46,10 @@ def test_run_end_to_end_writes_report(cli, tiny_recipe, tmp_path):
     assert int8["device"]["deploy"] == {**host.describe(), "source": "detected"}
     assert int8["accuracy_kernels"] == "device"
     expected = device_defaults("onnxruntime", host)
-    assert int8["device"]["quantization"]["reason"] == expected.reason
+    # the suite runs with COMPRESSOR_QUANT_CHOOSE=table (tests/conftest.py): the table, marked unmeasured
+    assert int8["device"]["quantization"]["reason"] == "table (unmeasured): " + expected.reason
+    assert int8["device"]["quantization"]["choose"] == "table"
+    assert quant["details"]["format_choice"]["source"] == "table"
     assert quant["details"]["weight_type"] == expected.settings["weight_type"]
     md = (out / "report.md").read_text()
     assert "| compressed | onnxruntime-cpu | int8 |" in md

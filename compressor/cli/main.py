@@ -14,6 +14,7 @@ def _register() -> None:
     from compressor.cli import inspect  # noqa: F401
     from compressor.cli import targets_cli  # noqa: F401  (targets trt-check)
     from compressor.cli import sweep_cli  # noqa: F401  (sweep)
+    from compressor.cli import device_cli  # noqa: F401  (device probe)
 
 
 def main(argv: list[str] | None = None) -> None:

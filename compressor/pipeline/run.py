@@ -20,6 +20,7 @@ from compressor.progress import QUIET, Reporter
 from compressor.recipe.schema import Recipe
 from compressor.report.gates import record_gates
 from compressor.report.model import GateResult, Report, Result
+from compressor.report.verdict import int8_verdict
 from compressor.stepcache import StepCache
 from compressor.steps.base import StepReport
 from compressor.steps.registry import make_step
@@ -119,4 +120,5 @@ def build_report(recipe: Recipe, ctx: RunContext, step_reports: list[StepReport]
     # steps may add gates of their own (accuracy-aware quantization that kept a model failing its criterion)
     record_gates(report, recipe.gates.model_dump(),
                  [GateResult.model_validate(g) for r in step_reports for g in r.details.get("gates", [])])
+    report.int8_verdict = int8_verdict(report)  # printed with the device notes (report.markdown.device_notes)
     return report

@@ -202,7 +202,9 @@ def _quantization_groups(ctx: RunContext, targets: list[TargetSpec]) -> dict[str
     groups: dict[str, list[str]] = {}
     for t in targets:
         choice = ctx.quant_choices.get(t.name)
-        groups.setdefault(json.dumps(choice.settings if choice else {}, sort_keys=True), []).append(t.name)
+        # a target whose format is measured gets its own model: the winner depends on its runtime
+        alone = {"measured_for": t.name} if choice is not None and choice.choose == "measure" else {}
+        groups.setdefault(json.dumps({**(choice.settings if choice else {}), **alone}, sort_keys=True), []).append(t.name)
     return groups
 
 
@@ -242,8 +244,8 @@ def onnx_domain(ctx: RunContext, steps: list[Step], source: Variant, targets: li
         model: Path = source.onnx_path  # type: ignore[assignment]
         precision = source.precision
         for template in onnx_steps:
-            step = make_step(template.kind, template.config, template.name + suffix,
-                             settings=json.loads(settings), targets=names)
+            fill = {k: v for k, v in json.loads(settings).items() if k != "measured_for"}
+            step = make_step(template.kind, template.config, template.name + suffix, settings=fill, targets=names)
             model = step.run(model, ctx)
             precision = step.output_precision() or precision
             reports.append(step.report)

@@ -182,6 +182,13 @@ class NncfOptions(Strict):
 class QuantizeConfig(Strict):
     engine: Literal["onnxruntime", "nncf", "inc"] = "onnxruntime"
     nncf: NncfOptions = NncfOptions()
+    choose: Literal["measure", "table"] | None = Field(
+        None, description="how the INT8 format (activation/weight types, reduce_range) is chosen where the recipe and "
+        "the target file leave it open: measure = quantize every format the target's runtime has kernels for, score "
+        "each on the calibration data (the tuning data under an accuracy_criterion), time each against FP32 on the "
+        "target, ship the fastest that meets the accuracy limit (targets that run on this host, engine onnxruntime, "
+        "mode static; cached per CPU, runtime versions and model); table = the device's defaults, or its measured "
+        "profile (`device: profiles/<name>.json`). Default: measure ($COMPRESSOR_QUANT_CHOOSE overrides the default)")
     accuracy_criterion: AccuracyCriterion | None = None
     mode: Literal["static", "dynamic"] = Field(
         "static", description="static: calibrated QDQ; dynamic: activation ranges computed at run time (ORT "

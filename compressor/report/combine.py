@@ -129,7 +129,8 @@ def device_table(report: Report) -> tuple[list[str], list[list[str]]]:
     return header, [list(k) + [cells.get(h, "-") for h in hosts] for k, cells in rows.items()]
 
 
-VOLATILE_KEYS = {"created", "seconds", "cached", "latency_ms", "throughput_per_s", "paired"}
+# int8_verdict: derived from latencies (which result was fastest, by how much)
+VOLATILE_KEYS = {"created", "seconds", "cached", "latency_ms", "throughput_per_s", "paired", "int8_verdict"}
 
 
 def comparable_report(report: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from compressor.report.markdown import COLUMNS, summary_rows
 from compressor.report.model import Report
-from compressor.report.quantization import TRIAL_COLUMNS, quantize_summaries
+from compressor.report.quantization import FORMAT_COLUMNS, TRIAL_COLUMNS, quantize_summaries
 from compressor.utils.io import atomic_write_text
 
 _CSS = """
@@ -86,6 +86,8 @@ def render_html(report: Report, base_dir: Path | None = None) -> str:
     for q in quantize_summaries(report):
         parts.append(f"<h2>Quantization: {html.escape(q['name'])}</h2><ul>"
                      + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in q["lines"]) + "</ul>")
+        if q["formats"]:
+            parts.append(_table(FORMAT_COLUMNS, q["formats"], left={"format", "verdict"}))
         if q["trials"]:
             parts.append(_table(TRIAL_COLUMNS, q["trials"], left={"label", "note"}))
     body = "\n".join(parts)

@@ -6,7 +6,7 @@ from compressor.metrics import metric_drop
 from compressor.report.gates import BASELINE_VARIANT, baseline_of
 from compressor.report.model import Report, Result
 from compressor.report.units import fmt_size
-from compressor.report.quantization import TRIAL_COLUMNS, quantize_summaries
+from compressor.report.quantization import FORMAT_COLUMNS, TRIAL_COLUMNS, quantize_summaries
 
 __all__ = ["COLUMNS", "device_notes", "fmt_size", "render_markdown", "summary_rows"]
 
@@ -101,6 +101,8 @@ def device_notes(report: Report) -> list[str]:
                          + ("; latency measured on this host" if r.latency_ms else "; latency not measured"))
         elif (r.device or {}).get("emulation_unavailable"):
             lines.append(f"{r.variant}@{r.target}: no arm64 emulation: {r.device['emulation_unavailable']}")
+    if report.int8_verdict:
+        lines.append(report.int8_verdict["line"])
     lines += [f"warning: {w}" for w in report.warnings or []]
     return lines
 
@@ -169,6 +171,9 @@ def render_markdown(report: Report) -> str:
     for q in quantize_summaries(report):
         lines += ["", f"## Quantization: {q['name']}", ""]
         lines += [f"- **{label}**: {text}" for label, text in q["lines"]]
+        if q["formats"]:
+            lines += ["", "| " + " | ".join(FORMAT_COLUMNS) + " |", "|" + "---|" * len(FORMAT_COLUMNS)]
+            lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in q["formats"]]
         if q["trials"]:
             lines += ["", "| " + " | ".join(TRIAL_COLUMNS) + " |", "|" + "---|" * len(TRIAL_COLUMNS)]
             lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in q["trials"]]

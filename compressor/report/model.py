@@ -160,6 +160,11 @@ class Report(_Model):
                                                  "`compressor check` when no limits are given on its command line")
     gates: list[GateResult] = Field(default_factory=list)
     hosts: list[dict[str, Any]] | None = Field(None, description="merged reports: the environment of every device")
+    int8_verdict: dict[str, Any] | None = Field(
+        None, description="whether INT8 paid in this run, from its own latencies: `pays` (the fastest INT8 result "
+        "ran >= 1.05x the fastest FP32 baseline), `line` (the one line the terminal printed), `fastest` (the fastest "
+        "result measured), `against` (that FP32 baseline), `best_int8` (variant, target, speedup) and `levers` (what "
+        "the run measured faster without INT8: another runtime, the recipe's smaller FP32 model)")
     warnings: list[str] | None = Field(None, description="settings known to be wrong for a target's device (e.g. "
                                        "U8S8 on x86 without VNNI), as '<target>: <why and the fix>'")
 

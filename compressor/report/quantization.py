@@ -8,6 +8,9 @@ from typing import Any
 from compressor.report.model import Report
 
 TRIAL_COLUMNS = ["trial", "label", "fp32 nodes", "metric", "drop", "passed", "latency_ms", "note"]
+FORMAT_COLUMNS = ["format", "speed vs FP32", "p10-p90", "metric", "drop", "verdict"]
+SOURCES = {"measured": "measured on this host", "profile": "ranked by a measured device profile",
+           "table": "the device table (unmeasured)", "pinned": "set by the recipe or the target file"}
 
 
 def quantize_summaries(report: Report) -> list[dict[str, Any]]:
@@ -34,8 +37,24 @@ def quantize_summaries(report: Report) -> list[dict[str, Any]]:
                           f"({tuning.get('mode')}): {'met' if tuning.get('passed') else 'NOT met'}"))
         for name, bought in (d.get("technique_effects") or {}).items():
             lines.append((f"effect of {name}", str(bought)))
-        out.append({"name": s.get("name", ""), "lines": lines, "trials": [_trial_row(t) for t in tuning.get("trials", [])]})
+        fmt = d.get("format_choice") or {}
+        if fmt:
+            how = SOURCES.get(fmt.get("source", ""), fmt.get("source", "?"))
+            when = f" ({fmt['measured_on']})" if fmt.get("measured_on") else ""
+            cached = "; reused from an earlier measurement" if fmt.get("cached") else ""
+            lines.insert(0, ("INT8 format", f"{fmt.get('chosen') or '-'}, {how}{when}{cached}: {fmt.get('line', '')}"))
+        out.append({"name": s.get("name", ""), "lines": lines, "trials": [_trial_row(t) for t in tuning.get("trials", [])],
+                    "formats": [_format_row(c) for c in fmt.get("candidates", [])]})
     return out
+
+
+def _format_row(c: dict[str, Any]) -> list[str]:
+    def num(v: Any, fmt: str, suffix: str = "") -> str:
+        return "-" if v is None else format(v, fmt) + suffix
+
+    spread = f"{c['p10']:.2f}-{c['p90']:.2f}" if c.get("p10") is not None and c.get("p90") is not None else "-"
+    return [str(c.get("label", "")), num(c.get("speedup"), ".2f", "x"), spread, num(c.get("metric"), ".4f"),
+            num(c.get("drop"), ".2f"), str(c.get("verdict", ""))]
 
 
 def _trial_row(t: dict[str, Any]) -> list[str]:

@@ -53,7 +53,8 @@ class Device:
     arch: str
     features: frozenset[str] = field(default_factory=frozenset)
     source: Literal["detected", "declared"] = "declared"
-    model: str | None = None  # the CPU model string, for a detected host
+    model: str | None = None  # the CPU model string, for a detected host or a measured profile
+    profile: str | None = None  # the device profile file it was declared by (``device: profiles/pi5.json``)
 
     @property
     def int8_dot(self) -> bool:
@@ -90,6 +91,8 @@ class Device:
                                "features": sorted(self.features), "source": self.source}
         if self.model:
             out["model"] = self.model
+        if self.profile:
+            out["profile"] = self.profile
         return out
 
 
@@ -108,6 +111,24 @@ def read_cpuinfo() -> tuple[str | None, set[str]]:
     except OSError:
         pass
     return model, flags
+
+
+def cpu_identity() -> dict[str, Any]:
+    """This CPU as a profile records it: vendor, family/model numbers (x86) or implementer/part
+    (arm64), model string, flags, machine and core count."""
+    info: dict[str, str] = {}
+    keys = {"vendor_id": "vendor", "cpu family": "family", "model": "model_number", "model name": "model",
+            "CPU implementer": "implementer", "CPU part": "part", "flags": "flags", "Features": "flags"}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                name = keys.get(key.strip())
+                if name and name not in info:
+                    info[name] = value.strip()
+    except OSError:
+        pass
+    return {**info, "machine": platform.machine(), "cores": os.cpu_count()}
 
 
 def host_device(model: str | None, flags: set[str], machine: str | None = None) -> Device:
@@ -145,12 +166,21 @@ def detect_host() -> Device:
 
 
 def _unknown_device(name: str | None) -> str:
-    return f"unknown device {name!r}; known: cpu (the host), cuda, {', '.join(PROFILES)}"
+    return (f"unknown device {name!r}; known: cpu (the host), cuda, {', '.join(PROFILES)}, or a profile file "
+            "(*.json) from `compressor device probe`")
 
 
 def resolve_device(name: str | None) -> Device:
     """A device from a target file's or recipe's ``device:`` value (``cpu``/``host``:
-    the detected host; ``cuda``: an NVIDIA GPU; or a name from :data:`PROFILES`)."""
+    the detected host; ``cuda``: an NVIDIA GPU; a name from :data:`PROFILES`; or a measured
+    profile file, ``*.json``, written by ``compressor device probe``)."""
+    from compressor.targets.profiles import is_profile_name, load_profile
+
+    if is_profile_name(name):
+        prof = load_profile(str(name))
+        flags = set(str(prof.cpu.get("flags", "")).split())
+        found = host_device(prof.cpu.get("model"), flags, prof.cpu.get("machine"))
+        return Device(str(name), found.arch, found.features, "declared", prof.cpu.get("model"), prof.path)
     key = ALIASES.get(name or HOST, name or HOST)
     if key == HOST:
         return detect_host()
@@ -166,6 +196,6 @@ def resolve_device(name: str | None) -> Device:
 def check_device_name(name: str) -> str:
     """Validate a device name where it is written (recipes and target files), without
     detecting anything."""
-    if name not in ALIASES and name not in PROFILES:
+    if name not in ALIASES and name not in PROFILES and not name.endswith(".json"):
         raise ValueError(_unknown_device(name))
     return name

@@ -9,8 +9,9 @@ chosen from measurements (benchmarks/device_formats.py, benchmarks/results/devic
   ran 0.90x (docs/targets.md, benchmarks/device_formats.py).
 - x86 without VNNI (AVX2, AVX-512F): ORT's U8S8 kernels multiply-add byte pairs into
   saturating 16-bit sums (VPMADDUBSW): the quickstart CNN lost 3.6 pp. U8U8 runs on
-  kernels that do not saturate and kept both accuracy and speed (-0.06 pp, 2.20x
-  FP32, where ``reduce_range`` kept accuracy at 1.24x); ONNX Runtime's docs advise the same.
+  kernels that do not saturate (-0.06 pp). Its speed is not a property of the flags: 2.20x
+  FP32 on a Zen 3, 0.65x on a Zen 1 (both "AVX2, no VNNI"), so the run measures the formats
+  where it can (``quantize.choose: measure``) and this table is only the unmeasured prior.
 - arm64: ORT's ARM INT8 kernels (dot product, or widening multiplies on older cores)
   accumulate in 32 bits: U8S8, the format ORT recommends there.
 - OpenVINO: its own INT8 kernels read the QDQ graph; it wants signed symmetric weights
@@ -33,14 +34,25 @@ _ORT_RUNTIMES = ("onnxruntime", "ort-format")
 
 @dataclass
 class QuantChoice:
-    """The quantization settings a target wants on its device, and why."""
+    """The quantization settings a target wants on its device, and why.
+
+    ``choose`` says where the INT8 format comes from: ``measure`` (the quantize step times the
+    candidates on this host), ``profile`` (a measured device profile ranked them: ``decision``),
+    ``table`` (the defaults here, unmeasured) or ``pinned`` (the recipe or target file sets it).
+    ``spec`` and ``device`` are the target's, for the step that measures (not serialized)."""
 
     settings: dict[str, Any]
     reason: str
     warnings: list[str] = field(default_factory=list)
+    choose: str = "table"
+    decision: dict[str, Any] | None = None
+    spec: Any = None
+    device: Device | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"settings": self.settings, "reason": self.reason}
+        out: dict[str, Any] = {"settings": self.settings, "reason": self.reason, "choose": self.choose}
+        if self.decision is not None:
+            out["decision"] = self.decision
         if self.warnings:
             out["warnings"] = self.warnings
         return out
@@ -54,10 +66,10 @@ def device_defaults(runtime: str, device: Device) -> QuantChoice:
                                "U8 activations x S8 weights per channel")
         if device.int8_dot:
             return QuantChoice(dict(U8S8), f"{device.label}: VNNI accumulates U8 x S8 in 32 bits; U8S8 per "
-                               "channel is ORT's fastest INT8 format here")
+                               "channel (the fastest ORT format on the VNNI CPUs measured so far)")
         return QuantChoice(dict(U8U8), f"{device.label} without VNNI: ORT's U8S8 kernels saturate 16-bit sums "
-                           "(quickstart -3.6 pp); using U8 activations x U8 weights per channel, which does not "
-                           "saturate and keeps the speed (reduce_range would keep accuracy at half the speedup)")
+                           "(quickstart -3.6 pp); U8 activations x U8 weights per channel do not saturate (their "
+                           "speed on this CPU is unmeasured: 2.2x FP32 on a Zen 3, 0.65x on a Zen 1)")
     if runtime == "openvino":
         if device.int8_dot or device.arch == "arm64":
             return QuantChoice(dict(U8S8), f"{device.label}: OpenVINO INT8 kernels take U8 activations x S8 "

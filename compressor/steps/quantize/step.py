@@ -17,7 +17,9 @@ from compressor.errors import CompressorError, DataError, StepError
 from compressor.recipe.schema import QuantizeConfig
 from compressor.steps.base import Step
 from compressor.steps.quantize.engines import get_engine
+from compressor.steps.quantize.formats import candidate_summary, format_label
 from compressor.steps.quantize.macs import mac_summary
+from compressor.steps.quantize.measure import choose_by_measurement
 from compressor.steps.quantize.tuning import Tuner, make_evaluator
 from compressor.utils.io import atomic_path, atomic_write_json
 
@@ -43,7 +45,10 @@ class QuantizeStep(Step):
         dst = ctx.artifacts_dir / f"{self.name}.onnx"
         crit = cfg.accuracy_criterion
         details: dict[str, Any] = {"engine": cfg.engine}
-        if crit is None:
+        cfg, made = self._choose_format(model, cfg, ctx, details, dst if crit is None else None)
+        if made is not None:
+            details.update(made)
+        elif crit is None:
             details.update(engine.quantize(model, dst, cfg, ctx))
         else:
             tuner = Tuner(make_evaluator(ctx, model, crit, crit.tuning_samples), crit)
@@ -66,6 +71,46 @@ class QuantizeStep(Step):
         self.report.details.update(details)
         self.report.seconds = time.perf_counter() - t0
         return dst
+
+    def _choose_format(self, model: Path, cfg: QuantizeConfig, ctx: RunContext, details: dict[str, Any],
+                       dst: Path | None) -> tuple[QuantizeConfig, dict[str, Any] | None]:
+        """The INT8 format for this step's target(s): measured here (``choose: measure``, one
+        target per step), or as the plan chose it (profile, table, pinned); recorded in
+        ``details["format_choice"]``. Returns the config to quantize with and, when measured
+        afresh and ``dst`` is given, the winner's quantize details: the winner is then already
+        at ``dst`` (not made twice)."""
+        plans = [ctx.quant_choices[t] for t in (self.targets or []) if t in ctx.quant_choices]
+        if not plans:
+            return cfg, None
+        plan = plans[0]
+        if plan.choose != "measure":
+            label = format_label(cfg.model_dump())
+            record = dict(plan.decision or {"source": plan.choose, "chosen": label})
+            record["chosen"] = label  # what the step runs (the recipe's explicit keys win)
+            if plan.choose == "table":
+                record["line"] = f"{', '.join(self.targets or [])}: {label or 'INT8'} from the table (unmeasured)"
+            elif plan.choose == "pinned":
+                record["line"] = f"{', '.join(self.targets or [])}: {label or 'INT8'} set by the recipe or target file"
+            details["format_choice"] = record
+            return cfg, None
+        work = ctx.artifacts_dir / f"{self.name}.formats"
+        with ctx.progress.task(f"{self.name}: measuring INT8 formats on {plan.spec.name}"):
+            decision, path, info = choose_by_measurement(model, cfg, ctx, plan, work)
+        ctx.progress.log(("[yellow]" if decision.int8_pays is False else "") + decision.line
+                         + (" [dim](measured before; cached)[/]" if decision.cached else ""))
+        ctx.progress.log("  candidates: " + "; ".join(candidate_summary(c) for c in decision.candidates))
+        details["format_choice"] = decision.to_dict()
+        # the plan's record of the choice (what the report shows per result) becomes the measured one
+        plan.settings = {**plan.settings, **decision.settings}
+        plan.decision = details["format_choice"]
+        plan.reason = f"{decision.line} (measured: {decision.measured_on})"
+        made = None
+        if path is not None and dst is not None:
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(path, tmp)
+            made = info
+        shutil.rmtree(work, ignore_errors=True)  # the candidates were measured; only the winner ships
+        return cfg.model_copy(update=decision.settings), made
 
     def _fail(self, ctx: RunContext, tuner: Tuner, details: dict[str, Any], why: str, dst: Path) -> None:
         """Write the full history beside the run (the run stops before report.json) and raise;
