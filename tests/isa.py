@@ -50,8 +50,12 @@ def register_isa_fixture(name: str) -> Callable[[Callable[[Path], Path]], Callab
 
 
 def prebuilt(name: str, tmp_path_factory) -> Path:
-    """The fixture file ``name``: read from ``$COMPRESSOR_ISA_FIXTURES`` in the emulated pass,
-    built into a fresh temporary folder otherwise."""
+    """The fixture file ``name``: read from ``$COMPRESSOR_ISA_FIXTURES`` in the emulated pass;
+    otherwise built once per test run, shared by every module and pytest-xdist worker that asks
+    (the depthwise net trains in float64: about 30 s on 2 idle cores, minutes when five modules
+    each trained it beside the other worker)."""
+    from filelock import FileLock
+
     folder = os.environ.get(FIXTURES_ENV)
     if folder:
         path = Path(folder) / name
@@ -59,7 +63,15 @@ def prebuilt(name: str, tmp_path_factory) -> Path:
             raise FileNotFoundError(f"isa fixture {name} was not built natively into {folder} "
                                     f"(add its module to tests.isa.FIXTURE_MODULES)")
         return path
-    return _BUILDERS[name](tmp_path_factory.mktemp(name.replace(".", "_")))
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's folder under xdist
+    target = shared / "isa-fixtures"
+    with FileLock(str(shared / f"isa-fixture-{name}.lock")):
+        path = target / name
+        if not path.is_file():
+            target.mkdir(parents=True, exist_ok=True)
+            path = _BUILDERS[name](target)
+    return path
 
 
 def build_all(folder: Path) -> list[Path]:
