@@ -58,3 +58,18 @@ def wait_for_nodes(address: str, env: dict[str, str], nodes: list[subprocess.Pop
         assert all(p.poll() is None for p in nodes), "a Ray node exited while starting"
         time.sleep(1)
     pytest.fail(f"{n} Ray node(s) did not come up in 120 s")
+
+
+def drive_until_first_variant(args: list[str], env: dict[str, str], out: Path, deadline_s: float = 240) -> list[Path]:
+    """Start a sweep driver in its own process group, wait until one variant's report.json exists
+    (or the driver exits, or ``deadline_s`` passes), then SIGKILL the group, like a crash: the
+    driver and the local Ray it started. Returns the variants' report.json files found then."""
+    driver = subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + deadline_s
+        while not list(out.glob("variants/*/report.json")) and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.1)
+        return list(out.glob("variants/*/report.json"))
+    finally:
+        kill_group(driver)

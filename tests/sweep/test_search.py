@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.sweep.ray_nodes import REPO, cluster_env, kill_group
+from tests.sweep.ray_nodes import REPO, cluster_env, drive_until_first_variant
 
 optuna = pytest.importorskip("optuna")
 pytest.importorskip("ray")
@@ -33,16 +32,8 @@ def test_search_resumes_after_kill_9_with_no_trial_lost_or_repeated(tiny_recipe,
     args = [sys.executable, "-m", "compressor", "sweep", str(tiny_recipe), "--out", str(out), "--num-cpus", "1",
             "--search", "optuna", "--trials", "3", *[a for s in SPACE for a in ("--space", s)]]
     env = {**cluster_env(), "RAY_AUTH_MODE": "disabled"}
-    driver = subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 240
-        while not list(out.glob("variants/*/report.json")) and time.monotonic() < deadline and driver.poll() is None:
-            time.sleep(0.1)
-        finished = [p.parent for p in out.glob("variants/*/report.json")]
-        assert finished, "no trial finished before the deadline"
-    finally:
-        kill_group(driver)
+    finished = [p.parent for p in drive_until_first_variant(args, env, out)]
+    assert finished, "no trial finished before the deadline"
     assert not (out / "report.json").exists()
     before = _trials(out)
     assert 1 <= len(before) <= 3  # asked before the kill

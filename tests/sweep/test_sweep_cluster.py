@@ -15,8 +15,8 @@ import pytest
 
 pytest.importorskip("ray")
 
-from tests.sweep.ray_nodes import REPO, cluster_env, free_port as _free_port, kill_group as _kill_group, \
-    start_node as _start_node, wait_for_nodes as _wait_for_nodes
+from tests.sweep.ray_nodes import REPO, cluster_env, drive_until_first_variant, free_port as _free_port, \
+    kill_group as _kill_group, start_node as _start_node, wait_for_nodes as _wait_for_nodes
 
 
 @pytest.fixture
@@ -81,17 +81,8 @@ def test_resume_after_kill_9_of_the_driver_redoes_no_finished_variant(tiny_recip
     out = tmp_path / "sweep"
     args = [sys.executable, "-m", "compressor", "sweep", str(tiny_recipe), "--out", str(out), "--num-cpus", "1",
             "--grid", "steps[0].quantize.calibration=minmax,percentile"]
-    # its own process group: SIGKILL reaches the driver and the local Ray it started, like a crash
-    driver = subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 240
-        while not list(out.glob("variants/*/report.json")) and time.monotonic() < deadline and driver.poll() is None:
-            time.sleep(0.1)
-        finished = [p.parent.name for p in out.glob("variants/*/report.json")]
-        assert len(finished) == 1, f"expected to kill the driver with 1 variant finished, found {finished}"
-    finally:
-        _kill_group(driver)
+    finished = [p.parent.name for p in drive_until_first_variant(args, env, out)]
+    assert len(finished) == 1, f"expected to kill the driver with 1 variant finished, found {finished}"
     assert not (out / "report.json").exists()
     done = out / "variants" / finished[0]
     before = ((done / "report.json").stat().st_mtime_ns, (done / "sweep_attempts.jsonl").read_text())
