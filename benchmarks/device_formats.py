@@ -113,7 +113,75 @@ MEASURED_MODELS: dict[str, dict] = {
 }
 
 
-def measured(names: list[str], threads: int, collect: bool = False) -> None:
+def recheck(name: str, run_dir: Path, threads: int, repeats: int) -> dict[str, dict]:
+    """Re-time, after the run, every candidate format and the shipped model against FP32 on each
+    target: the product's own quantizer and candidate timing (each candidate in its own pair with
+    FP32), ``repeats`` times with the candidates' order rotated. Returns per target the median
+    speedups, the best candidate that met the run's accuracy limit and shipped / best."""
+    import hashlib
+
+    import numpy as np
+
+    from compressor.bench.formats import measure_candidates
+    from compressor.data import fit_to_shape, load_split
+    from compressor.recipe.schema import QuantizeConfig
+    from compressor.report.model import load_report
+    from compressor.steps.quantize.formats import FORMATS, RUNTIME_FORMATS
+    from compressor.steps.quantize.onnxruntime_ptq import preprocess, quantize_onnx
+    from compressor.targets.spec import load_target
+
+    m = MEASURED_MODELS[name]
+    report = load_report(run_dir)
+    work = OUT / f"recheck-{name}"
+    work.mkdir(parents=True, exist_ok=True)
+    fp32 = run_dir / "artifacts" / "baseline.onnx"
+    shape = m["model"].get("input_shape")
+    calib = load_split(m["data"]["source"], m["data"]["calibration"]["split"], m["data"]["calibration"]["samples"],
+                       seed=0, base_dir=ROOT / "recipes")
+    calib = fit_to_shape(calib, shape) if shape else calib
+    pre = work / "preprocessed.onnx"
+    src = pre if preprocess(fp32, pre)["preprocess"] != "none" else fp32
+    cfg = QuantizeConfig(mode="static", calibration="minmax", per_channel=True, **m["quantize"])
+    out: dict[str, dict] = {}
+    steps = [s for s in report.steps if s.get("kind") == "quantize"]
+    for i, step in enumerate(steps):
+        target, fc = step["details"]["targets"][0], step["details"]["format_choice"]
+        if fc.get("source") != "measured":
+            continue
+        spec = load_target(target)
+        cands = {}
+        for label in RUNTIME_FORMATS[spec.runtime]:
+            path = work / f"{target}-{label.replace(' ', '-').lower()}.onnx"
+            if not path.is_file():
+                quantize_onnx(src, path, cfg.model_copy(update=FORMATS[label]), calib, skip_preprocess=True)
+            cands[label] = path
+        shipped = run_dir / "artifacts" / f"00-quantize-g{i}.onnx"
+        if not shipped.is_file():
+            shipped = run_dir / "artifacts" / "00-quantize.onnx"
+        same = {label for label, p in cands.items()
+                if hashlib.sha256(p.read_bytes()).digest() == hashlib.sha256(shipped.read_bytes()).digest()}
+        runs: dict[str, list[float]] = {k: [] for k in [*cands, "shipped"]}
+        labels = list(cands)
+        for r in range(repeats):
+            order = labels[r % len(labels):] + labels[:r % len(labels)]
+            models = {"FP32": fp32, **{k: cands[k] for k in order}, "shipped": shipped}
+            timed = measure_candidates(spec, models, None, calib, threads=threads, batch_size=1,
+                                       work=work / "compiled")
+            for k in runs:
+                if "speedup" in timed[k]:
+                    runs[k].append(timed[k]["speedup"])
+        med = {k: round(float(np.median(v)), 3) for k, v in runs.items() if v}
+        passed = {c["label"] for c in fc["candidates"] if c.get("passed")}
+        best = max((k for k in med if k in passed), key=lambda k: med[k], default=None)
+        out[target] = {"median_speedup": med, "runs": runs, "chosen": fc["chosen"], "best_passing": best,
+                       "shipped_equals": sorted(same), "repeats": repeats,
+                       "shipped_vs_best": round(med["shipped"] / med[best], 3) if best else None}
+        print(name, target, json.dumps(out[target]["median_speedup"]), "chosen", fc["chosen"], "best", best,
+              "shipped/best", out[target]["shipped_vs_best"], flush=True)
+    return out
+
+
+def measured(names: list[str], threads: int, collect: bool = False, repeats: int = 0) -> None:
     """The product's measured format choice per model on this host (see the module docstring)."""
     import os
     import time
@@ -167,6 +235,9 @@ def measured(names: list[str], threads: int, collect: bool = False) -> None:
             per_target[target] = {"choice": fc, "shipped_paired": shipped.paired.speedup if shipped.paired else None,
                                   "shipped_drop_eval": None if shipped.accuracy is None else shipped.accuracy.value,
                                   "best_candidate": best["label"] if best else None}
+        if repeats:
+            for target, check in recheck(name, OUT / f"measured-{name}", threads, repeats).items():
+                per_target[target]["recheck"] = check
         rows[name] = {"targets": per_target, "verdict": report.int8_verdict,
                       "seconds": None if collect else round(time.perf_counter() - t0),
                       "measured_on": next((t["choice"].get("measured_on") for t in per_target.values()), None),
@@ -181,7 +252,7 @@ def measured(names: list[str], threads: int, collect: bool = False) -> None:
     lines = ["# The measured INT8 format choice per model and runtime", "",
              f"`{cmd.strip()}`, {when}, {ident}, {host.label}, {threads} threads, batch 1, load average at the end "
              f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min; other jobs shared the 2 cores). "
-             "Each candidate is timed interleaved against FP32 on its target (8 rounds) and scored on the calibration "
+             "Each candidate is timed interleaved against FP32 on its target (its own pair, 8-60 rounds) and scored on the calibration "
              "data; `shipped` is the chosen model's speedup in the run's own paired benchmark (30 rounds x 10).", "",
              "| model | target | " + " | ".join(["U8S8", "U8U8", "U8S8 reduce_range", "S8S8"])
              + " | chosen | shipped | INT8 pays |", "|---|---|---|---|---|---|---|---|---|"]
@@ -196,6 +267,20 @@ def measured(names: list[str], threads: int, collect: bool = False) -> None:
             shipped = "-" if t["shipped_paired"] is None else f"{t['shipped_paired']:.2f}x"
             lines.append(f"| {name} | {target} | " + " | ".join(cells) + f" | {t['choice']['chosen']} | {shipped} | "
                          f"{'yes' if t['choice']['int8_pays'] else 'no'} |")
+    checks = [(name, target, t["recheck"]) for name, row in rows.items() for target, t in row["targets"].items()
+              if t.get("recheck")]
+    if checks:
+        lines += ["", "Re-timed after the run (`--recheck N`): every candidate and the shipped model against FP32, "
+                  "each in its own interleaved pair, N times with the candidates' order rotated; medians. "
+                  "`best passing`: the fastest re-timed candidate that met the run's accuracy limit.", "",
+                  "| model | target | " + " | ".join(["U8S8", "U8U8", "U8S8 reduce_range", "S8S8"])
+                  + " | shipped | chosen | best passing | shipped / best |", "|---|---|---|---|---|---|---|---|---|"]
+        for name, target, c in checks:
+            med = c["median_speedup"]
+            cells = [f"{med[k]:.2f}x" if k in med else "-" for k in ("U8S8", "U8U8", "U8S8 reduce_range", "S8S8")]
+            ratio = "-" if c["shipped_vs_best"] is None else f"{c['shipped_vs_best']:.3f}"
+            lines.append(f"| {name} | {target} | " + " | ".join(cells) + f" | {med['shipped']:.2f}x | {c['chosen']} | "
+                         f"{c['best_passing'] or '-'} | {ratio} |")
     lines += ["", "Cells: speedup over FP32 on that target, accuracy drop (points of the model's metric) on the "
               "calibration data; (fails): over the limit. The run's verdicts:", ""]
     lines += [f"- {name} (measured: {row.get('measured_on') or 'see the header'}): "
@@ -218,9 +303,11 @@ def main() -> None:
     ap.add_argument("--measured", action="store_true", help="the product's measured choice per model (see above)")
     ap.add_argument("--models", default=",".join(MEASURED_MODELS), help="with --measured: comma-separated models")
     ap.add_argument("--collect", action="store_true", help="with --measured: tables from the finished runs only")
+    ap.add_argument("--recheck", type=int, default=0, metavar="N",
+                    help="with --measured: re-time every candidate and the shipped model N times after the run")
     args = ap.parse_args()
     if args.measured:
-        measured(args.models.split(","), args.threads, args.collect)
+        measured(args.models.split(","), args.threads, args.collect, args.recheck)
         return
     host = detect_host()
     models = quantize_all(args.samples)
