@@ -51,6 +51,7 @@ def sweep(recipe: Path, grid: tuple[str, ...], search: str | None, space: tuple[
 
     from compressor import api
     from compressor.recipe import load_recipe
+    from compressor.sweep.merge import best_line
 
     if resume and out is None:
         raise click.UsageError("--resume needs --out pointing at the interrupted sweep folder")
@@ -63,8 +64,7 @@ def sweep(recipe: Path, grid: tuple[str, ...], search: str | None, space: tuple[
                        objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()))
     info = report.sweep  # type: ignore[attr-defined]
     for target, best in info["best"].items():
-        click.echo(f"best on {target}: " + (f"{best['variant']} ({best['speedup']}x, accuracy {best['accuracy']})"
-                                            if best else "no variant passed the recipe's gates"))
+        click.echo(f"best on {target}: {best_line(best)}")
     if info.get("search"):
         states = [t["state"] for t in info["search"]["trials"]]
         click.echo(f"trials: {len(states)} ({', '.join(f'{states.count(s)} {s}' for s in sorted(set(states)))}); "

@@ -18,6 +18,7 @@ from compressor.pipeline import write_report
 from compressor.recipe.schema import Recipe
 from compressor.report.gates import baseline_of, is_baseline, record_gates
 from compressor.report.model import Report, Result, load_report
+from compressor.utils.int8_formats import PAYS_AT
 from compressor.report.plots import pareto_front
 from compressor.report.fleet import device_choice, fleet_markdown
 from compressor.report.history import search_markdown
@@ -114,7 +115,9 @@ def _pareto(results: list[Result]) -> dict[str, list[str]]:
 
 def _best(report: Report, summary: list[dict[str, Any]]) -> dict[str, Any]:
     """Per target (and device): the compressed row with the highest speedup over its own baseline
-    among the variants whose every gate passed (accuracy breaks ties); None when none passed."""
+    among the variants whose every gate passed (accuracy breaks ties); None when none passed.
+    ``pays``: False when even that row is under PAYS_AT x its baseline (the FP32 model is then
+    the fastest option measured, and the sweep says so instead of naming a slower "best")."""
     passing = {e["name"] for e in summary if e.get("gates_passed")}  # its own run's gates (as `compressor run`)
     best: dict[str, Any] = {}
     for r in report.results:
@@ -123,16 +126,32 @@ def _best(report: Report, summary: list[dict[str, Any]]) -> dict[str, Any]:
         base = report.result(baseline_of(r.variant), r.target, r.host)
         if base is None or not base.latency_ms:
             continue
-        speedup = base.latency_ms.p50 / r.latency_ms.p50
+        # the paired (interleaved) ratio where the run measured it, as the gates use
+        speedup = r.paired.speedup if r.paired else base.latency_ms.p50 / r.latency_ms.p50
         acc = r.accuracy.value if r.accuracy else 0.0
         key = r.target + (f"@{r.bench_device}" if getattr(r, "bench_device", None) else "")
         cur = best.get(key)
         if cur is None or (speedup, acc) > (cur["speedup"], cur["accuracy"] or 0.0):
             best[key] = {"variant": r.variant, "speedup": round(speedup, 3),
-                              "accuracy": r.accuracy.value if r.accuracy else None, "size_bytes": r.size_bytes,
-                              "host": r.host}
+                         "accuracy": r.accuracy.value if r.accuracy else None, "size_bytes": r.size_bytes,
+                         "host": r.host, "pays": speedup >= PAYS_AT}
     keys = {r.target + (f"@{r.bench_device}" if getattr(r, "bench_device", None) else "") for r in report.results}
     return {t: best.get(t) for t in sorted(keys)}
+
+
+def best_line(b: dict[str, Any] | None) -> str:
+    """One line for a target's best variant (``_best``'s entry), saying when none is faster than FP32.
+
+    >>> best_line({"variant": "v1/compressed", "speedup": 0.82, "accuracy": 0.9, "host": "h", "pays": False})
+    'no variant is faster than its FP32 baseline: the fastest passing, v1/compressed, ran 0.82x (accuracy 0.9, on h); the FP32 baseline is the fastest option measured'
+    """
+    if b is None:
+        return "no variant passed the recipe's gates"
+    where = f"accuracy {b['accuracy']}" + (f", on {b['host']}" if b.get("host") else "")
+    if b.get("pays", True):
+        return f"{b['variant']} ({b['speedup']}x, {where})"
+    return (f"no variant is faster than its FP32 baseline: the fastest passing, {b['variant']}, ran "
+            f"{b['speedup']}x ({where}); the FP32 baseline is the fastest option measured")
 
 
 def _where(r: Result) -> str:
@@ -150,8 +169,7 @@ def sweep_markdown(sweep: dict[str, Any]) -> str:
     lines += ["", "Pareto front (accuracy, p50 latency, size; per target and device, or node):", ""]
     lines += [f"- {k}: {', '.join(v) or '-'}" for k, v in sweep["pareto"].items()]
     lines += ["", "Best variant under the recipe's gates (highest speedup over its own baseline):", ""]
-    lines += [f"- {t}: " + (f"{b['variant']} ({b['speedup']}x, accuracy {b['accuracy']}, on {b['host']})" if b
-                            else "none passed the gates") for t, b in sweep["best"].items()]
+    lines += [f"- {t}: {best_line(b)}" for t, b in sweep["best"].items()]
     if sweep.get("devices"):
         lines += ["", fleet_markdown(sweep["devices"])]
     if sweep.get("search"):
