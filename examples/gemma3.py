@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import shutil
 import sys
 from pathlib import Path
 
@@ -61,23 +60,10 @@ def gguf_path() -> Path:
 
 def ensure_model(out_dir: Path = MODEL_DIR) -> Path:
     """The FP32 folder, converted from the GGUF once and cached."""
-    from compressor.models.llm import load_gguf, save_hf_folder
-    from compressor.utils.io import cache_dir
+    from compressor.models.llm import hf_folder_from_gguf
 
     src = gguf_path()
-    cached = cache_dir() / "llm" / f"gemma3-270m-{SHA256[:12]}"
-    if not (cached / "config.json").exists():
-        tmp = cached.with_name(cached.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_hf_folder(load_gguf(src), tmp)
-        tmp.replace(cached)  # complete folders only
-    if out_dir.is_symlink() or out_dir.is_file():
-        out_dir.unlink()
-    elif out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(cached, out_dir)
-    return out_dir
+    return hf_folder_from_gguf(src, f"gemma3-270m-{SHA256[:12]}", out_dir)
 
 
 if __name__ == "__main__":

