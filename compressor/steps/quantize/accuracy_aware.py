@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from compressor.context import RunContext
 
 
-
 def calibration_variants() -> list[dict[str, Any]]:
     """The variants the loop tries before falling back layers, cheapest first (one calibration each
     at most): the quantizer settings and every registered technique's trials
@@ -40,6 +39,7 @@ def calibration_variants() -> list[dict[str, Any]]:
     the configured setting is skipped. Bias correction, cross-layer equalization and GPTQ rounding
     are the depthwise-network fixes (docs/quantization.md)."""
     return [t.settings for t in tuner_trials()]
+
 
 # a variant this much slower (batch-1 latency) than the configured setting is never the base
 # of the per-layer steps and the FP32 fallback
