@@ -179,7 +179,7 @@ def main() -> None:
     from compressor.data.dataset import Dataset
     from compressor.export.onnx_export import export_onnx
     from compressor.recipe.schema import QuantizeConfig
-    from compressor.steps.quantize.onnxruntime_ptq import equalize_onnx, preprocess
+    from compressor.steps.quantize.onnxruntime_ptq import preprocess, rewrite_fp32
     from compressor.steps.quantize.tuning import quantized_nodes
 
     out = ROOT / "benchmarks" / "out" / "mobilenet_error_sources"
@@ -189,7 +189,8 @@ def main() -> None:
                        [{"name": "input", "shape": [2, 3, 224, 224], "dtype": "float32", "dynamic": {}}])
     pre, eq = out / "pre.onnx", out / "eq.onnx"
     preprocess(fp32, pre)
-    equalize_onnx(pre, eq, QuantizeConfig(moving_average=True, calibration_batch_size=1), Dataset({"input": calib}))
+    rewrite_fp32(pre, eq, QuantizeConfig(equalization=True, moving_average=True, calibration_batch_size=1),
+                 Dataset({"input": calib}))
     ref, ref_calib = _run(fp32, evals), _run(fp32, calib)
     res: dict = {"date": time.strftime("%Y-%m-%d"), "eval_crops": EVAL, "calibration_crops": CALIB}
 

@@ -1,21 +1,35 @@
-"""The recipe schema: static pydantic models, unknown keys forbidden.
+"""The recipe schema: pydantic models, unknown keys forbidden.
 
 The key names are a public contract (docs/architecture.md): add to them, never rename.
 Each step in ``steps:`` is a one-key mapping (``- quantize: {...}``) resolved by a
-discriminated union, so an error names the exact key path.
+discriminated union, so an error names the exact key path. Each step's settings live in
+their own module (``recipe/steps/``; ``quantize:`` takes its technique keys from the
+registry in compressor/techniques/); this module assembles the recipe from them and
+re-exports their names.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, field_validator, model_validator
 
 from compressor.metrics import MetricName
+from compressor.recipe.base import Strict
+from compressor.recipe.steps.distill import DistillConfig, DistillStep, HintConfig, ModuleSource
+from compressor.recipe.steps.prune import PruneConfig, PruneStep
+from compressor.recipe.steps.quantize import (AccuracyCriterion, NncfOptions, QuantizeConfig, QuantizerSettings,
+                                              QuantizeStep)
+from compressor.recipe.steps.training import EarlyStopping, FinetuneConfig, FinetuneStep, TrainingConfig
+from compressor.recipe.steps.weight_quantize import WeightQuantizeConfig, WeightQuantizeStep
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+__all__ = [  # the step settings, re-exported: `from compressor.recipe.schema import QuantizeConfig` keeps working
+    "AccuracyCriterion", "DistillConfig", "DistillStep", "EarlyStopping", "FinetuneConfig", "FinetuneStep",
+    "HintConfig", "ModuleSource", "NncfOptions", "PruneConfig", "PruneStep", "QuantizeConfig", "QuantizerSettings",
+    "QuantizeStep", "Strict", "TrainingConfig", "WeightQuantizeConfig", "WeightQuantizeStep",
+    "BenchmarkSpec", "DataSpec", "GateSpec", "InputSpec", "LimitsSpec", "LlmBenchSpec", "ModelSpec", "Recipe",
+    "SplitSpec", "StepSpec", "TextEvalSpec", "STEP_TYPES", "LLM_STEPS", "recipe_json_schema",
+]
 
 
 # ----------------------------------------------------------------------------- model
@@ -139,260 +153,6 @@ class DataSpec(Strict):
 # ----------------------------------------------------------------------------- steps
 
 
-class AccuracyCriterion(Strict):
-    """Accuracy-aware quantization: tune until the drop against FP32 is at most ``max_drop``."""
-
-    max_drop: float = Field(1.0, ge=0, description="points (absolute) or percent of the FP32 value (relative)")
-    metric: Metric | None = Field(None, description="default: data.metric")
-    mode: Literal["absolute", "relative"] = "absolute"
-    max_trials: int = Field(20, ge=1, description="quantize+evaluate trials before giving up")
-    timeout_s: float = Field(900.0, gt=0, description="tuning time budget")
-    tuning_samples: int | None = Field(None, ge=1, description="evaluation subset for tuning (None: all)")
-    sensitivity_samples: int = Field(200, ge=1, description="evaluation subset for the per-layer analysis")
-    tune_calibration: bool = Field(True, description="before any FP32 fallback, also try (cheapest first) percentile "
-                                   "calibration, per-tensor, reduce_range, bias correction (fast), cross-layer "
-                                   "equalization, equalization + bias correction, GPTQ weight rounding, equalization "
-                                   "+ GPTQ + bias correction, U8U8 (mode dynamic: per-tensor and reduce_range only)")
-    latency_iterations: int = Field(20, ge=1, description="batch-1 ORT runs timed per trial")
-    min_int8_mac_share: float | None = Field(
-        None, ge=0.0, le=1.0, description="the FP32 fallback never leaves less than this share of the "
-        "model's Conv/MatMul/Gemm MACs in INT8 (e.g. 0.8): past it the criterion counts as not met, so a "
-        "tuned model stays a fast one (None: no floor; engine onnxruntime)")
-    on_failure: Literal["fail", "keep_best"] = "fail"
-    tuning_data: Literal["evaluation", "train"] = Field(
-        "evaluation", description="data the tuner scores trials on: the evaluation set, or data.train "
-        "(a held-out split, so the reported evaluation numbers are not tuned on)")
-
-
-class NncfOptions(Strict):
-    """Settings of ``engine: nncf`` (``nncf.quantize`` on the ONNX model)."""
-
-    preset: Literal["performance", "mixed"] = Field(
-        "performance", description="performance: symmetric activations; mixed: asymmetric (U8 with zero "
-        "point) activations, symmetric weights")
-    bias_correction: Literal["fast", "full"] = Field(
-        "fast", description="fast: NNCF's default fast bias correction; full: the slower BiasCorrection "
-        "algorithm (layer by layer on the calibration data; about 2x the quantize time)")
-    subset_size: int | None = Field(None, ge=1, description="calibration samples NNCF uses (default: all)")
-    model_type: Literal["transformer"] | None = Field(
-        None, description="transformer: NNCF's transformer scheme (keeps sensitive ops such as the softmax "
-        "and layer-norm inputs in FP32; SmoothQuant where NNCF applies it)")
-
-
-class QuantizeConfig(Strict):
-    engine: Literal["onnxruntime", "nncf", "inc"] = "onnxruntime"
-    nncf: NncfOptions = NncfOptions()
-    choose: Literal["measure", "table"] | None = Field(
-        None, description="how the INT8 format (activation/weight types, reduce_range) is chosen where the recipe and "
-        "the target file leave it open: measure = quantize every format the target's runtime has kernels for, score "
-        "each on the calibration data (the tuning data under an accuracy_criterion), time each against FP32 on the "
-        "target, ship the fastest that meets the accuracy limit (targets that run on this host, engine onnxruntime, "
-        "mode static; cached per CPU, runtime versions and model); table = the device's defaults, or its measured "
-        "profile (`device: profiles/<name>.json`). Default: measure ($COMPRESSOR_QUANT_CHOOSE overrides the default)")
-    accuracy_criterion: AccuracyCriterion | None = None
-    mode: Literal["static", "dynamic"] = Field(
-        "static", description="static: calibrated QDQ; dynamic: activation ranges computed at run time (ORT "
-        "quantize_dynamic, QOperator; engine onnxruntime only, accuracy_criterion included)")
-    calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
-    percentile: float = Field(99.999, gt=90.0, le=100.0)
-    per_channel: bool = True
-    activation_type: Literal["uint8", "int8"] = "uint8"
-    weight_type: Literal["int8", "uint8"] = "int8"
-    symmetric_activations: bool = False
-    symmetric_weights: bool = True
-    reduce_range: bool = False
-    quantize_bias: bool = Field(True, description="INT32 bias Q/DQ (ORT); TensorRT wants float bias")
-    op_types: list[str] | None = Field(None, description="quantize only these op types (default: all supported)")
-    nodes_to_exclude: list[str] = Field(default_factory=list)
-    equalization: bool = Field(
-        False, description="cross-layer equalization before quantizing (Data-Free Quantization): rescale "
-        "consecutive Conv pairs, depthwise included, so per-channel weight ranges match; pairs through ReLU6 use "
-        "clipping-aware scaling from the calibration data (engine onnxruntime)")
-    bias_correction: Literal["none", "fast", "full"] = Field(
-        "none", description="subtract each quantized Conv/Gemm channel's mean output shift from its bias: fast = "
-        "the weight error times the layer's mean FP32 input on the calibration data (Data-Free Quantization's bias "
-        "correction); full = then the whole-model residual, layer by layer (slow: one pass per layer) (engine "
-        "onnxruntime, static; engine nncf has nncf.bias_correction)")
-    weight_rounding: Literal["nearest", "gptq"] = Field(
-        "nearest", description="nearest: round each weight to its nearest integer; gptq: round each layer's weights "
-        "column by column, spreading each rounding error onto the columns not yet rounded (GPTQ, with the layer's "
-        "input Hessian from the calibration data); same scales, same INT8 kernels (engine onnxruntime, static)")
-    calibration_batch_size: int = Field(
-        32, ge=1, description="samples per calibration batch; entropy, percentile and moving_average use the largest "
-        "size <= this that divides the sample count (equal batches; any count works), recorded as "
-        "calibration_batch_size_used")
-    moving_average: bool = Field(
-        False, description="minmax calibration: average each batch's min/max (ORT CalibMovingAverage) instead of "
-        "the global extremes; tighter ranges, use with calibration_batch_size: 1. Keep the classifier in FP32 "
-        "(nodes_to_exclude): a tight logit range clips the top logits and ties the top-1")
-
-    @model_validator(mode="after")
-    def _ort_techniques(self) -> QuantizeConfig:
-        # these rewrite the ONNX model around ORT's quantizer: never ignore them silently
-        if self.engine != "onnxruntime" and (self.equalization or self.bias_correction != "none"
-                                             or self.weight_rounding != "nearest"):
-            hint = " (use nncf.bias_correction)" if self.engine == "nncf" and self.bias_correction != "none" else ""
-            raise ValueError(f"equalization, bias_correction and weight_rounding apply to engine onnxruntime, "
-                             f"not {self.engine}{hint}")
-        if self.mode == "dynamic" and (self.bias_correction != "none" or self.weight_rounding != "nearest"):
-            raise ValueError("bias_correction and weight_rounding need mode: static (calibration data)")
-        crit = self.accuracy_criterion
-        if crit is not None and crit.min_int8_mac_share is not None and self.engine != "onnxruntime":
-            raise ValueError(f"accuracy_criterion.min_int8_mac_share applies to engine onnxruntime, not {self.engine}")
-        return self
-
-
-class WeightQuantizeConfig(Strict):
-    """Weight-only quantization of a decoder LLM's linear layers (activations stay float).
-
-    ONNX Runtime targets get ``MatMulNBits`` (onnxruntime.quantization's MatMulNBitsQuantizer);
-    OpenVINO targets get NNCF ``compress_weights`` on the OpenVINO model. Same settings, one
-    quantized model per runtime."""
-
-    bits: Literal[4, 8] = 4
-    group_size: int = Field(128, description="weights per scale along the input axis (16..256, power of 2); "
-                            "-1: one scale per output channel")
-    symmetric: bool = Field(True, description="symmetric (no zero point) or asymmetric weights")
-    algorithm: Literal["rtn", "k_quant", "gptq", "hqq", "gguf"] = Field(
-        "rtn", description="ONNX Runtime: round-to-nearest, k-quant, GPTQ (calibration text) or HQQ; "
-        "gguf: keep the source GGUF's Q4_0/Q4_1/Q8_0 blocks as they are (model: gguf; lossless, both runtimes; "
-        "bits, group_size, symmetric, mixed come from the file)")
-    awq: bool = Field(False, description="OpenVINO/NNCF: activation-aware scaling (calibration text, INT4)")
-    scale_estimation: bool = Field(False, description="OpenVINO/NNCF: scale estimation (calibration text, INT4)")
-    mixed: Literal["none", "head", "edges"] = Field(
-        "head", description="INT4 only: keep layers at INT8. head: the lm-head (and, on OpenVINO, the "
-        "embedding: NNCF's default); edges: also the first and last decoder layers")
-    quantize_embedding: bool = Field(False, description="ONNX Runtime: also quantize the embedding Gather "
-                                     "(GatherBlockQuantized, 4 bits only)")
-    accuracy_level: Literal[0, 1, 2, 3, 4] = Field(
-        4, description="ONNX Runtime MatMulNBits compute type: 4 = int8 activations (fastest on CPU), "
-        "0 = default (float)")
-
-    @model_validator(mode="after")
-    def _gguf_grid(self) -> WeightQuantizeConfig:
-        fixed = sorted(self.model_fields_set & {"bits", "group_size", "symmetric", "mixed", "awq",
-                                                "scale_estimation", "quantize_embedding"})
-        if self.algorithm == "gguf" and fixed:
-            raise ValueError(f"algorithm gguf keeps the GGUF file's own grid: remove {', '.join(fixed)}")
-        return self
-
-    @field_validator("group_size")
-    @classmethod
-    def _group(cls, v: int) -> int:
-        if v != -1 and (v < 16 or v > 256 or v & (v - 1)):
-            raise ValueError(f"group_size must be a power of 2 in 16..256, or -1, not {v}")
-        return v
-
-
-class WeightQuantizeStep(Strict):
-    weight_quantize: WeightQuantizeConfig = WeightQuantizeConfig()
-
-
-class QuantizeStep(Strict):
-    quantize: QuantizeConfig = QuantizeConfig()
-
-
-class EarlyStopping(Strict):
-    patience: int = Field(3, ge=1, description="epochs without improvement before stopping")
-    min_delta: float = Field(0.0, ge=0.0, description="an improvement smaller than this (accuracy fraction) does not count")
-
-
-class TrainingConfig(Strict):
-    """The shared training loop of finetune/distill (and fine-tuning between pruning steps)."""
-
-    epochs: int = Field(1, ge=1)
-    batch_size: int = Field(128, ge=1)
-    optimizer: Literal["sgd", "adamw"] = "adamw"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(5e-4, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
-    schedule: Literal["cosine", "step", "none"] = "cosine"
-    step_size: int = Field(1, ge=1, description="epochs per decay for schedule: step")
-    gamma: float = Field(0.1, gt=0, le=1, description="decay factor for schedule: step")
-    seed: int | None = Field(None, description="default: the recipe seed")
-    augmentation: Literal["none", "shift", "shift_flip"] = Field(
-        "none", description="image augmentation: random +-2 px shifts (and horizontal flips)")
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    train_samples: int | None = Field(None, ge=1, description="train on a random subset of this size (speed)")
-    eval_samples: int | None = Field(None, ge=1, description="validate each epoch on N samples held out of the training split (default 10%, at most 2000); never the evaluation split")
-    early_stopping: EarlyStopping | None = Field(None, description="stop when validation accuracy stops improving")
-    restore_best: bool = Field(True, description="end with the weights of the epoch with the best validation accuracy")
-    bf16: bool = Field(False, description="bfloat16 autocast for the forward passes (about 2x faster on CPUs "
-                       "with AMX/AVX512-BF16; evaluation stays float32)")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads while training (default: torch's); "
-                                "1 is much faster than 2 on a machine whose cores are shared")
-
-
-class FinetuneConfig(TrainingConfig):
-    pass
-
-
-class FinetuneStep(Strict):
-    finetune: FinetuneConfig = FinetuneConfig()
-
-
-class PruneConfig(Strict):
-    mode: Literal["structured", "unstructured", "nm"] = Field(
-        "structured", description="structured channels (smaller + faster) or zero-masking sparsity (neither on CPU)")
-    ratio: float = Field(0.5, gt=0.0, lt=1.0, description="fraction of channels (or weights) to remove")
-    importance: Literal["l1", "l2", "taylor", "random"] = "l2"
-    global_pruning: bool = Field(False, description="rank channels across layers instead of a uniform ratio per layer")
-    round_to: int | None = Field(None, ge=1, description="keep channel counts multiples of this (SIMD widths 8/16)")
-    ignored_layers: list[str] = Field(default_factory=list, description="module name globs or module type names")
-    ignore_classifier: bool = Field(True, description="never prune the output layer's classes")
-    iterative_steps: int = Field(1, ge=1, description="reach the ratio in this many pruning rounds")
-    finetune_between: TrainingConfig | None = Field(None, description="training after each pruning round but the last")
-    taylor_batches: int = Field(4, ge=1, description="batches of gradients for importance: taylor")
-    taylor_batch_size: int = Field(64, ge=1)
-    n: int = Field(2, ge=1, description="mode nm: keep n of every m weights")
-    m: int = Field(4, ge=2)
-    max_layer_ratio: float = Field(0.9, gt=0, le=1.0, description="global pruning never removes more of one layer")
-
-    @model_validator(mode="after")
-    def _nm(self) -> PruneConfig:
-        if self.n >= self.m:
-            raise ValueError(f"n:m sparsity needs n < m, got {self.n}:{self.m}")
-        return self
-
-
-class PruneStep(Strict):
-    prune: PruneConfig = PruneConfig()
-
-
-class ModuleSource(Strict):
-    """A second torch model (teacher or student) built from a factory."""
-
-    factory: str = Field(description="file.py:callable or package.module:callable")
-    factory_kwargs: dict[str, Any] = Field(default_factory=dict)
-    weights: str | None = Field(None, description=".safetensors or weights-only .pt/.pth")
-
-
-class HintConfig(Strict):
-    student_layer: str
-    teacher_layer: str
-    weight: float = Field(1.0, gt=0)
-
-
-class DistillConfig(TrainingConfig):
-    teacher: Union[Literal["auto", "before", "original"], ModuleSource] = Field(
-        "auto", description="before: the model as it stood before this step; original: the recipe's model; "
-        "auto: 'before' for a separate student, 'original' when the student is the current model")
-    student: Union[Literal["current"], ModuleSource] = Field(
-        "current", description="current: the model so far (e.g. pruned), or a smaller architecture")
-    temperature: float = Field(4.0, gt=0)
-    alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft (KL) loss; 1-alpha goes to hard-label CE")
-    hint: list[HintConfig] = Field(default_factory=list, description="feature losses between named layers")
-
-    @field_validator("hint", mode="before")
-    @classmethod
-    def _one_hint(cls, v: Any) -> Any:
-        return [v] if isinstance(v, dict) else v
-
-
-class DistillStep(Strict):
-    distill: DistillConfig = DistillConfig()
-
-
 def _step_kind(value: Any) -> str | None:
     if isinstance(value, dict) and len(value) == 1:
         return next(iter(value))
@@ -401,8 +161,8 @@ def _step_kind(value: Any) -> str | None:
     return None
 
 
-# Adding a step: a FooConfig + FooStep(Strict) with one field named ``foo``, then add
-# it to this union and to compressor/steps/registry.py (tests/steps/test_registry.py checks both).
+# Adding a step: a FooConfig + FooStep(Strict) with one field named ``foo`` in recipe/steps/foo.py,
+# then add it to this union and to compressor/steps/registry.py (tests/steps/test_registry.py checks both).
 STEP_TYPES: dict[str, type[Strict]] = {
     "quantize": QuantizeStep,
     "prune": PruneStep,

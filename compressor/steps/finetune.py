@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from compressor.recipe.schema import FinetuneConfig
+from compressor.recipe.steps.training import FinetuneConfig
 from compressor.steps.base import Step
 
 if TYPE_CHECKING:

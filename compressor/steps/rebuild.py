@@ -58,7 +58,7 @@ def rebuild(model: torch.nn.Module, folder: Path, stem: str, ctx: RunContext) ->
         if op == "prune":
             replay(model, edit)
         elif op == "student":
-            from compressor.recipe.schema import ModuleSource
+            from compressor.recipe.steps.distill import ModuleSource
             from compressor.steps.distill.step import build_module
 
             model = build_module(ModuleSource.model_validate(edit["student"]), ctx)

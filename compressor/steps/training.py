@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from compressor.errors import DataError
-from compressor.recipe.schema import TrainingConfig
+from compressor.recipe.steps.training import TrainingConfig
 from compressor.steps.checkpoint import load_weights, save_weights, step_dir
 from compressor.utils.io import atomic_path, atomic_write_json
 

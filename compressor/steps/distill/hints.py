@@ -11,7 +11,7 @@ import difflib
 from typing import Any
 
 from compressor.errors import RecipeError, StepError
-from compressor.recipe.schema import HintConfig
+from compressor.recipe.steps.distill import HintConfig
 
 
 def find_module(model: Any, name: str, key: str) -> Any:

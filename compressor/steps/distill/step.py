@@ -12,7 +12,7 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from compressor.errors import StepError
-from compressor.recipe.schema import DistillConfig, ModuleSource
+from compressor.recipe.steps.distill import DistillConfig, ModuleSource
 from compressor.steps.base import Step
 from compressor.steps.distill.hints import Hint
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from compressor.errors import DataError, StepError
-from compressor.recipe.schema import PruneConfig
+from compressor.recipe.steps.prune import PruneConfig
 from compressor.steps.base import Step
 from compressor.steps.prune import layers as L
 

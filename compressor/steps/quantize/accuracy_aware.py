@@ -20,9 +20,10 @@ import numpy as np
 
 from compressor.data.dataset import Dataset
 from compressor.errors import CompressorError, DataError, StepError
-from compressor.recipe.schema import QuantizeConfig
+from compressor.recipe.steps.quantize import QuantizeConfig, tuner_trials
 from compressor.steps.quantize.alone import AloneCutter
-from compressor.steps.quantize.onnxruntime_ptq import equalize_onnx, preprocess, quantize_onnx
+from compressor.steps.quantize.onnxruntime_ptq import (fp32_rewrites_off, fp32_tag, preprocess, quantize_onnx,
+                                                       quantized_rewrites_off, rewrite_fp32)
 from compressor.steps.quantize.tuning import (Evaluator, Trial, Tuner, dynamically_quantized_nodes, ort_latency_ms,
                                               ort_outputs, quantized_nodes, tuning_data)
 from compressor.utils.io import atomic_path, atomic_write_json, cache_dir, sha256_file, sha256_json
@@ -30,23 +31,16 @@ from compressor.utils.io import atomic_path, atomic_write_json, cache_dir, sha25
 if TYPE_CHECKING:
     from compressor.context import RunContext
 
-# variants the loop tries before falling back layers, cheapest first (one calibration each at
-# most); a variant that changes nothing from the configured setting is skipped. reduce_range
-# and U8U8 avoid the U8S8 int16 saturation of x86 CPUs without VNNI; bias correction and
-# cross-layer equalization are the depthwise-network fixes (docs/quantization.md)
-CALIBRATION_VARIANTS: list[dict[str, Any]] = [
-    {"calibration": "percentile", "percentile": 99.99},
-    {"per_channel": False},
-    {"reduce_range": True},
-    {"bias_correction": "fast"},
-    {"equalization": True},
-    {"equalization": True, "bias_correction": "fast"},
-    {"weight_rounding": "gptq"},
-    {"equalization": True, "bias_correction": "fast", "weight_rounding": "gptq"},
-    # last: on a VNNI CPU U8U8 has no fast kernel (MobileNetV2 ran 1.00x ORT FP32 against 2.0x for
-    # U8S8, benchmarks/results/mobilenet_techniques.md); it is the fix where U8S8 saturates
-    {"activation_type": "uint8", "weight_type": "uint8"},
-]
+
+def calibration_variants() -> list[dict[str, Any]]:
+    """The variants the loop tries before falling back layers, cheapest first (one calibration each
+    at most): the quantizer settings and every registered technique's trials
+    (:func:`~compressor.recipe.steps.quantize.tuner_trials`); a variant that changes nothing from
+    the configured setting is skipped. Bias correction, cross-layer equalization and GPTQ rounding
+    are the depthwise-network fixes (docs/quantization.md)."""
+    return [t.settings for t in tuner_trials()]
+
+
 # a variant this much slower (batch-1 latency) than the configured setting is never the base
 # of the per-layer steps and the FP32 fallback
 SLOW_BASE = 1.25
@@ -90,7 +84,7 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
 
     configs = [("default", cfg)]
     if crit.tune_calibration:
-        variants = [v for v in CALIBRATION_VARIANTS if _applicable(cfg, v)]
+        variants = [v for v in calibration_variants() if _applicable(cfg, v)]
         configs += [(",".join(f"{k}={v}" for k, v in var.items()), cfg.model_copy(update=_variant(var)))
                     for var in variants if any(getattr(cfg, k) != v for k, v in var.items())]
     best_cfg, best_label, base_drop = cfg, "default", None
@@ -190,25 +184,27 @@ class _MacFloor:
 
 
 class _Sources:
-    """The FP32 model each candidate is quantized from. Cross-layer equalization is a pure
-    FP32 rewrite that depends on the calibration data only, so it runs once per tuning run
-    and every equalized candidate (variants, sensitivity analysis, fallbacks) quantizes that
-    one model with ``equalization: false``: before, it re-ran for each of them, which made the
-    per-node analysis of MobileNetV2 minutes long."""
+    """The FP32 model each candidate is quantized from. An FP32 rewrite (technique phase
+    ``fp32_rewrite``: cross-layer equalization) depends on the calibration data only, so it runs
+    once per tuning run and setting, and every such candidate (variants, sensitivity analysis,
+    fallbacks) quantizes that one model with the rewrite turned off: before, it re-ran for each
+    of them, which made the per-node analysis of MobileNetV2 minutes long."""
 
     def __init__(self, src: Path, work: Path, calib: Dataset | None):
         self.src, self.work, self.calib = src, work, calib
-        self._equalized: tuple[Path, dict[str, Any]] | None = None
+        self._rewritten: dict[str, tuple[Path, dict[str, Any]]] = {}
 
     def get(self, cfg: QuantizeConfig) -> tuple[Path, QuantizeConfig, dict[str, Any]]:
         """(model to quantize, config to quantize it with, details to add to the trial's)."""
-        if not cfg.equalization:
+        off = fp32_rewrites_off(cfg)
+        if not off:
             return self.src, cfg, {}
-        if self._equalized is None:
-            path = self.work / "equalized.onnx"
-            self._equalized = path, equalize_onnx(self.src, path, cfg, self.calib)
-        path, info = self._equalized
-        return path, cfg.model_copy(update={"equalization": False}), info
+        key = sha256_json({k: getattr(cfg, k) for k in off})[:12]
+        if key not in self._rewritten:
+            path = self.work / f"{fp32_tag(cfg)}-{key}.onnx"
+            self._rewritten[key] = path, rewrite_fp32(self.src, path, cfg, self.calib)
+        path, info = self._rewritten[key]
+        return path, cfg.model_copy(update=off), info
 
 
 def _choose_ranges(sources: _Sources, cfg: QuantizeConfig, calib: Dataset, work: Path) -> dict[str, Any]:
@@ -221,7 +217,7 @@ def _choose_ranges(sources: _Sources, cfg: QuantizeConfig, calib: Dataset, work:
     from compressor.steps.quantize.ranges import MSE_SAMPLES, METHODS, choose_ranges
 
     model_in, qc, _ = sources.get(cfg)
-    qc = qc.model_copy(update={"bias_correction": "none", "weight_rounding": "nearest"})
+    qc = qc.model_copy(update=quantized_rewrites_off())
     caches: dict[str, Path] = {}
     for meth in METHODS:
         # the configured method as configured (moving average included); the others plain
@@ -241,7 +237,7 @@ def _choose_ranges(sources: _Sources, cfg: QuantizeConfig, calib: Dataset, work:
     subset = calib.subset(MSE_SAMPLES, seed=0) if len(calib) > MSE_SAMPLES else calib
     feeds = [{n: np.ascontiguousarray(f[n] if n in f else next(iter(f.values()))) for n in names}
              for f, _ in subset.batches(1)]
-    dst = work / f"calib-chosen-eq{int(cfg.equalization)}-{cfg.calibration}-ma{int(cfg.moving_average)}.json"
+    dst = work / f"calib-chosen-{fp32_tag(cfg)}-{cfg.calibration}-ma{int(cfg.moving_average)}.json"
     choice = choose_ranges(model_in, caches, feeds, cfg.calibration, dst, cfg.activation_type,
                            cfg.symmetric_activations)
     picked = ", ".join(f"{m} {n}" for m, n in choice["picked"].items() if n)
@@ -360,9 +356,9 @@ def _calibration_cache(work: Path, cfg: QuantizeConfig) -> Path | None:
     """One file of activation ranges per calibration setting (static only)."""
     if cfg.mode != "static":
         return None
-    # ranges depend on the model calibrated: an equalized model has its own
+    # ranges depend on the model calibrated: an FP32-rewritten (e.g. equalized) model has its own
     return work / (f"calib-{cfg.calibration}-{cfg.percentile}-ma{int(cfg.moving_average)}"
-                   f"-b{cfg.calibration_batch_size}-eq{int(cfg.equalization)}.json")
+                   f"-b{cfg.calibration_batch_size}-{fp32_tag(cfg)}.json")
 
 
 def _safe_outputs(path: Path, data: Dataset, threads: int) -> list[np.ndarray]:
@@ -377,16 +373,17 @@ def sensitivity(sources: _Sources, cfg: QuantizeConfig, ctx: RunContext, tuner: 
     """Each quantized node quantized alone (every other node FP32) on a small subset: the nodes
     that hurt most on their own come first. (Excluding each node alone misses a hostile tensor
     whose producer and consumer both quantize it: neither exclusion alone removes its Q/DQ.)
-    Cached by model hash + config (mode included) + subset under ``cache_dir()``. An equalized
-    setting is analysed on the once-equalized FP32 model (:class:`_Sources`)."""
+    Cached by model hash + config (mode included) + subset under ``cache_dir()``. An FP32-rewritten
+    (e.g. equalized) setting is analysed on the once-rewritten FP32 model (:class:`_Sources`)."""
     import onnxruntime
 
     crit = tuner.criterion
     threads = ctx.recipe.benchmark.threads
     cache = ranges or _calibration_cache(work, cfg)
     src, cfg, _ = sources.get(cfg)
-    # ranking needs no bias correction or weight rounding, which would cost a pass per node
-    cfg = cfg.model_copy(update={"bias_correction": "none", "weight_rounding": "nearest"})
+    # ranking needs no rewrite of the quantized model (bias correction, weight rounding), which would
+    # cost a pass per node
+    cfg = cfg.model_copy(update=quantized_rewrites_off())
     data = tuning_data(ctx, crit).subset(crit.sensitivity_samples, seed=ctx.seed)
     calib = _calibration(ctx, cfg)
     key = sha256_json({"tuning_data": crit.tuning_data, "model": sha256_file(src),

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compressor.data.dataset import Dataset
-from compressor.recipe.schema import AccuracyCriterion, QuantizeConfig
+from compressor.recipe.steps.quantize import AccuracyCriterion, QuantizeConfig
 from compressor.stepcache import HostMeasurements
 from compressor.steps.quantize.formats import FORMATS, RUNTIME_FORMATS, Candidate, Decision, decide
 from compressor.steps.quantize.onnxruntime_ptq import preprocess, quantize_onnx

@@ -14,7 +14,8 @@ import numpy as np
 
 from compressor.data.dataset import Dataset
 from compressor.errors import DataError, RecipeError, StepError
-from compressor.recipe.schema import QuantizeConfig
+from compressor.recipe.steps.quantize import QuantizeConfig
+from compressor.techniques import Models, Technique, calibration_error, in_phase_order, techniques
 from compressor.utils.io import atomic_path
 from compressor.utils.quiet import quiet
 
@@ -152,46 +153,71 @@ def _without_initializer_shapes(src: Path, dst: Path, details: dict[str, Any]) -
     return dst
 
 
-# samples used for the statistics of equalization and bias correction (calibration data, at most)
+# samples used for the techniques' statistics (calibration data, at most)
 STAT_SAMPLES = 256
 
 
+def active_techniques(cfg: QuantizeConfig, phase: str | None = None) -> list[Technique]:
+    """The registered techniques ``cfg`` asks for, in the order the engine applies them (only
+    ``phase``'s when given)."""
+    return [t for t in in_phase_order() if t.active(cfg) and phase in (None, t.phase)]
+
+
 def _stat_feeds(cfg: QuantizeConfig, calibration: Dataset | None, names: list[str]) -> list[dict[str, np.ndarray]] | None:
-    """Calibration batches for equalization's ReLU6 statistics, weight rounding's input Hessians and
-    bias correction (None: no data)."""
-    if cfg.mode != "static" or calibration is None or len(calibration) == 0 or not (
-            cfg.equalization or cfg.bias_correction != "none" or cfg.weight_rounding != "nearest"):
+    """Calibration batches for the techniques' statistics (equalization's ReLU6 ranges, weight
+    rounding's input Hessians, bias correction's means); None: no data, or no technique reads it."""
+    if cfg.mode != "static" or calibration is None or len(calibration) == 0 or not any(
+            t.calibration != "none" for t in active_techniques(cfg)):
         return None
     data = calibration.subset(STAT_SAMPLES, seed=0) if len(calibration) > STAT_SAMPLES else calibration
     return [{n: np.ascontiguousarray(f[n] if n in f else next(iter(f.values()))) for n in names}
             for f, _ in data.batches(16)]
 
 
-def _equalized(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]] | None, details: dict[str, Any]) -> Path:
-    """``src`` with cross-layer equalization applied, saved to ``dst``."""
-    import onnx
-
-    from compressor.steps.quantize.equalize import equalize
-
-    model = onnx.load(str(src))
-    details.update(equalize(model, feeds))
-    onnx.save(model, str(dst))
+def _rewritten(t: Technique, cfg: QuantizeConfig, src: Path, dst: Path, feeds: list[dict[str, np.ndarray]] | None,
+               details: dict[str, Any]) -> Path:
+    """``src`` with the FP32 rewrite ``t`` applied, saved to ``dst``."""
+    details.update(t.apply(cfg, Models(fp32=src, out=dst, feeds=feeds)))
     return dst
 
 
-def equalize_onnx(src: Path, dst: Path, cfg: QuantizeConfig, calibration: Dataset | None) -> dict[str, Any]:
-    """Cross-layer equalization of the FP32 model ``src`` into ``dst``, once: the tuner quantizes
-    the equalized model with ``equalization: false`` in every later trial, instead of
-    re-equalizing for each candidate (a pure FP32 rewrite whose statistics depend only on the
-    calibration data, not on the quantization settings)."""
+def rewrite_fp32(src: Path, dst: Path, cfg: QuantizeConfig, calibration: Dataset | None) -> dict[str, Any]:
+    """The FP32 rewrites ``cfg`` asks for (phase ``fp32_rewrite``: cross-layer equalization) applied
+    to ``src`` into ``dst``, once: the tuner quantizes the rewritten model with them turned off
+    (:func:`fp32_rewrites_off`) in every later trial, instead of rewriting again for each candidate
+    (their statistics depend only on the calibration data, not on the quantization settings)."""
     import onnx
 
     names = [i.name for i in onnx.load(str(src), load_external_data=False).graph.input]
-    feeds = _stat_feeds(cfg.model_copy(update={"equalization": True}), calibration, names)
+    feeds = _stat_feeds(cfg, calibration, names)
     details: dict[str, Any] = {}
-    with atomic_path(dst) as tmp:
-        _equalized(src, tmp, feeds, details)
-    return {**details, "equalization": True}
+    with tempfile.TemporaryDirectory(prefix="compressor-rewrite-") as tmpdir, atomic_path(dst) as tmp:
+        model = src
+        rewrites = active_techniques(cfg, "fp32_rewrite")
+        for k, t in enumerate(rewrites):
+            model = _rewritten(t, cfg, model, tmp if k == len(rewrites) - 1 else Path(tmpdir) / f"{k}.onnx",
+                               feeds, details)
+        if not rewrites:
+            shutil.copyfile(src, tmp)
+    return {**details, **{k: v for t in rewrites for k, v in t.summary(cfg).items()}}
+
+
+def fp32_rewrites_off(cfg: QuantizeConfig) -> dict[str, Any]:
+    """The settings that turn off the FP32 rewrites ``cfg`` asks for (a model they already made is
+    quantized with these)."""
+    return {k: v for t in active_techniques(cfg, "fp32_rewrite") for k, v in t.off().items()}
+
+
+def quantized_rewrites_off() -> dict[str, Any]:
+    """The settings that turn off every technique that rewrites the quantized model (the phases
+    after ORT quantized it): a per-layer ranking does without them, which would cost a pass per node."""
+    return {k: v for t in in_phase_order() if t.phase != "fp32_rewrite" for k, v in t.off().items()}
+
+
+def fp32_tag(cfg: QuantizeConfig) -> str:
+    """A file-name tag of the FP32 model ``cfg`` quantizes (activation ranges differ per model):
+    ``fp32`` for the model as given, else the FP32 rewrites' names."""
+    return "-".join(t.name for t in active_techniques(cfg, "fp32_rewrite")) or "fp32"
 
 
 def check_node_names(requested: list[str], graph_nodes: set[str]) -> None:
@@ -234,11 +260,11 @@ def quantize_onnx(
 
     details: dict[str, Any] = {"engine": "onnxruntime", "mode": cfg.mode}
     exclude = sorted(set(cfg.nodes_to_exclude) | set(nodes_to_exclude or []))
-    rewrites = cfg.bias_correction != "none" or cfg.weight_rounding != "nearest"
-    if rewrites and (cfg.mode != "static" or calibration is None or len(calibration) == 0):
-        raise StepError("bias_correction and weight_rounding need static quantization with calibration data",
-                        hint="set quantize.mode: static and data.calibration, or bias_correction: none and "
-                        "weight_rounding: nearest")
+    fp32_rewrites = active_techniques(cfg, "fp32_rewrite")
+    rewrites = [t for t in active_techniques(cfg) if t.phase != "fp32_rewrite"]
+    missing = calibration_error(cfg)
+    if missing and (cfg.mode != "static" or calibration is None or len(calibration) == 0):
+        raise StepError(missing[0], hint=missing[1])
     with tempfile.TemporaryDirectory(prefix="compressor-quant-") as tmpdir:
         tmp = Path(tmpdir)
         src = _without_initializer_shapes(src, tmp / "clean.onnx", details)
@@ -251,14 +277,14 @@ def quantize_onnx(
         check_node_names(cfg.nodes_to_exclude, {n.name for n in graph.node} | {n.name for n in src_graph.node})
         ort_exclude = _with_rewritten_gemms(exclude, [graph, src_graph]) if cfg.mode == "dynamic" else exclude
         feeds = _stat_feeds(cfg, calibration, names)
-        # weight rounding and bias correction rewrite the quantized model: make it in the temporary
-        # folder, publish after
+        # techniques after ORT (weight rounding, bias correction) rewrite the quantized model: make it
+        # in the temporary folder, publish after
         out = tmp / "quantized.onnx" if rewrites else dst
 
         def attempt(fp32: Path) -> Path:
-            """Quantize ``fp32`` (equalized first when asked) into ``out``; returns the FP32 model quantized."""
-            if cfg.equalization:
-                fp32 = _equalized(fp32, tmp / f"equalized-{fp32.stem}.onnx", feeds, details)
+            """Quantize ``fp32`` (FP32 rewrites first, when asked) into ``out``; returns the FP32 model quantized."""
+            for t in fp32_rewrites:
+                fp32 = _rewritten(t, cfg, fp32, tmp / f"{t.name}-{fp32.stem}.onnx", feeds, details)
             _quantize(fp32, out, cfg, calibration, names, ort_exclude, progress, calibration_cache,
                       weight_overrides)
             return fp32
@@ -282,16 +308,8 @@ def quantize_onnx(
             except Exception as e2:  # noqa: BLE001
                 raise StepError(f"ONNX Runtime quantization failed: {type(e2).__name__}: "
                                 f"{str(e2).splitlines()[0] if str(e2) else ''}") from e2
-        if cfg.weight_rounding == "gptq":  # before bias correction, which reads the new weights
-            from compressor.steps.quantize.rounding import round_weights
-
-            assert feeds is not None
-            details.update(round_weights(out, quantized_from, feeds))
-        if cfg.bias_correction != "none":
-            from compressor.steps.quantize.bias_correction import correct_biases
-
-            assert feeds is not None
-            details.update(correct_biases(out, quantized_from, feeds, cfg.bias_correction))
+        for t in rewrites:  # phase order: weight rounding before bias correction, which reads the new weights
+            details.update(t.apply(cfg, Models(fp32=quantized_from, out=out, feeds=feeds)))
         if rewrites:
             with atomic_path(dst) as final:
                 shutil.copyfile(out, final)
@@ -303,7 +321,8 @@ def quantize_onnx(
            if cfg.mode == "static" and calibration is not None
            and calibration_batch_size(cfg, len(calibration)) != cfg.calibration_batch_size else {}),
         "per_channel": cfg.per_channel, "activation_type": cfg.activation_type if cfg.mode == "static" else "dynamic",
-        "weight_type": cfg.weight_type, "reduce_range": cfg.reduce_range, "equalization": cfg.equalization,
+        "weight_type": cfg.weight_type, "reduce_range": cfg.reduce_range,
+        **{k: v for t in techniques() for k, v in t.summary(cfg).items()},
         "nodes_excluded": exclude, "format": "QDQ" if cfg.mode == "static" else "QOperator",
     })
     return details

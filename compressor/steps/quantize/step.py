@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compressor.errors import CompressorError, DataError, StepError
-from compressor.recipe.schema import QuantizeConfig
+from compressor.recipe.steps.quantize import QuantizeConfig
 from compressor.steps.base import Step
 from compressor.steps.quantize.engines import get_engine
 from compressor.steps.quantize.formats import candidate_summary, format_label
 from compressor.steps.quantize.macs import mac_summary
 from compressor.steps.quantize.measure import choose_by_measurement
 from compressor.steps.quantize.tuning import Tuner, make_evaluator
+from compressor.techniques import in_phase_order
 from compressor.utils.io import atomic_path, atomic_write_json
 
 if TYPE_CHECKING:
@@ -168,14 +169,10 @@ def techniques(details: dict[str, Any]) -> list[str]:
         out.append("reduce_range (7-bit weights)")
     if d.get("preset"):
         out.append(f"NNCF preset {d['preset']}")
-    if d.get("equalization"):
-        out.append(f"cross-layer equalization ({d.get('equalized_pairs', 0)} Conv pairs, "
-                   f"{d.get('equalized_through_relu6', 0)} through ReLU6)")
-    if d.get("weight_rounding") == "gptq":
-        out.append(f"GPTQ weight rounding ({d.get('weight_rounded_layers', 0)} layers, output error x"
-                   f"{d.get('weight_output_error_ratio', 1.0):.2f})")
-    if d.get("bias_correction") not in (None, "none"):
-        out.append(f"bias correction ({d['bias_correction']})")
+    for t in in_phase_order():  # the registered techniques, in the order they were applied
+        line = t.describe(d)
+        if line:
+            out.append(line)
     for t in d.get("extra_techniques", []):
         out.append(t)
     excluded = d.get("nodes_excluded") or []

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.errors import StepError
-from compressor.recipe.schema import WeightQuantizeConfig
+from compressor.recipe.steps.weight_quantize import WeightQuantizeConfig
 from compressor.steps.weight_only.layers import int8_layers
 from compressor.utils.quiet import quiet
 

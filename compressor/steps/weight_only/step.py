@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compressor.recipe.schema import WeightQuantizeConfig
+from compressor.recipe.steps.weight_quantize import WeightQuantizeConfig
 from compressor.steps.base import Step
 
 if TYPE_CHECKING:

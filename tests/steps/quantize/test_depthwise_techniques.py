@@ -9,7 +9,7 @@ import pytest
 
 from compressor.data import load_split
 from compressor.recipe.schema import QuantizeConfig
-from compressor.steps.quantize.equalize import equalize, find_pairs
+from compressor.techniques.equalization import equalize, find_pairs
 from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx
 from tests.depthwise_fixtures import dw_onnx  # noqa: F401 - the trained depthwise net
 
@@ -63,10 +63,10 @@ def test_equalization_and_bias_correction_reduce_the_int8_error(dw_onnx, tmp_pat
 
 
 def test_tuner_variants_cheapest_first_and_only_where_they_apply():
-    from compressor.steps.quantize.accuracy_aware import CALIBRATION_VARIANTS, _applicable
+    from compressor.steps.quantize.accuracy_aware import _applicable, calibration_variants
 
     def tried(cfg):
-        return [v for v in CALIBRATION_VARIANTS if _applicable(cfg, v)]
+        return [v for v in calibration_variants() if _applicable(cfg, v)]
 
     u8s8 = tried(QuantizeConfig())
     assert {"activation_type": "uint8", "weight_type": "uint8"} in u8s8 and {"reduce_range": True} in u8s8

@@ -16,7 +16,7 @@ from compressor.cli.main import _register, cli
 from compressor.data import load_split
 from compressor.recipe.schema import QuantizeConfig
 from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx
-from compressor.steps.quantize.rounding import _gptq
+from compressor.techniques.weight_rounding import _gptq
 from tests.accuracy_fixtures import write_recipe
 from tests.depthwise_fixtures import dw_onnx  # noqa: F401 - the trained depthwise net
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from compressor.errors import StepError
-from compressor.recipe.schema import QuantizeConfig
+from compressor.recipe.steps.quantize import QuantizeConfig
 
 if TYPE_CHECKING:
     from compressor.context import RunContext

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from compressor.metrics import metric_info
 from compressor.errors import StepError
-from compressor.recipe.schema import QuantizeConfig
+from compressor.recipe.steps.quantize import QuantizeConfig
 from compressor.steps.quantize.engines import QuantizeEngine
 from compressor.steps.quantize.tuning import Trial, Tuner, ort_latency_ms, ort_outputs
 from compressor.utils.quiet import quiet

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from compressor.errors import BackendUnavailable, CompressorError, StepError
-from compressor.recipe.schema import QuantizeConfig
+from compressor.recipe.steps.quantize import QuantizeConfig
 from compressor.steps.quantize.engines._common import OneFunctionEngine, higher_is_better, quiet_engines, record
 from compressor.steps.quantize.tuning import Tuner
 from compressor.utils.io import atomic_path

@@ -13,7 +13,7 @@ import numpy as np
 
 from compressor.metrics import compute_metric
 from compressor.errors import BackendUnavailable, StepError
-from compressor.recipe.schema import QuantizeConfig
+from compressor.recipe.steps.quantize import QuantizeConfig
 from compressor.steps.quantize.engines._common import OneFunctionEngine, higher_is_better, quiet_engines, record
 from compressor.steps.quantize.tuning import Tuner, quantized_nodes
 from compressor.utils.io import atomic_path

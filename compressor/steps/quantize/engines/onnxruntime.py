@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compressor.recipe.schema import QuantizeConfig
+from compressor.recipe.steps.quantize import QuantizeConfig
 from compressor.steps.quantize.accuracy_aware import tune_onnxruntime
 from compressor.steps.quantize.engines import QuantizeEngine
 from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx

@@ -19,6 +19,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+from pydantic import Field
+
+from compressor.techniques.base import Models, Technique, TunerTrial, register
 
 SWEEPS = 3  # DFQ iterates over chains of pairs; ranges settle within a few sweeps
 
@@ -146,3 +149,37 @@ def equalize(model: Any, feeds: list[dict[str, np.ndarray]] | None) -> dict[str,
                 inits[a.input[2]].CopyFrom(numpy_helper.from_array(b1.astype(np.float32), a.input[2]))
     return {"equalized_pairs": len(pairs), "equalized_through_relu6": sum(p["act"] == "clip" for p in pairs),
             "relu6_channels_left_unscaled": kept_channels}
+
+
+@register
+class Equalization(Technique):
+    """``equalization: true``: :func:`equalize` on the FP32 graph before ORT quantizes it."""
+
+    name = "equalization"
+    fields = {"equalization": (bool, Field(
+        False, description="cross-layer equalization before quantizing (Data-Free Quantization): rescale "
+        "consecutive Conv pairs, depthwise included, so per-channel weight ranges match; pairs through ReLU6 use "
+        "clipping-aware scaling from the calibration data (engine onnxruntime)"))}
+    phase = "fp32_rewrite"
+    order = 10
+    calibration = "optional"  # ReLU6 pairs need it; without data they are skipped
+    fp32_model = False  # it rewrites the FP32 model, it does not compare against one
+    modes = ("static", "dynamic")
+    trials = (TunerTrial(50, {"equalization": True}, "cross-layer equalization"),)
+
+    def apply(self, cfg: Any, models: Models) -> dict[str, Any]:
+        import onnx
+
+        model = onnx.load(str(models.fp32))
+        details = equalize(model, models.feeds)
+        onnx.save(model, str(models.out))
+        return details
+
+    def summary(self, cfg: Any) -> dict[str, Any]:
+        return {"equalization": cfg.equalization}
+
+    def describe(self, details: dict[str, Any]) -> str | None:
+        if not details.get("equalization"):
+            return None
+        return (f"cross-layer equalization ({details.get('equalized_pairs', 0)} Conv pairs, "
+                f"{details.get('equalized_through_relu6', 0)} through ReLU6)")

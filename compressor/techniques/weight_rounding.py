@@ -20,9 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
+
+from compressor.techniques.base import Models, Technique, TunerTrial, register
 
 POSITIONS = 2048  # input positions (im2col columns) sampled per calibration feed and layer
 DAMP = 0.01  # Hessian damping, a fraction of its mean diagonal (GPTQ's default)
@@ -208,3 +211,31 @@ def round_weights(qdq: Path, fp32: Path, feeds: list[dict[str, np.ndarray]]) -> 
     return {"weight_rounding": "gptq", "weight_rounded_layers": len(before) - kept_nearest,
             **({"weight_rounding_kept_nearest": kept_nearest} if kept_nearest else {}),
             "weight_output_error_ratio": round(total_a / total_b, 4) if total_b else 1.0}
+
+
+@register
+class WeightRounding(Technique):
+    """``weight_rounding: gptq``: :func:`round_weights` on the quantized model, after ORT chose the
+    scales and before bias correction (which reads the new weights)."""
+
+    name = "weight_rounding"
+    fields = {"weight_rounding": (Literal["nearest", "gptq"], Field(
+        "nearest", description="nearest: round each weight to its nearest integer; gptq: round each layer's weights "
+        "column by column, spreading each rounding error onto the columns not yet rounded (GPTQ, with the layer's "
+        "input Hessian from the calibration data); same scales, same INT8 kernels (engine onnxruntime, static)"))}
+    phase = "weight_rounding"
+    order = 30
+    # a pass over the calibration data per layer: after the cheaper techniques, and all three together
+    trials = (TunerTrial(70, {"weight_rounding": "gptq"}, "GPTQ weight rounding"),
+              TunerTrial(80, {"equalization": True, "bias_correction": "fast", "weight_rounding": "gptq"},
+                         "equalization + GPTQ + bias correction"))
+
+    def apply(self, cfg: Any, models: Models) -> dict[str, Any]:
+        assert models.feeds is not None  # calibration "required": the engine refused a run without it
+        return round_weights(models.out, models.fp32, models.feeds)
+
+    def describe(self, details: dict[str, Any]) -> str | None:
+        if details.get("weight_rounding") != "gptq":
+            return None
+        return (f"GPTQ weight rounding ({details.get('weight_rounded_layers', 0)} layers, output error x"
+                f"{details.get('weight_output_error_ratio', 1.0):.2f})")

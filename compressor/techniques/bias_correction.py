@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
+from compressor.techniques.base import Models, Technique, TunerTrial, register
 from compressor.utils.ort_sessions import KEEP_FLOAT_NODES
 
 FULL_PASSES = 1  # one session per layer per pass: each pass costs about a calibration per layer
@@ -190,3 +192,30 @@ def _residual_passes(model: Any, ref_model: Any, targets: list[dict[str, Any]], 
         first = last if k == 0 else first
     return {"bias_passes": FULL_PASSES, "mean_abs_channel_shift_before": round(first, 6),
             "mean_abs_channel_shift_last_pass": round(last, 6)}
+
+
+@register
+class BiasCorrection(Technique):
+    """``bias_correction: fast | full``: :func:`correct_biases` on the quantized model, last (it reads
+    the final integer weights)."""
+
+    name = "bias_correction"
+    fields = {"bias_correction": (Literal["none", "fast", "full"], Field(
+        "none", description="subtract each quantized Conv/Gemm channel's mean output shift from its bias: fast = "
+        "the weight error times the layer's mean FP32 input on the calibration data (Data-Free Quantization's bias "
+        "correction); full = then the whole-model residual, layer by layer (slow: one pass per layer) (engine "
+        "onnxruntime, static; engine nncf has nncf.bias_correction)"))}
+    phase = "correction"
+    order = 20
+    engine_hints = {"nncf": "use nncf.bias_correction"}
+    trials = (TunerTrial(40, {"bias_correction": "fast"}, "bias correction (fast)"),
+              TunerTrial(60, {"equalization": True, "bias_correction": "fast"}, "equalization + bias correction"))
+
+    def apply(self, cfg: Any, models: Models) -> dict[str, Any]:
+        assert models.feeds is not None  # calibration "required": the engine refused a run without it
+        return correct_biases(models.out, models.fp32, models.feeds, cfg.bias_correction)
+
+    def describe(self, details: dict[str, Any]) -> str | None:
+        if details.get("bias_correction") in (None, "none"):
+            return None
+        return f"bias correction ({details['bias_correction']})"
