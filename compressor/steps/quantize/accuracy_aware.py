@@ -428,7 +428,7 @@ def sensitivity(sources: _Sources, cfg: QuantizeConfig, ctx: RunContext, tuner: 
     # static: each node's quantize-alone model is cut from the full QDQ model (milliseconds)
     # instead of re-running ORT's quantizer (seconds per node on MobileNetV2)
     cutter = _cutter(src, full) if cfg.mode == "static" else None
-    with tuner.running("per-layer sensitivity", lambda: f"{len(rows)} of {len(nodes)} nodes"), \
+    with tuner.running("per-layer sensitivity", lambda: f"{len(rows)} of {len(nodes)} nodes", spinner=False), \
             ctx.progress.task("per-layer sensitivity", total=len(nodes)) as update:
         for i, node in enumerate(nodes):
             if time.perf_counter() - tuner.t0 > stop_at:

@@ -276,13 +276,18 @@ class Tuner:
             self.progress.log(escape(text))  # labels hold [brackets] that are not markup
 
     @contextlib.contextmanager
-    def running(self, what: str, status: Callable[[], str] | None = None) -> Iterator[None]:
-        """Around a trial or the sensitivity analysis: a spinner on a terminal; elsewhere (CI
-        logs, pipes) a plain line every :data:`HEARTBEAT_S` while it runs, so a long trial is never silent."""
+    def running(self, what: str, status: Callable[[], str] | None = None, spinner: bool = True) -> Iterator[None]:
+        """Around a trial or the sensitivity analysis: a spinner on a terminal (``spinner``:
+        False where the caller shows a bar of its own: one live display at a time); elsewhere
+        (CI logs, pipes) a plain line every :data:`HEARTBEAT_S` while it runs, so a long trial
+        is never silent."""
         if self.progress is None or not self.progress.enabled:
             yield
             return
         if self.progress.console.is_terminal:
+            if not spinner:
+                yield
+                return
             with self.progress.task(f"tuning: {what}"):
                 yield
             return

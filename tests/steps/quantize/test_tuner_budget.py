@@ -5,6 +5,7 @@ latency among passing trials."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import onnx
@@ -172,3 +173,23 @@ def test_sensitivity_ranks_by_kl_where_it_applies():
     assert [r["node"] for r in _rank(rows, True)] == ["broken", "tie_big_kl", "noisy_metric", "tie_small_kl"]
     plain = [{k: v for k, v in r.items() if k != "kl"} for r in rows]
     assert [r["node"] for r in _rank(plain, True)] == ["broken", "noisy_metric", "tie_small_kl", "tie_big_kl"]
+
+
+def test_on_a_terminal_a_spinner_and_no_heartbeat_lines(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from compressor.progress import Reporter
+
+    monkeypatch.setattr(tuning, "HEARTBEAT_S", 0.001)
+    out = io.StringIO()
+    t = _tuner(fp32_ms=1.0)
+    t.progress = Reporter(Console(file=out, force_terminal=True, width=120))
+    with t.running("trial 1 [default]"):
+        time.sleep(0.05)
+    # the sensitivity analysis shows its own bar: one live display at a time
+    with t.running("per-layer sensitivity", spinner=False), t.progress.task("per-layer sensitivity", total=2) as up:
+        up(1, 2)
+    t.record("default", 1.0, latency_ms=0.5)
+    assert "still running" not in out.getvalue() and "tuning trial 1 [default]" in out.getvalue()
