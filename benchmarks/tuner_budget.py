@@ -15,7 +15,8 @@ onnxruntime-cpu):
 
 The tuner's progress lines go to this script's stderr (not a terminal: plain lines). Then
 ORT FP32 and each INT8 model that came out are timed interleaved in one process (batch 1,
-2 threads). Writes benchmarks/out/tuner_budget/ and benchmarks/results/tuner_budget.{json,md}.
+2 threads). Each run starts from an empty $COMPRESSOR_CACHE (nothing measured before is
+reused). Writes benchmarks/out/tuner_budget/ and benchmarks/results/tuner_budget.{json,md}.
 """
 
 from __future__ import annotations
@@ -71,8 +72,14 @@ def run_one(run: str, eval_crops: int) -> dict:
     from compressor.progress import Reporter
     from compressor.recipe.loader import parse_recipe
 
+    import shutil
+
     path = ROOT / "recipes" / "mobilenet_v2.yaml"
     run_dir = OUT / run
+    # as a new user: nothing measured before (format choice, sensitivity analysis) is reused
+    shutil.rmtree(run_dir, ignore_errors=True)
+    os.environ["COMPRESSOR_CACHE"] = str(OUT / f"{run}-cache")
+    shutil.rmtree(os.environ["COMPRESSOR_CACHE"], ignore_errors=True)
     row: dict = {"run": run, "quantize": RUNS[run], "loadavg_start": os.getloadavg()}
     t0 = time.perf_counter()
     try:

@@ -130,8 +130,8 @@ class QuantizeStep(Step):
             accept = f"{math.ceil(best.drop * 100) / 100:g}"
             found = (f"; best model found: trial #{best.number} [{best.label}], {tuner.evaluator.metric} drop "
                      f"{best.drop:.2f}, written to {best.path}")
-            hint = (f"keep that model with accuracy_criterion.on_failure: keep_best (a failed gate), or accept it "
-                    f"with max_drop: {accept}; or raise time_budget_s")
+            hint = (f"keep that model with accuracy_criterion.on_failure: keep_best (shipped with a failed gate), "
+                    f"or rerun accepting that drop with max_drop: {accept}; or raise time_budget_s")
         else:
             found = "; no candidate could be scored"
             hint = "raise max_drop or time_budget_s, or set on_failure: keep_best"
