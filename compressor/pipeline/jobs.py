@@ -33,6 +33,24 @@ def reference_outputs(baseline_onnx: Path | None, eval_data: Dataset, recipe: Re
     return run_batches(session, eval_data, recipe.benchmark.eval_batch_size)
 
 
+def agreement_noise_floor(baseline_onnx: Path | None, eval_data: Dataset, recipe: Recipe,
+                          reference: list[np.ndarray] | None) -> dict[str, Any] | None:
+    """FP32 against itself under +-1 LSB of input noise on the evaluation data
+    (:mod:`compressor.steps.quantize.noise`), when ``data.metric`` is scored against the FP32
+    model (top1_agreement, cosine): the floor under every agreement figure of the run."""
+    from compressor.bench.runner import run_batches
+    from compressor.metrics import metric_info
+    from compressor.steps.quantize.noise import noise_floor, perturb
+    from compressor.targets.onnxruntime_cpu import OrtSession
+
+    metric = recipe.data.metric
+    if baseline_onnx is None or reference is None or metric_info(metric).needs_labels or metric == "perplexity":
+        return None
+    shaken, how = perturb(eval_data, seed=recipe.seed)
+    out = run_batches(OrtSession(baseline_onnx, recipe.benchmark.threads, {}), shaken, recipe.benchmark.eval_batch_size)
+    return noise_floor(metric, reference[0], out[0], how).to_dict()
+
+
 def reference_continuations(baseline: Path, ctx: RunContext) -> list[np.ndarray]:
     """A decoder LLM's FP32 greedy continuation of each prompt (next-token agreement compares with them)."""
     from compressor.bench.llm import Decoder, greedy

@@ -11,7 +11,7 @@ import yaml
 
 from compressor.bench.environment import describe_environment
 from compressor.context import RunContext
-from compressor.pipeline.jobs import bench_cached, reference_continuations, reference_outputs
+from compressor.pipeline.jobs import agreement_noise_floor, bench_cached, reference_continuations, reference_outputs
 from compressor.pipeline.limits import check_limits
 from compressor.pipeline.output import write_report
 from compressor.pipeline.plan import check_target_quantization, consumes, quantization_plan, resolve_targets
@@ -69,6 +69,9 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
     references = {r.name: reference_outputs(r.onnx_path, eval_data, recipe) if eval_data is not None
                   else reference_continuations(r.onnx_path, ctx)
                   for r in {v.parity_reference.name: v.parity_reference for v in variants}.values()}
+    base = next((v.parity_reference for v in variants if v.parity_reference.name == "baseline"), None)
+    floor = agreement_noise_floor(base.onnx_path, eval_data, recipe, references.get(base.name)) \
+        if base is not None and eval_data is not None else None
     checkpoint("reference:done")
     # 4. every (variant, target); finished results are recorded one by one for --resume
     results = [bench_cached(spec, v, ctx, eval_data, references[v.parity_reference.name])
@@ -84,6 +87,7 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
                                log=progress.log)
     # 6. the report, with the recipe's gates evaluated
     report = build_report(recipe, ctx, step_reports, results)
+    report.noise_floor = floor
     write_report(report, ctx.run_dir)
     ctx.cache.write_log()
     return report

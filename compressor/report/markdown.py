@@ -101,6 +101,12 @@ def device_notes(report: Report) -> list[str]:
                          + ("; latency measured on this host" if r.latency_ms else "; latency not measured"))
         elif (r.device or {}).get("emulation_unavailable"):
             lines.append(f"{r.variant}@{r.target}: no arm64 emulation: {r.device['emulation_unavailable']}")
+    nf = report.noise_floor
+    if nf:
+        stable = f"; FP32 top-1 stable on {nf['stable_samples']} of {nf['samples']}" if "stable_samples" in nf else ""
+        lines.append(f"FP32 noise floor: {nf['metric']} {nf['value']:.4f} of the FP32 model with itself under "
+                     f"{nf['perturbation']} ({nf['samples']} samples{stable}): the {nf['metric']} figures above "
+                     "cannot be read finer than that")
     if report.int8_verdict:
         lines.append(report.int8_verdict["line"])
     lines += [f"warning: {w}" for w in report.warnings or []]

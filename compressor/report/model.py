@@ -165,6 +165,10 @@ class Report(_Model):
         "ran >= 1.05x the fastest FP32 baseline), `line` (the one line the terminal printed), `fastest` (the fastest "
         "result measured), `against` (that FP32 baseline), `best_int8` (variant, target, speedup) and `levers` (what "
         "the run measured faster without INT8: another runtime, the recipe's smaller FP32 model)")
+    noise_floor: dict[str, Any] | None = Field(
+        None, description="when data.metric is scored against the FP32 model (top1_agreement, cosine): that metric of "
+        "the FP32 model against itself with +-1 LSB of uniform noise on its float inputs, on the evaluation data: "
+        "`metric`, `value`, `perturbation` (in words), `samples`, `stable_samples` (FP32 top-1 unchanged)")
     warnings: list[str] | None = Field(None, description="settings known to be wrong for a target's device (e.g. "
                                        "U8S8 on x86 without VNNI), as '<target>: <why and the fix>'")
 

@@ -46,8 +46,18 @@ class AccuracyCriterion(Strict):
     max_drop: float = Field(1.0, ge=0, description="points (absolute) or percent of the FP32 value (relative)")
     metric: Metric | None = Field(None, description="default: data.metric")
     mode: Literal["absolute", "relative"] = "absolute"
-    max_trials: int = Field(20, ge=1, description="quantize+evaluate trials before giving up")
-    timeout_s: float = Field(900.0, gt=0, description="tuning time budget")
+    time_budget_s: float = Field(
+        600.0, gt=0, description="the tuning budget, in seconds: the whole-model variants stop at global_share of it "
+        "and the per-layer steps (sensitivity, FP32 fallback) get the rest, so the fallback is always tried")
+    max_trials: int | None = Field(None, ge=1, description="optional cap on quantize+evaluate trials (None: the time "
+                                   "budget alone); the whole-model variants get at most global_share of it")
+    timeout_s: float | None = Field(None, gt=0, description="older name of time_budget_s (kept working)")
+    global_share: float = Field(
+        0.5, gt=0.0, le=1.0, description="share of the time budget (and of max_trials) the whole-model variants may "
+        "use before the per-layer steps start; the configured setting (trial 1) always runs")
+    agreement_on: Literal["stable", "all"] = Field(
+        "stable", description="top1_agreement only: judge trials on the samples whose FP32 top-1 survives +-1 LSB of "
+        "input noise (stable), or on all samples (all); the noise floor is reported either way")
     tuning_samples: int | None = Field(None, ge=1, description="evaluation subset for tuning (None: all)")
     sensitivity_samples: int = Field(200, ge=1, description="evaluation subset for the per-layer analysis")
     tune_calibration: bool = Field(True, description=_TUNE_CALIBRATION)
@@ -60,6 +70,14 @@ class AccuracyCriterion(Strict):
     tuning_data: Literal["evaluation", "train"] = Field(
         "evaluation", description="data the tuner scores trials on: the evaluation set, or data.train "
         "(a held-out split, so the reported evaluation numbers are not tuned on)")
+
+    @model_validator(mode="after")
+    def _budget_alias(self) -> AccuracyCriterion:
+        if self.timeout_s is not None:
+            if "time_budget_s" in self.model_fields_set and self.time_budget_s != self.timeout_s:
+                raise ValueError("set time_budget_s or its older name timeout_s, not both")
+            self.time_budget_s = self.timeout_s
+        return self
 
 
 class NncfOptions(Strict):

@@ -70,17 +70,29 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
     def trial(c: QuantizeConfig, exclude: list[str], label: str, fallback: list[str]) -> Trial:
         path = work / f"trial{len(tuner.trials) + 1:03d}.onnx"
         try:
-            model_in, qc, extra = sources.get(c)
-            info = {**quantize_onnx(model_in, path, qc, calib, nodes_to_exclude=exclude, skip_preprocess=True,
-                                    calibration_cache=chosen.get("cache") or _calibration_cache(work, c),
-                                    weight_overrides=chosen.get("weights")), **extra, **_chosen_info(chosen)}
-            value = tuner.evaluator.score(_safe_outputs(path, tuner.evaluator.data, threads))
-            lat = ort_latency_ms(path, tuner.evaluator.data, threads, crit.latency_iterations)
+            with tuner.running(f"trial {len(tuner.trials) + 1} [{label}]"):
+                model_in, qc, extra = sources.get(c)
+                info = {**quantize_onnx(model_in, path, qc, calib, nodes_to_exclude=exclude, skip_preprocess=True,
+                                        calibration_cache=chosen.get("cache") or _calibration_cache(work, c),
+                                        weight_overrides=chosen.get("weights")), **extra, **_chosen_info(chosen)}
+                value, scores = tuner.evaluator.evaluate(_safe_outputs(path, tuner.evaluator.data, threads))
+                lat = ort_latency_ms(path, tuner.evaluator.data, threads, crit.latency_iterations)
         except DataError:
             raise  # bad data fails every candidate alike: stop with the history
         except Exception as e:  # noqa: BLE001 - a candidate that ORT cannot make is a recorded, failed trial
             return tuner.record_error(label, e, fallback=fallback, excluded=exclude)
-        return tuner.record(label, value, path=path, latency_ms=lat, fallback=fallback, excluded=exclude, info=info)
+        return tuner.record(label, value, path=path, latency_ms=lat, fallback=fallback, excluded=exclude, info=info,
+                            scores=scores)
+
+    def done(t: Trial) -> bool:
+        """A passing trial ends the search unless it is slower than FP32 (U8U8 without a fast
+        kernel, say) while an earlier setting was not: then a faster passing candidate (e.g. a
+        fallback on that setting) is still looked for, and kept if found."""
+        if not (t.passed and tuner.slow(t) and tuner.faster_seen()):
+            return t.passed
+        tuner.note(f"trial {t.number} [{t.label}] passed but ran slower than FP32 "
+                   f"({t.latency_ms} ms vs {tuner.fp32_latency_ms} ms): looked for a faster one")
+        return False
 
     configs = [("default", cfg)]
     if crit.tune_calibration:
@@ -88,11 +100,15 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
         configs += [(",".join(f"{k}={v}" for k, v in var.items()), cfg.model_copy(update=_variant(var)))
                     for var in variants if any(getattr(cfg, k) != v for k, v in var.items())]
     best_cfg, best_label, base_drop = cfg, "default", None
-    for label, c in configs:
-        if not tuner.budget_left():
+    for i, (label, c) in enumerate(configs):
+        # whole-model variants get global_share of the budget: the FP32 fallback keeps the rest
+        if not tuner.global_budget_left():
+            if i < len(configs):
+                tuner.note(f"{len(configs) - i} whole-model variant(s) skipped: their share of the "
+                           f"budget (global_share {crit.global_share:g}) was spent; the per-layer steps got the rest")
             break
         t = trial(c, [], label, [])
-        if t.passed:
+        if done(t):
             return _finish(dst, tuner, pre_info, label)
         # the base of the per-layer steps: the smallest drop among the variants that are not
         # much slower than the configured setting (U8U8 on a VNNI CPU ran 2x slower: a fallback
@@ -103,7 +119,7 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
 
     # per-tensor activation ranges (min/max, percentile or entropy, whichever rounds and clips
     # each tensor least): a whole-model INT8 fix, tried before any FP32 fallback
-    if crit.tune_calibration and best_cfg.mode == "static" and calib is not None and tuner.budget_left():
+    if crit.tune_calibration and best_cfg.mode == "static" and calib is not None and tuner.global_budget_left():
         try:
             chosen.update(_choose_ranges(sources, best_cfg, calib, work))
             t = trial(best_cfg, [], f"{best_label}+per-tensor ranges", [])
@@ -111,7 +127,7 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
             raise
         except Exception as e:  # noqa: BLE001 - recorded like any failed candidate
             t = tuner.record_error(f"{best_label}+per-tensor ranges", e)
-        if t.passed:
+        if done(t):
             return _finish(dst, tuner, pre_info, f"{best_label}+per-tensor ranges")
         if t.drop is not None and (base_drop is None or t.drop < base_drop - 1e-12):
             best_label, base_drop = f"{best_label}+per-tensor ranges", t.drop
@@ -119,12 +135,13 @@ def tune_onnxruntime(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContex
             chosen.clear()
 
     # per-layer sensitivity on the best calibration setting, then cumulative fallback
+    tuner.phase = "per-layer"
     order = sensitivity(sources, best_cfg, ctx, tuner, work, chosen.get("cache"))
     # per-layer precision, ordered by sensitivity: per-channel weights for the most sensitive
     # layers of a per-tensor setting, in doubling groups, before any of them falls back
     if crit.tune_calibration and best_cfg.mode == "static" and not best_cfg.per_channel:
         t = _per_channel_layers(order, sources.get(best_cfg)[0], best_cfg, best_label, chosen, trial, tuner)
-        if t is not None and t.passed:
+        if t is not None and done(t):
             return _finish(dst, tuner, pre_info, t.label, order)
         if chosen.get("weights"):
             best_label = f"{best_label}+per-channel {len(chosen['weights'])}"
@@ -344,6 +361,8 @@ def _finish(dst: Path, tuner: Tuner, pre_info: dict[str, Any], label: str,
     out = {**(shown.info if shown else {}), **pre_info, "tuned_calibration": label}
     out["tuning"] = {"fallback_nodes": list(best.excluded) if best else [],
                      "sensitivity_top": (order or [])[:20]}
+    if order:
+        out["tuning"]["sensitivity_ranked_by"] = "kl" if any("kl" in r for r in order) else "metric"
     return out
 
 
@@ -390,7 +409,7 @@ def sensitivity(sources: _Sources, cfg: QuantizeConfig, ctx: RunContext, tuner: 
                        "cfg": cfg.model_dump(mode="json", exclude={"accuracy_criterion"}),
                        "metric": tuner.evaluator.metric, "samples": len(data),
                        "calib": len(calib) if calib is not None else 0, "seed": ctx.seed,
-                       "ort": onnxruntime.__version__, "v": 5,  # 5: FP32 nodes run FP32 (WeightBiasQuantization off)
+                       "ort": onnxruntime.__version__, "v": 6,  # 6: ranked by softmax KL to FP32 where it applies
                        "ranges": sha256_file(ranges) if ranges else None})
     cached = cache_dir() / "accuracy_aware" / f"{key[:32]}.json"
     if cached.is_file():
@@ -400,14 +419,16 @@ def sensitivity(sources: _Sources, cfg: QuantizeConfig, ctx: RunContext, tuner: 
     quantize_onnx(src, full, cfg, calib, calibration_cache=cache, skip_preprocess=True)
     nodes = dynamically_quantized_nodes(src, full) if cfg.mode == "dynamic" else quantized_nodes(full)
     rows: list[dict[str, Any]] = []
-    partial = False
+    # the analysis may use the budget up to halfway between the variants' share and the end:
+    # the fallback trials keep the last part
+    stop_at = tuner.budget_s * (1.0 + crit.global_share) / 2.0
     # static: each node's quantize-alone model is cut from the full QDQ model (milliseconds)
     # instead of re-running ORT's quantizer (seconds per node on MobileNetV2)
     cutter = _cutter(src, full) if cfg.mode == "static" else None
-    with ctx.progress.task("per-layer sensitivity", total=len(nodes)) as update:
+    with tuner.running("per-layer sensitivity", lambda: f"{len(rows)} of {len(nodes)} nodes", spinner=False), \
+            ctx.progress.task("per-layer sensitivity", total=len(nodes)) as update:
         for i, node in enumerate(nodes):
-            if time.perf_counter() - tuner.t0 > crit.timeout_s:
-                partial = True
+            if time.perf_counter() - tuner.t0 > stop_at:
                 break
             path = work / "sens-one.onnx"
             try:
@@ -415,19 +436,36 @@ def sensitivity(sources: _Sources, cfg: QuantizeConfig, ctx: RunContext, tuner: 
                     quantize_onnx(src, path, cfg, calib, nodes_to_exclude=[n for n in nodes if n != node],
                                   calibration_cache=cache, skip_preprocess=True)
                 outs = _safe_outputs(path, data, threads)
-                rows.append({"node": node, "metric": round(ev.score(outs), 6), "output_mse": ev.output_error(outs)})
+                value, scores = ev.evaluate(outs)
+                rows.append({"node": node, "metric": round(value, 6), "output_mse": ev.output_error(outs),
+                             **({"kl": scores["kl"]} if "kl" in scores else {})})
             except DataError:
                 raise
             except Exception as e:  # noqa: BLE001 - a node ORT cannot quantize alone falls back first
                 rows.append({"node": node, "metric": None, "output_mse": None,
                              "error": f"{type(e).__name__}: {str(e)[:160]}"})
             update(i + 1, len(nodes))
-    sign = 1.0 if ev.higher_is_better else -1.0
-    # worst first; a node that could not be quantized alone before all
-    rows.sort(key=lambda r: (r["metric"] is not None, sign * (r["metric"] or 0.0), -(r["output_mse"] or 0.0)))
-    if not partial:  # a cut-short analysis is not cached
+    rows = _rank(rows, ev.higher_is_better)
+    if len(rows) == len(nodes):  # a cut-short analysis is not cached
         atomic_write_json(cached, {"order": rows})
+    else:
+        tuner.note(f"per-layer sensitivity cut short at {len(rows)} of {len(nodes)} nodes (time budget): the "
+                   "others follow, unranked, in graph order")
+        rows += [{"node": n, "metric": None, "output_mse": None, "unranked": True} for n in nodes[len(rows):]]
+    tuner.say(f"tuning: per-layer sensitivity of {len(nodes)} nodes done ({tuner._elapsed():.0f} of "
+              f"{tuner.budget_s:.0f} s); most sensitive: {', '.join(r['node'] for r in rows[:5])}")
     return rows
+
+
+def _rank(rows: list[dict[str, Any]], higher_is_better: bool) -> list[dict[str, Any]]:
+    """Worst first; a node that could not be quantized alone before all. Classification outputs
+    rank by softmax KL to FP32 (every sample counts by how far it moved: on a small subset the
+    top-1 metric is mostly ties, and low-margin samples flip it at random), then by the metric;
+    others by the metric, then the output MSE."""
+    sign = 1.0 if higher_is_better else -1.0
+    if rows and all("kl" in r for r in rows if r["metric"] is not None):
+        return sorted(rows, key=lambda r: (r["metric"] is not None, -(r.get("kl") or 0.0), sign * (r["metric"] or 0.0)))
+    return sorted(rows, key=lambda r: (r["metric"] is not None, sign * (r["metric"] or 0.0), -(r["output_mse"] or 0.0)))
 
 
 def _cutter(src: Path, full: Path) -> AloneCutter:

@@ -103,15 +103,20 @@ def _x(v: float | None) -> str:
 
 
 def decide(candidates: list[Candidate], *, where: str, source: Source = "measured", max_drop: float | None = None,
-           fp32: str = "FP32") -> Decision:
+           fp32: str = "FP32", tuned: bool = False) -> Decision:
     """Pick the fastest usable candidate (ties: the smaller drop); none usable: the smallest drop
-    among those that ran. Sets every candidate's ``verdict`` and the decision's one-line summary.
-    ``where`` names the target (and device) in that line; ``fp32`` the FP32 option timed with them."""
+    among those that ran, or, when an accuracy-aware tuner starts from the choice (``tuned``),
+    the fastest of those whose drop is near the smallest (:func:`_near_best`): the tuner can win
+    accuracy back with its variants and FP32 fallback, never a slow kernel. Sets every
+    candidate's ``verdict`` and the decision's one-line summary. ``where`` names the target (and
+    device) in that line; ``fp32`` the FP32 option timed with them."""
     ran = [c for c in candidates if c.error is None]
     usable = [c for c in ran if c.usable]
     timed = [c for c in ran if c.speedup is not None]
     if usable:
         winner = max(usable, key=lambda c: (c.speedup or 0.0, -(c.drop or 0.0)))
+    elif ran and tuned and any(c.drop is not None for c in ran):
+        winner = max(_near_best(ran, max_drop or 0.0), key=lambda c: (c.speedup or 0.0, -(c.drop or 0.0)))
     elif ran:
         winner = min(ran, key=lambda c: (c.drop if c.drop is not None else float("inf"), -(c.speedup or 0.0)))
     else:
@@ -122,6 +127,8 @@ def decide(candidates: list[Candidate], *, where: str, source: Source = "measure
             c.verdict = f"could not be made or run: {c.error}"
         elif c is winner:
             c.verdict = ("chosen: the fastest that meets the accuracy limit" if c.usable
+                         else "chosen: none meets the accuracy limit; the fastest near the smallest drop, for the "
+                         "tuner to start from" if tuned
                          else "chosen: none meets the accuracy limit; the smallest drop")
         elif c.saturates:
             c.verdict = "the device saturates this format's 16-bit sums"
@@ -148,6 +155,20 @@ def decide(candidates: list[Candidate], *, where: str, source: Source = "measure
     else:
         line = f"{where}: {winner.label} chosen (speed not measured)"
     return Decision(winner.label if winner else None, source, candidates, pays, line, fastest)
+
+
+def _near_best(ran: list[Candidate], max_drop: float) -> list[Candidate]:
+    """The candidates whose drop is at most 1.5x the smallest plus the criterion's ``max_drop``:
+    within that, format differences are of the size the tuner's variants and fallback win back
+    (and of the scoring noise on a small tuning set); a format that breaks the model (U8S8
+    saturating its 16-bit sums without VNNI) stays out.
+
+    >>> [c.label for c in _near_best([Candidate("A", drop=10.0), Candidate("B", drop=14.0),
+    ...                               Candidate("C", drop=60.0)], 1.0)]
+    ['A', 'B']
+    """
+    best = min(c.drop for c in ran if c.drop is not None)
+    return [c for c in ran if c.drop is not None and c.drop <= 1.5 * best + max_drop + 1e-9]
 
 
 def candidate_summary(c: Candidate) -> str:

@@ -74,7 +74,8 @@ def choose_by_measurement(model: Path, cfg: QuantizeConfig, ctx: RunContext, pla
     store = HostMeasurements()
     key = store.key("format-choice", model=sha256_file(model), target=spec.model_dump(mode="json"),
                     config=cfg.model_dump(mode="json"), data=ctx.recipe.data.model_dump(mode="json"),
-                    seed=ctx.seed, threads=threads, batch=batch, labels=list(labels), max_drop=crit.max_drop)
+                    seed=ctx.seed, threads=threads, batch=batch, labels=list(labels), max_drop=crit.max_drop,
+                    rule=2 if cfg.accuracy_criterion is not None else 1)  # 2: a tuner starts from a fast format
     where = f"{spec.name} ({device.label})"
     cached = store.get(key)
     if cached is not None:
@@ -110,7 +111,8 @@ def choose_by_measurement(model: Path, cfg: QuantizeConfig, ctx: RunContext, pla
         candidates.append(Candidate(label, speedup=m["speedup"], p10=m["p10"], p90=m["p90"],
                                     latency_ms=m["latency_ms"], metric=round(value, 6),
                                     drop=round(evaluator.drop(value), 4), passed=evaluator.passes(value)))
-    decision = decide(candidates, where=where, max_drop=crit.max_drop, fp32="FP32")
+    decision = decide(candidates, where=where, max_drop=crit.max_drop, fp32="FP32",
+                      tuned=cfg.accuracy_criterion is not None)
     decision.fp32_latency_ms = measured["FP32"]["latency_ms"]
     decision.measured_on = f"{device.model or device.label}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, " \
         f"load {_load()}"

@@ -8,19 +8,20 @@ failure policy (fail with the full history, or keep the best candidate as a fail
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compressor.errors import CompressorError, DataError, StepError
-from compressor.recipe.steps.quantize import QuantizeConfig
+from compressor.recipe.steps.quantize import AccuracyCriterion, QuantizeConfig
 from compressor.steps.base import Step
 from compressor.steps.quantize.engines import get_engine
 from compressor.steps.quantize.formats import candidate_summary, format_label
 from compressor.steps.quantize.macs import mac_summary
 from compressor.steps.quantize.measure import choose_by_measurement
-from compressor.steps.quantize.tuning import Tuner, make_evaluator
+from compressor.steps.quantize.tuning import Tuner, make_evaluator, ort_latency_ms
 from compressor.techniques import in_phase_order
 from compressor.utils.io import atomic_path, atomic_write_json
 
@@ -52,7 +53,7 @@ class QuantizeStep(Step):
         elif crit is None:
             details.update(engine.quantize(model, dst, cfg, ctx))
         else:
-            tuner = Tuner(make_evaluator(ctx, model, crit, crit.tuning_samples), crit)
+            tuner = _start_tuner(model, crit, ctx)
             try:
                 details.update(engine.tune(model, dst, cfg, ctx, tuner))
             except DataError:
@@ -119,14 +120,27 @@ class QuantizeStep(Step):
         c = tuner.criterion
         dst.unlink(missing_ok=True)
         history = ctx.run_dir / f"{self.name}.tuning.json"
-        atomic_write_json(history, {**details, "tuning": {**tuner.details(), "passed": False}})
-        self.report.details.update(details, tuning={**tuner.details(), "passed": False})
+        best = tuner.best
+        kept = best is not None and best.path is not None and Path(best.path).is_file()
+        record = {"trial": best.number, "label": best.label, "drop": best.drop, "path": str(best.path)} if kept else None
+        tuning = {**tuner.details(), "passed": False, **({"best": record} if record else {})}
+        atomic_write_json(history, {**details, "tuning": tuning})
+        self.report.details.update(details, tuning=tuning)
+        if kept:
+            assert best is not None and best.drop is not None
+            accept = f"{math.ceil(best.drop * 100) / 100:g}"
+            found = (f"; best model found: trial #{best.number} [{best.label}], {tuner.evaluator.metric} drop "
+                     f"{best.drop:.2f}, written to {best.path}")
+            hint = (f"keep that model with accuracy_criterion.on_failure: keep_best (shipped with a failed gate), "
+                    f"or rerun accepting that drop with max_drop: {accept}; or raise time_budget_s")
+        else:
+            found = "; no candidate could be scored"
+            hint = "raise max_drop or time_budget_s, or set on_failure: keep_best"
         raise StepError(
             f"{why}: {tuner.evaluator.metric} drop <= {c.max_drop} ({c.mode}) not reached in "
-            f"{len(tuner.trials)} trial(s) [{tuner.summary_line()}]"
-            + "".join(f"; {n}" for n in tuner.notes) + f"; full history in {history}",
-            hint="raise max_drop, max_trials or timeout_s" + (", lower min_int8_mac_share" if tuner.notes else "")
-            + ", or set on_failure: keep_best",
+            f"{len(tuner.trials)} trial(s), {tuner.details()['seconds']:.0f} s [{tuner.summary_line()}]"
+            + "".join(f"; {n}" for n in tuner.notes) + found + f"; full history in {history}",
+            hint=hint + (", or lower min_int8_mac_share" if any("min_int8_mac_share" in n for n in tuner.notes) else ""),
         )
 
     def _keep_best(self, dst: Path, tuner: Tuner, details: dict[str, Any]) -> None:
@@ -139,6 +153,19 @@ class QuantizeStep(Step):
         details["gates"] = [{"name": f"{self.name}.accuracy_criterion", "limit": tuner.criterion.max_drop,
                              "value": best.drop, "passed": False,
                              "detail": f"kept trial #{best.number} (on_failure: keep_best)"}]
+
+
+def _start_tuner(model: Path, crit: AccuracyCriterion, ctx: RunContext) -> Tuner:
+    """The tuner: FP32 reference and noise floor on the tuning data, FP32 batch-1 latency timed
+    as the trials are (a trial slower than it is never kept over a faster passing one)."""
+    tuner = Tuner(make_evaluator(ctx, model, crit, crit.tuning_samples), crit, progress=ctx.progress)
+    ev = tuner.evaluator
+    tuner.fp32_latency_ms = ort_latency_ms(model, ev.data, ctx.recipe.benchmark.threads, crit.latency_iterations)
+    floor = f"; FP32 noise floor {ev.noise.value:.4f} ({ev.noise.perturbation})" if ev.noise is not None else ""
+    tuner.say(f"tuning: max drop {crit.max_drop:g} of {ev.metric}, judged by {ev.judged_by}{floor}; FP32 "
+              f"{tuner.fp32_latency_ms:.2f} ms; budget {crit.time_budget_s:.0f} s"
+              + (f" or {crit.max_trials} trials" if crit.max_trials else ""))
+    return tuner
 
 
 def _what_was_done(dst: Path, details: dict[str, Any]) -> dict[str, Any]:

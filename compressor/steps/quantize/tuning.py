@@ -7,7 +7,11 @@ Nothing here quantizes: engines make candidates and hand each to :meth:`Tuner.re
 
 from __future__ import annotations
 
+import contextlib
+import math
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,10 +22,12 @@ from compressor.metrics import compute_metric, metric_drop, metric_info, scoring
 from compressor.data.dataset import Dataset
 from compressor.errors import CompressorError, DataError, TargetFailed
 from compressor.recipe.schema import AccuracyCriterion
+from compressor.steps.quantize.noise import NoiseFloor, kl_to_reference, noise_floor, perturb
 from compressor.utils.ort_sessions import KEEP_FLOAT_NODES
 
 if TYPE_CHECKING:
     from compressor.context import RunContext
+    from compressor.progress import Reporter
 
 
 # ----------------------------------------------------------------------------- running candidates
@@ -72,18 +78,52 @@ def ort_latency_ms(path: Path, data: Dataset, threads: int, iterations: int) -> 
 
 
 class Evaluator:
-    """Scores a candidate (its first output over ``data``) against the FP32 model."""
+    """Scores a candidate (its first output over ``data``) against the FP32 model.
 
-    def __init__(self, data: Dataset, metric: str, reference: list[np.ndarray], criterion: AccuracyCriterion):
+    ``noise``: FP32's own noise floor on ``data`` (:mod:`~.noise`), for reference metrics.
+    With ``top1_agreement`` and ``agreement_on: stable`` (default) a candidate is judged on
+    the samples whose FP32 top-1 survives +-1 LSB of input noise; :attr:`judged_by` says so."""
+
+    def __init__(self, data: Dataset, metric: str, reference: list[np.ndarray], criterion: AccuracyCriterion,
+                 noise: NoiseFloor | None = None):
         self.data, self.metric, self.reference, self.criterion = data, metric, reference, criterion
         info = metric_info(metric)
         self.labels = scoring_labels(metric, data.labels, data.inputs, reference[0].size)
         self.higher_is_better = info.higher_is_better
+        self.noise = noise
+        self.stable: np.ndarray | None = None
+        if (noise is not None and noise.stable is not None and metric == "top1_agreement"
+                and criterion.agreement_on == "stable" and noise.stable.any()):
+            self.stable = noise.stable
+        ref = reference[0].reshape(len(reference[0]), -1)
+        self.classes = ref.shape[1] > 1 and ref.ndim == 2 and metric != "mse"
         # the FP32 value; raises DataError when the data cannot provide the metric, before any tuning
         self.baseline = self.score(reference)
 
+    @property
+    def judged_by(self) -> str:
+        """Which metric judges the trials, in words (the report's ``judged_by``)."""
+        if self.stable is not None:
+            return (f"{self.metric} on the {int(self.stable.sum())} of {len(self.stable)} samples whose FP32 top-1 "
+                    "is stable under +-1 LSB input noise")
+        return f"{self.metric} on all {len(self.data)} samples"
+
     def score(self, outputs: list[np.ndarray]) -> float:
-        return compute_metric(self.metric, outputs[0], self.labels, self.reference[0])
+        if self.stable is None:
+            return compute_metric(self.metric, outputs[0], self.labels, self.reference[0])
+        k = self.stable
+        return compute_metric(self.metric, outputs[0][k], None if self.labels is None else self.labels[k],
+                              self.reference[0][k])
+
+    def evaluate(self, outputs: list[np.ndarray]) -> tuple[float, dict[str, float]]:
+        """The judged score and what a trial records beside it: the metric on all samples (when
+        the judge is the stable subset) and the softmax KL to FP32 (classification outputs)."""
+        extra: dict[str, float] = {}
+        if self.stable is not None:
+            extra["metric_all"] = round(compute_metric(self.metric, outputs[0], self.labels, self.reference[0]), 6)
+        if self.classes:
+            extra["kl"] = round(kl_to_reference(self.reference[0], outputs[0]), 6)
+        return self.score(outputs), extra
 
     def drop(self, value: float) -> float:
         """Absolute: points (fractions) or percent (mse); relative: percent of the FP32 value."""
@@ -95,6 +135,16 @@ class Evaluator:
     def output_error(self, outputs: list[np.ndarray]) -> float:
         """Mean squared error to the FP32 output: a finer signal than the metric on small subsets."""
         return float(np.mean((outputs[0].astype(np.float64) - self.reference[0].astype(np.float64)) ** 2))
+
+    def details(self) -> dict[str, Any]:
+        """The report's account of how trials were judged (additive ``tuning`` fields)."""
+        out: dict[str, Any] = {"judged_by": self.judged_by,
+                               "judge": {"metric": self.metric, "samples": "stable" if self.stable is not None
+                                         else "all", "count": int(self.stable.sum()) if self.stable is not None
+                                         else len(self.data)}}
+        if self.noise is not None:
+            out["noise_floor"] = self.noise.to_dict()
+        return out
 
 
 def tuning_data(ctx: RunContext, crit: AccuracyCriterion) -> Dataset:
@@ -111,8 +161,14 @@ def make_evaluator(ctx: RunContext, source: Path, crit: AccuracyCriterion, sampl
     if len(data) == 0:
         raise DataError(f"accuracy-aware quantization needs {crit.tuning_data} data",
                         hint=f"set data.{crit.tuning_data}")
-    reference = ort_outputs(source, data, ctx.recipe.benchmark.threads)
-    return Evaluator(data, metric, reference, crit)
+    threads = ctx.recipe.benchmark.threads
+    reference = ort_outputs(source, data, threads)
+    noise = None
+    if not metric_info(metric).needs_labels and metric != "perplexity":
+        # FP32 against FP32 under +-1 LSB of input noise: the floor every agreement figure sits on
+        shaken, how = perturb(data, seed=ctx.seed)
+        noise = noise_floor(metric, reference[0], ort_outputs(source, shaken, threads)[0], how)
+    return Evaluator(data, metric, reference, crit, noise)
 
 
 # ----------------------------------------------------------------------------- history
@@ -123,7 +179,8 @@ class Trial:
     """One candidate: what was tried, how it scored, where it is.
 
     ``fallback`` are the nodes this trial newly kept in FP32, ``excluded`` all of them;
-    ``info`` is the quantizer's account of the candidate (the report shows the kept trial's).
+    ``info`` is the quantizer's account of the candidate (the report shows the kept trial's);
+    ``scores`` what the evaluator measured beside the judged metric (``metric_all``, ``kl``).
     A trial whose candidate could not be made or scored has ``error`` set and no score."""
 
     number: int
@@ -139,14 +196,20 @@ class Trial:
     error: str | None = None
     path: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
+    latency_vs_fp32: float | None = None
+    phase: str = "global"
 
     def to_dict(self) -> dict[str, Any]:
         """The trial as report.json records it."""
         d: dict[str, Any] = {"trial": self.number, "label": self.label, "fallback": self.fallback,
                              "excluded_total": len(self.excluded), "metric": self.metric, "drop": self.drop,
-                             "passed": self.passed, "latency_ms": self.latency_ms, "elapsed_s": self.elapsed_s}
+                             "passed": self.passed, "latency_ms": self.latency_ms, "elapsed_s": self.elapsed_s,
+                             "phase": self.phase, **self.scores}
         if self.latency_vs_first is not None:
             d["latency_vs_first"] = self.latency_vs_first
+        if self.latency_vs_fp32 is not None:
+            d["latency_vs_fp32"] = self.latency_vs_fp32
         if self.error is not None:
             d["error"] = self.error
         return d
@@ -155,9 +218,21 @@ class Trial:
         return f"#{self.number} {self.label} " + (f"error ({self.error})" if self.error else f"drop {self.drop:.2f}")
 
 
+# passing trials whose batch-1 latencies differ by less than this share count as equally fast
+# (20 timed runs on a shared CPU); beyond it the faster one is kept
+SPEED_TOL = 0.10
+# seconds between heartbeat lines of a long trial when the output is not a terminal
+HEARTBEAT_S = 10.0
+
+
 @dataclass
 class Tuner:
-    """Trial budget, history and the best candidate so far."""
+    """Time budget (and optional trial cap), history, the best candidate so far, and progress.
+
+    The budget is ``time_budget_s``: the whole-model variants may use ``global_share`` of it
+    (and of ``max_trials`` when set), the per-layer steps the rest (:meth:`global_budget_left`),
+    so the FP32 fallback is always reached. Each trial prints a line through ``progress``; a
+    long one also prints a heartbeat every :data:`HEARTBEAT_S` when the output is not a terminal."""
 
     evaluator: Evaluator
     criterion: AccuracyCriterion
@@ -165,30 +240,90 @@ class Tuner:
     trials: list[Trial] = field(default_factory=list)
     best: Trial | None = None
     notes: list[str] = field(default_factory=list)  # why tuning stopped early, for the report and the error
+    progress: Reporter | None = None
+    fp32_latency_ms: float | None = None  # batch-1 ORT latency of the FP32 model, timed like the trials
+    phase: str = "global"  # global (whole-model variants) | per-layer (sensitivity, precision, fallback)
 
     def note(self, text: str) -> None:
         if text and text not in self.notes:
             self.notes.append(text)
 
+    @property
+    def budget_s(self) -> float:
+        return self.criterion.time_budget_s
+
     def budget_left(self) -> bool:
-        return len(self.trials) < self.criterion.max_trials and time.perf_counter() - self.t0 < self.criterion.timeout_s
+        cap = self.criterion.max_trials
+        return (cap is None or len(self.trials) < cap) and time.perf_counter() - self.t0 < self.budget_s
+
+    def global_budget_left(self) -> bool:
+        """Whether another whole-model variant may run: the first trial always; then only within
+        ``global_share`` of the time budget and of ``max_trials`` (the rest is the fallback's)."""
+        if not self.trials:
+            return True
+        c = self.criterion
+        if c.max_trials is not None and len(self.trials) >= max(1, math.ceil(c.max_trials * c.global_share)):
+            return False
+        return self.budget_left() and time.perf_counter() - self.t0 < c.global_share * self.budget_s
 
     def _elapsed(self) -> float:
         return round(time.perf_counter() - self.t0, 2)
 
+    def say(self, text: str) -> None:
+        if self.progress is not None:
+            from rich.markup import escape
+
+            self.progress.log(escape(text))  # labels hold [brackets] that are not markup
+
+    @contextlib.contextmanager
+    def running(self, what: str, status: Callable[[], str] | None = None, spinner: bool = True) -> Iterator[None]:
+        """Around a trial or the sensitivity analysis: a spinner on a terminal (``spinner``:
+        False where the caller shows a bar of its own: one live display at a time); elsewhere
+        (CI logs, pipes) a plain line every :data:`HEARTBEAT_S` while it runs, so a long trial
+        is never silent."""
+        if self.progress is None or not self.progress.enabled:
+            yield
+            return
+        if self.progress.console.is_terminal:
+            if not spinner:
+                yield
+                return
+            with self.progress.task(f"tuning: {what}"):
+                yield
+            return
+        stop, start = threading.Event(), time.perf_counter()
+
+        def beat() -> None:
+            while not stop.wait(HEARTBEAT_S):
+                more = f", {status()}" if status is not None else ""
+                self.say(f"tuning: {what} still running ({time.perf_counter() - start:.0f} s{more}; "
+                         f"{self._elapsed():.0f} of {self.budget_s:.0f} s budget used)")
+
+        th = threading.Thread(target=beat, name="tuner-heartbeat", daemon=True)
+        th.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            th.join()
+
     def record(self, label: str, value: float, *, path: Path | None = None, latency_ms: float | None = None,
                fallback: list[str] | None = None, excluded: list[str] | None = None,
-               info: dict[str, Any] | None = None) -> Trial:
+               info: dict[str, Any] | None = None, scores: dict[str, float] | None = None) -> Trial:
         """A scored candidate; it becomes :attr:`best` when it beats the best so far."""
         first = self.trials[0].latency_ms if self.trials else None
+        fp32 = self.fp32_latency_ms
         t = Trial(number=len(self.trials) + 1, label=label, metric=round(value, 6),
                   drop=round(self.evaluator.drop(value), 4),  # rounded: ties between equal scores stay ties
                   passed=self.evaluator.passes(value), latency_ms=latency_ms, elapsed_s=self._elapsed(),
                   latency_vs_first=round(latency_ms / first, 3) if (first and latency_ms is not None) else None,
-                  fallback=list(fallback or []), excluded=list(excluded or []), path=path, info=dict(info or {}))
+                  latency_vs_fp32=round(latency_ms / fp32, 3) if (fp32 and latency_ms is not None) else None,
+                  fallback=list(fallback or []), excluded=list(excluded or []), path=path, info=dict(info or {}),
+                  scores=dict(scores or {}), phase=self.phase)
         self.trials.append(t)
         if self._better(t):
             self.best = t
+        self.say(self._line(t))
         return t
 
     def record_error(self, label: str, error: BaseException, *, fallback: list[str] | None = None,
@@ -198,20 +333,54 @@ class Tuner:
         msg = error.message if isinstance(error, CompressorError) else f"{type(error).__name__}: {error}"
         t = Trial(number=len(self.trials) + 1, label=label, passed=False, elapsed_s=self._elapsed(),
                   error=(msg.splitlines() or [""])[0][:300], fallback=list(fallback or []),
-                  excluded=list(excluded or []))
+                  excluded=list(excluded or []), phase=self.phase)
         self.trials.append(t)
+        self.say(self._line(t))
         return t
 
+    def _line(self, t: Trial) -> str:
+        """One plain progress line per trial: number, settings, judged drop, latency, budget."""
+        head = f"tuning trial {t.number} [{t.label}]"
+        spent = f"{t.elapsed_s:.0f} of {self.budget_s:.0f} s"
+        if t.error is not None:
+            return f"{head}: error: {t.error[:160]} ({spent})"
+        ev = self.evaluator
+        parts = [f"{ev.metric} {t.metric:.4f}, drop {t.drop:.2f} (max {self.criterion.max_drop:g})"]
+        if ev.stable is not None:
+            parts.append(f"on {int(ev.stable.sum())} stable samples; all {t.scores.get('metric_all', 0.0):.4f}")
+        if ev.noise is not None:
+            parts.append(f"FP32 noise floor {ev.noise.value:.4f}")
+        if "kl" in t.scores:
+            parts.append(f"KL {t.scores['kl']:.4f}")
+        lat = "" if t.latency_ms is None else f"; {t.latency_ms:.2f} ms" + (
+            f" = {t.latency_vs_fp32:.2f}x FP32 latency" if t.latency_vs_fp32 is not None else "")
+        return f"{head}: {'; '.join(parts)}{lat}; {'passed' if t.passed else 'not passed'} ({spent})"
+
+    def faster_seen(self) -> bool:
+        """Whether any scored trial so far ran no slower than FP32 (a fast setting exists)."""
+        return any(t.latency_ms is not None and not self.slow(t) for t in self.trials)
+
+    def slow(self, t: Trial) -> bool:
+        """Slower than the FP32 model (batch-1 ORT): never kept over a passing trial that is not."""
+        return bool(self.fp32_latency_ms and t.latency_ms is not None and t.latency_ms > self.fp32_latency_ms)
+
     def _better(self, t: Trial) -> bool:
-        """A passing trial beats a failing one; among passing trials the one with the fewest
-        FP32 fallbacks (the fastest) wins, then the smaller drop; among failing ones, the smaller drop."""
+        """A passing trial beats a failing one. Among passing trials speed decides first: one
+        slower than FP32 never beats one that is not, and one faster by more than
+        :data:`SPEED_TOL` wins; then the fewest FP32 fallbacks, then the smaller drop. Among
+        failing ones, the smaller drop."""
         b = self.best
         if b is None or (t.passed and not b.passed):
             return True
         if t.passed != b.passed:
             return False
-        if t.passed and len(t.excluded) != len(b.excluded):
-            return len(t.excluded) < len(b.excluded)
+        if t.passed:
+            if self.slow(t) != self.slow(b):
+                return not self.slow(t)
+            if t.latency_ms and b.latency_ms and abs(t.latency_ms / b.latency_ms - 1.0) > SPEED_TOL:
+                return t.latency_ms < b.latency_ms
+            if len(t.excluded) != len(b.excluded):
+                return len(t.excluded) < len(b.excluded)
         assert t.drop is not None and b.drop is not None
         return t.drop < b.drop - 1e-12
 
@@ -223,6 +392,8 @@ class Tuner:
         return {"metric": self.evaluator.metric, "max_drop": c.max_drop, "mode": c.mode, "tuning_data": c.tuning_data,
                 "samples": len(self.evaluator.data), "fp32_metric": round(self.evaluator.baseline, 6),
                 "trials": [t.to_dict() for t in self.trials], "seconds": self._elapsed(),
+                "time_budget_s": c.time_budget_s, **self.evaluator.details(),
+                **({"fp32_latency_ms": self.fp32_latency_ms} if self.fp32_latency_ms else {}),
                 **({"notes": list(self.notes)} if self.notes else {})}
 
 

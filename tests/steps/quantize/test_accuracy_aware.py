@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -140,16 +141,38 @@ def test_dynamic_tuner_falls_back_only_the_outlier_input_layer(hostile_dir, tmp_
     assert sum(op == "MatMulInteger" for op in ops.values()) == 2
 
 
-def test_unmeetable_dynamic_criterion_fails_with_history(hostile_dir, tmp_path):
-    # three trials are spent on the dynamic variants before any layer can fall back
+def test_a_trial_cap_leaves_the_fallback_its_share(hostile_dir, tmp_path):
+    # before, max_trials: 3 went to three whole-model variants and the fallback never ran (the
+    # issue's MobileNet run: 10 trials of variants, no model). Now the variants get half the cap
+    # (global_share 0.5, rounded up): trial 3 falls back the head, which meets the criterion
     q = "{mode: dynamic, accuracy_criterion: {max_drop: 1.0, max_trials: 3}}"
+    res = _run(write_recipe(hostile_dir, q, name="dyncap"), tmp_path / "cap")
+    assert res.exit_code == 0, res.output
+    tuning = _quant_step(json.loads((tmp_path / "cap" / "report.json").read_text()))["details"]["tuning"]
+    labels = [t["label"] for t in tuning["trials"]]
+    assert labels[:2] == ["default", "per_channel=False"] and len(labels) == 3, labels
+    assert [t["phase"] for t in tuning["trials"]] == ["global", "global", "per-layer"]
+    assert tuning["trials"][2]["passed"] and tuning["passed"] and len(tuning["fallback_nodes"]) == 1
+    assert any("whole-model variant(s) skipped" in n for n in tuning["notes"]), tuning.get("notes")
+
+
+def test_unmeetable_dynamic_criterion_fails_naming_the_best_model(hostile_dir, tmp_path):
+    # one trial (the configured setting, which loses > 20 points): the error names the best
+    # model found, where it was written and the settings that keep it
+    q = "{mode: dynamic, accuracy_criterion: {max_drop: 1.0, max_trials: 1}}"
     res = _run(write_recipe(hostile_dir, q, name="dynnever"), tmp_path / "never")
     assert res.exit_code == 1, res.output
-    assert "accuracy criterion not met" in res.output and "#3 reduce_range=True" in res.output
     history = json.loads((tmp_path / "never" / "00-quantize.tuning.json").read_text())
-    assert [t["label"] for t in history["tuning"]["trials"]] == ["default", "per_channel=False", "reduce_range=True"]
+    trials = history["tuning"]["trials"]
+    assert [t["label"] for t in trials] == ["default"] and trials[0]["drop"] > 20
     assert history["format"] == "QOperator" and history["tuning"]["passed"] is False
     assert not (tmp_path / "never" / "artifacts" / "00-quantize.onnx").exists()
+    best = history["tuning"]["best"]
+    assert best["trial"] == 1 and (tmp_path / "never" / "artifacts" / "00-quantize.tuning" / "trial001.onnx").is_file()
+    text = " ".join(res.output.split())  # the terminal wraps long lines
+    assert "best model found: trial #1 [default]" in text and f"drop {best['drop']:.2f}" in text
+    assert "trial001.onnx" in text.replace(" ", "") and "on_failure: keep_best" in text
+    assert f"max_drop: {math.ceil(best['drop'] * 100) / 100:g}" in text
 
 
 @pytest.mark.parametrize("engine", ["nncf", "inc"])

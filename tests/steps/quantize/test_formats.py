@@ -56,6 +56,16 @@ def test_none_meeting_the_limit_keeps_the_smallest_drop_and_errors_lose():
     assert decide([Candidate("S8S8", error="x")], where="t").chosen is None
 
 
+def test_a_tuner_starts_from_the_fastest_format_near_the_smallest_drop():
+    # MobileNet-like on a VNNI CPU: no format meets the limit, U8U8 is 1 crop better but has no
+    # fast kernel; the tuner can win the crop back, not the speed. A saturating format (60 pp) stays out.
+    cands = [Candidate("U8S8", speedup=2.0, drop=12.0, passed=False), Candidate("U8U8", speedup=1.0, drop=11.0, passed=False),
+             Candidate("U8S8 reduce_range", speedup=2.1, drop=60.0, passed=False)]
+    d = decide(cands, where="t", max_drop=1.0, tuned=True)
+    assert d.chosen == "U8S8" and "for the tuner to start from" in d.candidates[0].verdict
+    assert decide(cands, where="t", max_drop=1.0).chosen == "U8U8"  # untuned: the smallest drop, as before
+
+
 def test_a_profile_ranks_formats_and_a_saturating_device_loses_u8s8():
     ratios = {"U8S8": 1.9, "U8U8": 1.6, "U8S8 reduce_range": 1.7, "S8S8": 0.8}
     d = decide(from_profile(ratios, saturates=True, runtime="onnxruntime"), where="t", source="profile")

@@ -73,7 +73,7 @@ def test_weight_axes_follow_ort(dw_onnx):  # noqa: F811
 def test_percentile_variant_of_a_moving_average_setting_is_a_real_trial(hostile_dir, tmp_path):
     """ORT's moving average is a min/max option: the percentile variant drops it (it used to error)."""
     out = tmp_path / "ma"
-    q = "{moving_average: true, calibration_batch_size: 1, accuracy_criterion: {max_drop: 1.0, max_trials: 3}}"
+    q = "{moving_average: true, calibration_batch_size: 1, accuracy_criterion: {max_drop: 1.0, max_trials: 4}}"
     res = CliRunner().invoke(cli, ["run", str(write_recipe(hostile_dir, q, name="ma")), "--out", str(out)])
     history = json.loads((out / "00-quantize.tuning.json").read_text()) if res.exit_code else \
         {"tuning": next(s for s in json.loads((out / "report.json").read_text())["steps"]

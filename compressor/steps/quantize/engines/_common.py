@@ -32,9 +32,10 @@ def higher_is_better(tuner: Tuner | None, engine: str) -> None:
 def record(tuner: Tuner, path: Path, label: str, ctx: RunContext, fallback: list[str]) -> Trial:
     """Score an engine's candidate on the tuner's data and add it to the history."""
     threads = ctx.recipe.benchmark.threads
-    value = tuner.evaluator.score(ort_outputs(path, tuner.evaluator.data, threads))
-    lat = ort_latency_ms(path, tuner.evaluator.data, threads, tuner.criterion.latency_iterations)
-    return tuner.record(label, value, path=path, latency_ms=lat, fallback=fallback, excluded=fallback)
+    with tuner.running(label):
+        value, scores = tuner.evaluator.evaluate(ort_outputs(path, tuner.evaluator.data, threads))
+        lat = ort_latency_ms(path, tuner.evaluator.data, threads, tuner.criterion.latency_iterations)
+    return tuner.record(label, value, path=path, latency_ms=lat, fallback=fallback, excluded=fallback, scores=scores)
 
 
 class OneFunctionEngine(QuantizeEngine):

@@ -103,7 +103,7 @@ def _inc_quantize(base: Any, args: tuple, dyn: tuple, cfg: QuantizeConfig, tuner
             if tuner.criterion.mode == "absolute":
                 tol = tol / max(abs(ev.baseline), 1e-12)
             configs = [default, StaticQuantConfig(act_algo="kl"), StaticQuantConfig(w_granularity="per_tensor")]
-            tc = TuningConfig(config_set=configs, tolerable_loss=tol, max_trials=min(tuner.criterion.max_trials,
+            tc = TuningConfig(config_set=configs, tolerable_loss=tol, max_trials=min(tuner.criterion.max_trials or len(configs),
                                                                                        len(configs)))
             q = autotune(graph, tc, eval_fn=eval_fn, run_fn=run_fn, example_inputs=args)
             if q is None:  # INC returns None when no configuration met the loss

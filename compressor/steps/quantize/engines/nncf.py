@@ -30,6 +30,11 @@ class NncfEngine(OneFunctionEngine):
 
 
 
+# NNCF accuracy control's iterations when the criterion sets no max_trials (the time budget
+# cannot bound NNCF's own loop)
+MAX_NNCF_ITERATIONS = 20
+
+
 def nncf_quantize(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, tuner: Tuner | None) -> dict[str, Any]:
     """``nncf.quantize`` (default PTQ); with a criterion, then ``quantize_with_accuracy_control``."""
     try:
@@ -93,7 +98,7 @@ def nncf_quantize(model: Path, dst: Path, cfg: QuantizeConfig, ctx: RunContext, 
                     proto, nncf.Dataset(items), nncf.Dataset(val), validation_fn=validate,
                     max_drop=crit.max_drop / 100.0, drop_type=drop_type, **common,
                     advanced_accuracy_restorer_parameters=nncf.AdvancedAccuracyRestorerParameters(
-                        max_num_iterations=max(1, crit.max_trials - 1)),
+                        max_num_iterations=max(1, (crit.max_trials or MAX_NNCF_ITERATIONS) - 1)),
                 )
         except Exception as e:  # noqa: BLE001 - NNCF raises many types; keep the trial history
             raise StepError(f"nncf.quantize_with_accuracy_control failed: {type(e).__name__}: "
