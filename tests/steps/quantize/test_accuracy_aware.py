@@ -279,7 +279,7 @@ def test_every_trial_raising_fails_with_the_history(hostile_dir, tmp_path, monke
 def test_equalization_runs_once_per_tuning_run(hostile_dir, tmp_path, monkeypatch):
     """Equalization is an FP32 rewrite: the tuner makes the equalized model once and quantizes it
     for every trial and every node of the sensitivity analysis (before: once per candidate)."""
-    from compressor.steps.quantize import equalize
+    from compressor.techniques import equalization as equalize
 
     calls = []
     real = equalize.equalize

@@ -15,7 +15,7 @@ from compressor.steps.quantize.engines import ENGINES, QuantizeEngine, get_engin
 
 # lower number = lower layer; a module may import only modules of a lower layer (or its own package's __init__)
 LAYERS = {
-    "equalize": -1, "bias_correction": -1, "ranges": -1, "alone": -1, "rounding": -1, "formats": -1, "noise": -1,
+    "ranges": -1, "alone": -1, "formats": -1, "noise": -1,
     "onnxruntime_ptq": 0, "tuning": 0, "macs": 0, "accuracy_aware": 1, "measure": 1,
     "engines": 2, "engines._common": 2.5, "engines.onnxruntime": 3, "engines.nncf": 3, "engines.inc": 3,
     "step": 4,
