@@ -6,7 +6,7 @@ per variant, then decode speed against FP32 interleaved in one process per runti
   zero points, rounded, or with the exact block-offset term), NNCF AWQ / scale estimation /
   sensitivity ratio on the ONNX model, INT8 per group / per channel, accuracy levels 0 and 4.
 - OpenVINO (NNCF compress_weights): RTN, AWQ, scale estimation, GPTQ and their combinations,
-  mixed INT8 by sensitivity (ratio), INT8 sym/asym.
+  mixed INT8 by sensitivity (ratio), INT8 sym/asym; HQQ as u4 codes with float zero points.
 
 Stages (each re-runnable; results merge into benchmarks/results/llm_int4_<model>.json/.md):
 
@@ -82,6 +82,9 @@ VARIANTS: dict[str, tuple[str, W | None]] = {
     "ov-int4-ratio80-asym-g32": ("openvino", W(**A32, ratio=0.8)),
     "ov-int4-awq-se-ratio80-asym-g32": ("openvino", W(**A32, awq=True, scale_estimation=True, ratio=0.8)),
     "ov-int4-awq-se-asym-g32-all4": ("openvino", W(**A32, awq=True, scale_estimation=True, mixed="none")),
+    "ov-int4-hqq-g32": ("openvino", W(**A32, algorithm="hqq")),
+    "ov-int4-hqq-g64": ("openvino", W(group_size=64, symmetric=False, algorithm="hqq")),
+    "ov-int4-hqq-g32-head4": ("openvino", W(**A32, algorithm="hqq", mixed="none")),
 }
 
 

@@ -255,8 +255,10 @@ class WeightQuantizeConfig(Strict):
     symmetric: bool = Field(True, description="symmetric (no zero point) or asymmetric weights")
     algorithm: Literal["rtn", "k_quant", "gptq", "hqq", "gguf"] = Field(
         "rtn", description="rtn: round-to-nearest (both runtimes); gptq: GPTQ on the calibration text (ONNX "
-        "Runtime's own quantizer; on OpenVINO NNCF's gptq=True); k_quant, hqq: ONNX Runtime only (HQQ: "
-        "data-free, optimised float zero points, see hqq_zero_points); gguf: keep the source GGUF's "
+        "Runtime's own quantizer; on OpenVINO NNCF's gptq=True); hqq: half-quadratic quantization, data-free, "
+        "optimised float zero points per group (onnxruntime's solver; ONNX Runtime: see hqq_zero_points; "
+        "OpenVINO: u4 codes with float zero points, group_size must divide every layer's input width); "
+        "k_quant: ONNX Runtime only; gguf: keep the source GGUF's "
         "Q4_0/Q4_1/Q8_0 blocks as they are (model: gguf; lossless, both runtimes; bits, group_size, symmetric, "
         "mixed come from the file)")
     awq: bool = Field(False, description="NNCF activation-aware weight scaling (calibration text, INT4, algorithm "
@@ -272,7 +274,7 @@ class WeightQuantizeConfig(Strict):
         None, description="how ratio < 1 ranks layers (NNCF; default: hessian_input_activation with calibration "
         "text, weight_quantization_error without)")
     hqq_zero_points: Literal["blocksum", "integer", "float"] = Field(
-        "blocksum", description="algorithm hqq, ONNX Runtime: how HQQ's float zero points reach MatMulNBits. "
+        "blocksum", description="algorithm hqq, ONNX Runtime targets: how HQQ's float zero points reach MatMulNBits. "
         "blocksum: integer zero points plus the exact remainder as a per-block offset term (int kernels, HQQ's "
         "weights unchanged); integer: rounded to integers (int kernels, weights re-rounded); float: as HQQ "
         "writes them (ONNX Runtime 1.31 runs float zero points on a slow unpacked path, ~0.2x FP32)")

@@ -140,3 +140,23 @@ def test_gptq_needs_calibration_text(tiny_onnx, tmp_path):
     with pytest.raises(StepError, match="calibration text"):
         compress_openvino(tiny_onnx, tmp_path / "g.xml", W(bits=4, group_size=32, algorithm="gptq"), LAYERS, None)
     assert not (tmp_path / "g.xml").exists()
+
+
+def test_openvino_hqq_runs_the_same_weights_as_onnx_runtime_hqq(tiny_onnx, feeds, tmp_path):
+    """Both runtimes take onnxruntime's HQQ solution: OpenVINO keeps the float zero points
+    in its compressed-weight subgraph, ONNX Runtime as MatMulNBits float zero points."""
+    from compressor.steps.weight_only.onnxruntime import quantize_matmul_nbits
+    from compressor.steps.weight_only.openvino import compress_openvino
+    from compressor.targets.openvino_cpu import OpenVinoSession
+
+    cfg = W(bits=4, group_size=32, symmetric=False, algorithm="hqq", mixed="none")
+    d = compress_openvino(tiny_onnx, tmp_path / "h.xml", cfg, LAYERS)
+    assert d["hqq_layers"] == 15 and d["weight_constants"]["u4"] == 15  # every MatMul, the head too
+    quantize_matmul_nbits(tiny_onnx, tmp_path / "h.onnx", W(**{**cfg.model_dump(), "hqq_zero_points": "float",
+                                                               "accuracy_level": 0}), LAYERS)
+    ov_out = OpenVinoSession(tmp_path / "h.xml", threads=1, precision_hint="f32").run(feeds[2])[0]
+    ort_out = _logits(tmp_path / "h.onnx", feeds[2])
+    fp32 = _logits(tiny_onnx, feeds[2])
+    assert np.abs(ov_out - ort_out).max() < 0.1 * np.abs(ov_out - fp32).max()  # same weights, not just close to FP32
+    head8 = compress_openvino(tiny_onnx, tmp_path / "h8.xml", W(bits=4, group_size=32, algorithm="hqq"), LAYERS)
+    assert head8["hqq_layers"] == 14 and head8["int8_layers"] == ["logits"]

@@ -75,12 +75,14 @@ def compress_openvino(src: Path, dst_xml: Path, cfg: WeightQuantizeConfig, layer
 
     from compressor.steps.weight_only.nncf_onnx import nncf_options
 
-    if cfg.algorithm not in ("rtn", "gptq"):
+    if cfg.algorithm not in ("rtn", "gptq", "hqq"):
         raise StepError(f"weight_quantize algorithm {cfg.algorithm!r} is an ONNX Runtime algorithm; OpenVINO "
-                        "targets use NNCF (rtn or gptq, with awq / scale_estimation / ratio)")
+                        "targets use NNCF (rtn or gptq, with awq / scale_estimation / ratio) or hqq")
     if cfg.algorithm == "gptq" and cfg.bits != 4:
         raise StepError("NNCF's GPTQ applies to INT4 weight compression only (bits: 4)")
     model = ov.Core().read_model(str(src))
+    if cfg.algorithm == "hqq":
+        return _hqq(model, dst_xml, cfg, layers)
     if cfg.algorithm == "gptq":
         transpose_weights(model)
     names = [op.get_friendly_name() for op in model.get_ops() if op.get_type_name() == "MatMul"]
@@ -101,17 +103,41 @@ def compress_openvino(src: Path, dst_xml: Path, cfg: WeightQuantizeConfig, layer
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StepError(f"NNCF weight compression failed: {first}") from e
     save_ir(model, dst_xml)
-    precisions: dict[str, int] = {}
-    for op in model.get_ops():
-        if op.get_type_name() == "Constant":
-            t = op.get_element_type().get_type_name()
-            if t in ("u4", "i4", "u8", "i8"):
-                precisions[t] = precisions.get(t, 0) + 1
     out = {"engine": "nncf-compress_weights", "nncf": nncf.__version__, "mode": kwargs["mode"].value,
            "group_size": cfg.group_size if cfg.bits == 4 else -1,
            "group_size_fallback": "adjust" if cfg.bits == 4 else None, "algorithm": cfg.algorithm, "awq": cfg.awq,
            "scale_estimation": cfg.scale_estimation, "ratio": cfg.ratio, "all_layers": cfg.mixed == "none",
-           "int8_layers": edges, "weight_constants": precisions}
+           "int8_layers": edges, "weight_constants": _precisions(model)}
     if "sensitivity_metric" in kwargs:
         out["sensitivity_metric"] = kwargs["sensitivity_metric"].value
     return out
+
+
+def _precisions(model: Any) -> dict[str, int]:
+    """How many integer weight constants of each type the model holds."""
+    out: dict[str, int] = {}
+    for op in model.get_ops():
+        if op.get_type_name() == "Constant":
+            t = op.get_element_type().get_type_name()
+            if t in ("u4", "i4", "u8", "i8"):
+                out[t] = out.get(t, 0) + 1
+    return out
+
+
+def _hqq(model: Any, dst_xml: Path, cfg: WeightQuantizeConfig, layers: int) -> dict[str, Any]:
+    """HQQ INT4 (hqq_openvino.py) on every MatMul but the INT8 ones, then NNCF INT8 on what is left."""
+    import nncf
+
+    from compressor.steps.weight_only.hqq_openvino import hqq_openvino
+
+    names = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"
+             and op.input_value(1).get_node().get_type_name() == "Constant"]
+    # the lm-head is the last weight MatMul (OpenVINO names it after its output, "logits")
+    keep8 = [] if cfg.mixed == "none" else [names[-1]] + [n for n in int8_layers(names, cfg.mixed, layers)
+                                                          if n != "lm_head"]
+    n4 = hqq_openvino(model, cfg.group_size, set(keep8))
+    with quiet("nncf", ignore_warnings=True):
+        model = nncf.compress_weights(model, mode=_mode(8, False))  # the INT8 layers and the embedding
+    save_ir(model, dst_xml)
+    return {"engine": "hqq-openvino", "nncf": nncf.__version__, "algorithm": "hqq", "group_size": cfg.group_size,
+            "zero_points": "float", "hqq_layers": n4, "int8_layers": keep8, "weight_constants": _precisions(model)}
