@@ -310,6 +310,8 @@ class WeightQuantizeConfig(Strict):
             raise ValueError("sensitivity_metric ranks layers for ratio < 1: set ratio (e.g. 0.8) or remove it")
         if self.hqq_zero_points != "blocksum" and self.algorithm != "hqq":  # a resolved recipe holds the default
             raise ValueError(f"hqq_zero_points applies to algorithm hqq, not {self.algorithm}")
+        if self.algorithm == "hqq" and self.symmetric and "symmetric" in self.model_fields_set:
+            raise ValueError("algorithm hqq is asymmetric (optimised zero points): remove symmetric: true")
         if self.algorithm in ("hqq", "gptq") and self.bits != 4:
             raise ValueError(f"algorithm {self.algorithm} quantizes to 4 bits only (use rtn for bits: 8)")
         if self.quantize_embedding and (self.awq or self.scale_estimation or self.ratio < 1.0

@@ -48,6 +48,7 @@ def _nbits(path):
     ({"bits": 8, "awq": True}, "bits: 4 only"),
     ({"algorithm": "hqq", "scale_estimation": True}, "rtn or gptq"),
     ({"hqq_zero_points": "integer"}, "applies to algorithm hqq"),
+    ({"algorithm": "hqq", "symmetric": True}, "asymmetric"),
     ({"sensitivity_metric": "weight_quantization_error"}, "ratio < 1"),
     ({"ratio": 0.8, "mixed": "edges"}, "not edges"),
     ({"algorithm": "gptq", "bits": 8}, "4 bits only"),

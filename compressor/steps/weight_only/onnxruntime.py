@@ -116,7 +116,8 @@ def quantize_matmul_nbits(src: Path, dst: Path, cfg: WeightQuantizeConfig, layer
     with atomic_path(dst) as tmp:
         onnx.save(model, str(tmp))
     return {"engine": "onnxruntime-matmulnbits", "algorithm": cfg.algorithm, "bits": cfg.bits,
-            "group_size": cfg.group_size, "symmetric": cfg.symmetric, "accuracy_level": cfg.accuracy_level,
+            "group_size": cfg.group_size, "symmetric": cfg.symmetric and cfg.algorithm != "hqq",
+            "accuracy_level": cfg.accuracy_level,
             "int8_layers": keep8, "quantized_ops": counts, "weight_matmuls": len(names), **extra}
 
 
