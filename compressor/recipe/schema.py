@@ -276,7 +276,8 @@ class WeightQuantizeConfig(Strict):
     hqq_zero_points: Literal["blocksum", "integer", "float"] = Field(
         "blocksum", description="algorithm hqq, ONNX Runtime targets: how HQQ's float zero points reach MatMulNBits. "
         "blocksum: integer zero points plus the exact remainder as a per-block offset term (int kernels, HQQ's "
-        "weights unchanged); integer: rounded to integers (int kernels, weights re-rounded); float: as HQQ "
+        "weights unchanged); integer: rounded zero points, the original weights rounded again onto HQQ's scales "
+        "and them (int kernels, no extra ops, not HQQ's weights); float: as HQQ "
         "writes them (ONNX Runtime 1.31 runs float zero points on a slow unpacked path, ~0.2x FP32)")
     mixed: Literal["none", "head", "edges"] = Field(
         "head", description="INT4 only: keep layers at INT8. head: the lm-head (and, on OpenVINO, the "

@@ -78,6 +78,9 @@ def test_hqq_blocksum_keeps_hqq_weights_on_integer_zero_points(tiny_onnx, feeds,
     # rounding them instead moves every weight of a block by up to half a step
     assert np.abs(out["blocksum"][1] - ref).max() < 1e-3 * np.abs(ref).max()
     assert np.abs(out["integer"][1] - ref).max() > 10 * np.abs(out["blocksum"][1] - ref).max()
+    codes = {m: {n.name: inits[n.input[1]] for n, a, inits in _nbits(tmp_path / f"{m}.onnx") if a["bits"] == 4}
+             for m in ("float", "integer")}
+    assert any((codes["integer"][k] != codes["float"][k]).any() for k in codes["float"])  # re-rounded codes
 
 
 def test_nncf_awq_scale_estimation_on_onnx_runtime(tiny_onnx, feeds, tmp_path):

@@ -78,6 +78,7 @@ def quantize_matmul_nbits(src: Path, dst: Path, cfg: WeightQuantizeConfig, layer
 
     model = onnx.load(str(src))
     names = weight_matmuls(model)
+    originals = _weights(model, names) if cfg.algorithm == "hqq" and cfg.hqq_zero_points == "integer" else None
     keep8 = int8_layers(names, cfg.mixed, layers) if cfg.bits == 4 else []
     passes = ([(8, keep8)] if keep8 else []) + [(cfg.bits, [n for n in names if n not in keep8])]
     if cfg.algorithm == "hqq" and cfg.bits == 8:
@@ -107,7 +108,7 @@ def quantize_matmul_nbits(src: Path, dst: Path, cfg: WeightQuantizeConfig, layer
     if cfg.algorithm == "hqq" and cfg.hqq_zero_points != "float":
         from compressor.steps.weight_only.zero_points import integer_zero_points
 
-        extra.update(integer_zero_points(model, cfg.hqq_zero_points, cfg.accuracy_level))
+        extra.update(integer_zero_points(model, cfg.hqq_zero_points, cfg.accuracy_level, originals))
     counts = {}
     for n in model.graph.node:
         if n.op_type in ("MatMulNBits", "GatherBlockQuantized"):
@@ -119,6 +120,15 @@ def quantize_matmul_nbits(src: Path, dst: Path, cfg: WeightQuantizeConfig, layer
             "group_size": cfg.group_size, "symmetric": cfg.symmetric and cfg.algorithm != "hqq",
             "accuracy_level": cfg.accuracy_level,
             "int8_layers": keep8, "quantized_ops": counts, "weight_matmuls": len(names), **extra}
+
+
+def _weights(model: Any, names: list[str]) -> dict[str, Any]:
+    """MatMul name -> its float weight [K, N] (before quantization)."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    wanted = set(names)
+    return {n.name: numpy_helper.to_array(inits[n.input[1]]) for n in model.graph.node if n.name in wanted}
 
 
 def uses_nncf(cfg: WeightQuantizeConfig) -> bool:

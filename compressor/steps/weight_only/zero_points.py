@@ -5,7 +5,8 @@
   SmolLM2-135M) and without an accuracy_level. :func:`integer_zero_points` rewrites them as
   uint8 zero points (``round(z)``) plus, with ``mode="blocksum"``, the exact remainder
   ``s * (round(z) - z)`` per block as an offset term (blocksum.py): the same weights on the
-  packed int kernels. ``mode="integer"`` drops the remainder (weights re-rounded).
+  packed int kernels. ``mode="integer"`` drops the remainder and rounds the original weights
+  again onto HQQ's scales and the rounded zero points (no extra ops, not HQQ's weights).
 - NNCF on an ONNX model writes 4-bit zero points one per byte ([N, blocks]) where
   MatMulNBits wants two per byte: :func:`pack_zero_points` packs them.
 
@@ -44,8 +45,21 @@ def pack4(values: np.ndarray) -> np.ndarray:
     return (v[:, 0::2] | (v[:, 1::2] << 4)).astype(np.uint8).reshape(-1)
 
 
-def integer_zero_points(model: Any, mode: str, accuracy_level: int) -> dict[str, Any]:
-    """Rewrite ``model``'s MatMulNBits nodes with float zero points in place (see module doc)."""
+def _requantize(w_kn: np.ndarray, scales: np.ndarray, zi: np.ndarray, block: int, bits: int) -> np.ndarray:
+    """MatMulNBits' B [N, G, block*bits/8] for ``w`` on the grid ``scales * (q - zi)``."""
+    k, n = w_kn.shape
+    g = scales.shape[1]
+    w = np.zeros((n, g * block), np.float32)
+    w[:, :k] = w_kn.T
+    safe = np.where(scales != 0, scales, 1.0)[..., None]
+    q = np.clip(np.round(w.reshape(n, g, block) / safe + zi[..., None]), 0, 2 ** bits - 1).astype(np.uint8)
+    return (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8) if bits == 4 else q
+
+
+def integer_zero_points(model: Any, mode: str, accuracy_level: int,
+                        originals: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Rewrite ``model``'s MatMulNBits nodes with float zero points in place (see module doc);
+    ``originals`` (MatMul name -> float weight [K, N]) are what ``mode="integer"`` re-rounds."""
     from onnx import numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
@@ -70,10 +84,15 @@ def integer_zero_points(model: Any, mode: str, accuracy_level: int) -> dict[str,
         node.input[3] = name
         _set_attr(node, "accuracy_level", accuracy_level)
         done += 1
+        scales = numpy_helper.to_array(inits[node.input[2]]).reshape(n, g).astype(np.float32)
         if mode != "blocksum":
+            w = (originals or {}).get(node.name.rsplit("_Q", 1)[0])  # ORT names it <MatMul>_Q4
+            if w is not None:
+                b_name = f"{node.name or node.output[0]}.B_int"
+                new_inits.append(numpy_helper.from_array(_requantize(w, scales, zi, block, bits), b_name))
+                node.input[1] = b_name
             nodes.append(node)
             continue
-        scales = numpy_helper.to_array(inits[node.input[2]]).reshape(n, g).astype(np.float32)
         rest = (scales * (zi - z)).T  # [G, N]: w = s*(q - z) = s*(q - zi) + s*(zi - z)
         max_rest = max(max_rest, float(np.abs(rest).max()))
         out = node.output[0]
