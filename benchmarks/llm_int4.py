@@ -56,6 +56,7 @@ VARIANTS: dict[str, tuple[str, W | None]] = {
     "ort-int4-kquant-asym-g32": ("onnxruntime", W(**A32, algorithm="k_quant")),
     "ort-int4-gptq-sym-g128": ("onnxruntime", W(group_size=128, algorithm="gptq")),
     "ort-int4-gptq-asym-g32": ("onnxruntime", W(**A32, algorithm="gptq")),
+    "ort-int4-gptq-mse-asym-g32": ("onnxruntime", W(**A32, algorithm="gptq", scale_estimation=True)),
     "ort-int4-hqq-g32-float": ("onnxruntime", W(**A32, algorithm="hqq", hqq_zero_points="float")),
     "ort-int4-hqq-g32-integer": ("onnxruntime", W(**A32, algorithm="hqq", hqq_zero_points="integer")),
     "ort-int4-hqq-g32-blocksum": ("onnxruntime", W(**A32, algorithm="hqq")),

@@ -265,7 +265,8 @@ class WeightQuantizeConfig(Strict):
                       "rtn or gptq); ONNX Runtime targets run NNCF on the ONNX model (MatMulNBits)")
     scale_estimation: bool = Field(False, description="NNCF scale estimation: per-group scales fitted to the "
                                    "layer's outputs on the calibration text (INT4, algorithm rtn or gptq); ONNX "
-                                   "Runtime targets run NNCF on the ONNX model (MatMulNBits)")
+                                   "Runtime targets run NNCF on the ONNX model (MatMulNBits), or with algorithm "
+                                   "gptq ORT's GPTQ with its own MSE scale search")
     ratio: float = Field(1.0, gt=0.0, le=1.0, description="INT4 only: the share of the decoder layers' weights "
                          "at INT4, the rest at INT8, chosen by NNCF's sensitivity_metric (mixed precision by "
                          "measured sensitivity, both runtimes; the mixed layers stay INT8 as well)")

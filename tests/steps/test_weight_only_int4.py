@@ -164,3 +164,15 @@ def test_openvino_hqq_runs_the_same_weights_as_onnx_runtime_hqq(tiny_onnx, feeds
     assert np.abs(ov_out - ort_out).max() < 0.1 * np.abs(ov_out - fp32).max()  # same weights, not just close to FP32
     head8 = compress_openvino(tiny_onnx, tmp_path / "h8.xml", W(bits=4, group_size=32, algorithm="hqq"), LAYERS)
     assert head8["hqq_layers"] == 14 and head8["int8_layers"] == ["logits"]
+
+
+def test_onnx_runtime_gptq_runs_and_its_scale_search_changes_scales(tiny_onnx, feeds, tmp_path):
+    from compressor.steps.weight_only.onnxruntime import quantize_matmul_nbits
+
+    base = {"bits": 4, "group_size": 32, "symmetric": False, "algorithm": "gptq"}
+    plain = quantize_matmul_nbits(tiny_onnx, tmp_path / "g.onnx", W(**base), LAYERS, feeds)
+    assert plain["quantized_ops"] == {"MatMulNBits:4": 14, "MatMulNBits:8": 1}
+    quantize_matmul_nbits(tiny_onnx, tmp_path / "m.onnx", W(**base, scale_estimation=True), LAYERS, feeds)
+    s1 = {n.name: inits[n.input[2]] for n, a, inits in _nbits(tmp_path / "g.onnx") if a["bits"] == 4}
+    s2 = {n.name: inits[n.input[2]] for n, a, inits in _nbits(tmp_path / "m.onnx") if a["bits"] == 4}
+    assert s1.keys() == s2.keys() and any(not np.allclose(s1[k], s2[k]) for k in s1)

@@ -51,8 +51,8 @@ def nncf_int4(model: Any, cfg: WeightQuantizeConfig, keep8: list[str],
     from compressor.steps.weight_only.zero_points import pack_zero_points
 
     if cfg.algorithm != "rtn":
-        raise StepError(f"on ONNX Runtime, awq / scale_estimation / ratio run NNCF's INT4, which does not combine "
-                        f"with algorithm {cfg.algorithm} (use rtn)")
+        raise StepError(f"on ONNX Runtime, awq / ratio run NNCF's INT4, which does not combine with algorithm "
+                        f"{cfg.algorithm} (use rtn)")
     kw = nncf_options(cfg, calibration)
     kw.update(all_layers=True, backup_mode=nncf.BackupMode.NONE,
               ignored_scope=nncf.IgnoredScope(names=keep8, types=["Gather"], validate=False))

@@ -5,7 +5,8 @@ Mixed precision runs the quantizer twice: first the layers kept at INT8 (every o
 MatMul excluded), then the rest at the step's bit width (the INT8 layers are
 MatMulNBits by then, so the second pass leaves them alone).
 
-AWQ, scale estimation and ``ratio`` (sensitivity-ranked INT8 layers) are NNCF's: NNCF
+AWQ, scale estimation and ``ratio`` (sensitivity-ranked INT8 layers) are NNCF's (except
+scale estimation with ``algorithm: gptq``, which turns on GPTQ's own MSE scale search): NNCF
 compresses the ONNX model itself (its ONNX backend writes MatMulNBits for opset < 21),
 leaving the INT8 layers in float, which an INT8 RTN pass then quantizes. HQQ's float zero
 points become integer ones (zero_points.py) so that the packed kernels run it.
@@ -61,7 +62,9 @@ def _algo_config(cfg: WeightQuantizeConfig, bits: int, nodes: Iterable[str], cal
         return mnq.HQQWeightOnlyQuantConfig(block_size=_block(cfg), bits=bits)
     if not calibration:
         raise StepError("weight_quantize algorithm 'gptq' needs calibration text (data.text.calibration_samples)")
-    algo = mnq.GPTQWeightOnlyQuantConfig(calibration_data_reader=_Reader(calibration), block_size=_block(cfg))
+    # scale_estimation with ORT's GPTQ: its own scale search (mse: clip ratios that minimise the error)
+    algo = mnq.GPTQWeightOnlyQuantConfig(calibration_data_reader=_Reader(calibration), block_size=_block(cfg),
+                                         mse=cfg.scale_estimation)
     algo.customized_weight_config = custom
     return algo
 
@@ -133,4 +136,4 @@ def _weights(model: Any, names: list[str]) -> dict[str, Any]:
 
 def uses_nncf(cfg: WeightQuantizeConfig) -> bool:
     """Whether the INT4 layers come from NNCF (AWQ, scale estimation, sensitivity ratio)."""
-    return cfg.bits == 4 and (cfg.awq or cfg.scale_estimation or cfg.ratio < 1.0)
+    return cfg.bits == 4 and (cfg.awq or cfg.ratio < 1.0 or (cfg.scale_estimation and cfg.algorithm != "gptq"))
