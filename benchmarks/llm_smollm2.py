@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import ROOT  # noqa: E402 - puts the checkout on sys.path
+from _common import ROOT, llm_cache_shape, llm_session  # noqa: E402 - puts the checkout on sys.path
 
 from compressor.recipe.schema import TextEvalSpec, WeightQuantizeConfig as W  # noqa: E402
 
@@ -144,19 +144,13 @@ class GenaiSession:
 
 def cache_shape() -> tuple[int, int, int]:
     """(kv heads, head dim, layers) from the model's config.json."""
-    c = json.loads((MODEL / "config.json").read_text())
-    return c["num_key_value_heads"], c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"], c["num_hidden_layers"]
+    return llm_cache_shape(MODEL)
 
 
 def session(entry: dict, threads: int):
-    from compressor.targets.onnxruntime_cpu import OrtSession
-    from compressor.targets.openvino_cpu import OpenVinoSession
-
     if entry["runtime"] == "genai":
         return GenaiSession(entry["path"], threads)
-    if entry["path"].endswith(".xml"):
-        return OpenVinoSession(Path(entry["path"]), threads=threads, precision_hint="f32")
-    return OrtSession(Path(entry["path"]), threads, {})
+    return llm_session(Path(entry["path"]), threads)
 
 
 def measure(entry: dict, data: dict, threads: int, decode_only: bool) -> dict:

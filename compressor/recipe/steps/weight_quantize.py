@@ -21,11 +21,32 @@ class WeightQuantizeConfig(Strict):
                             "-1: one scale per output channel")
     symmetric: bool = Field(True, description="symmetric (no zero point) or asymmetric weights")
     algorithm: Literal["rtn", "k_quant", "gptq", "hqq", "gguf"] = Field(
-        "rtn", description="ONNX Runtime: round-to-nearest, k-quant, GPTQ (calibration text) or HQQ; "
-        "gguf: keep the source GGUF's Q4_0/Q4_1/Q8_0 blocks as they are (model: gguf; lossless, both runtimes; "
-        "bits, group_size, symmetric, mixed come from the file)")
-    awq: bool = Field(False, description="OpenVINO/NNCF: activation-aware scaling (calibration text, INT4)")
-    scale_estimation: bool = Field(False, description="OpenVINO/NNCF: scale estimation (calibration text, INT4)")
+        "rtn", description="rtn: round-to-nearest (both runtimes); gptq: GPTQ on the calibration text (ONNX "
+        "Runtime's own quantizer; on OpenVINO NNCF's gptq=True); hqq: half-quadratic quantization, data-free, "
+        "optimised float zero points per group (onnxruntime's solver; ONNX Runtime: see hqq_zero_points; "
+        "OpenVINO: u4 codes with float zero points, group_size must divide every layer's input width); "
+        "k_quant: ONNX Runtime only; gguf: keep the source GGUF's "
+        "Q4_0/Q4_1/Q8_0 blocks as they are (model: gguf; lossless, both runtimes; bits, group_size, symmetric, "
+        "mixed come from the file)")
+    awq: bool = Field(False, description="NNCF activation-aware weight scaling (calibration text, INT4, algorithm "
+                      "rtn or gptq); ONNX Runtime targets run NNCF on the ONNX model (MatMulNBits)")
+    scale_estimation: bool = Field(False, description="NNCF scale estimation: per-group scales fitted to the "
+                                   "layer's outputs on the calibration text (INT4, algorithm rtn or gptq); ONNX "
+                                   "Runtime targets run NNCF on the ONNX model (MatMulNBits), or with algorithm "
+                                   "gptq ORT's GPTQ with its own MSE scale search")
+    ratio: float = Field(1.0, gt=0.0, le=1.0, description="INT4 only: the share of the decoder layers' weights "
+                         "at INT4, the rest at INT8, chosen by NNCF's sensitivity_metric (mixed precision by "
+                         "measured sensitivity, both runtimes; the mixed layers stay INT8 as well)")
+    sensitivity_metric: Literal["weight_quantization_error", "hessian_input_activation", "mean_activation_variance",
+                                "max_activation_variance", "mean_activation_magnitude"] | None = Field(
+        None, description="how ratio < 1 ranks layers (NNCF; default: hessian_input_activation with calibration "
+        "text, weight_quantization_error without)")
+    hqq_zero_points: Literal["blocksum", "integer", "float"] = Field(
+        "blocksum", description="algorithm hqq, ONNX Runtime targets: how HQQ's float zero points reach MatMulNBits. "
+        "blocksum: integer zero points plus the exact remainder as a per-block offset term (int kernels, HQQ's "
+        "weights unchanged); integer: rounded zero points, the original weights rounded again onto HQQ's scales "
+        "and them (int kernels, no extra ops, not HQQ's weights); float: as HQQ "
+        "writes them (ONNX Runtime 1.31 runs float zero points on a slow unpacked path, ~0.2x FP32)")
     mixed: Literal["none", "head", "edges"] = Field(
         "head", description="INT4 only: keep layers at INT8. head: the lm-head (and, on OpenVINO, the "
         "embedding: NNCF's default); edges: also the first and last decoder layers")
@@ -41,6 +62,31 @@ class WeightQuantizeConfig(Strict):
                                                 "scale_estimation", "quantize_embedding"})
         if self.algorithm == "gguf" and fixed:
             raise ValueError(f"algorithm gguf keeps the GGUF file's own grid: remove {', '.join(fixed)}")
+        return self
+
+    @model_validator(mode="after")
+    def _combinations(self) -> WeightQuantizeConfig:
+        # each of these would otherwise be ignored silently by one engine or the other
+        nncf = [k for k, on in (("awq", self.awq), ("scale_estimation", self.scale_estimation),
+                                ("ratio", self.ratio < 1.0)) if on]
+        if nncf and self.bits != 4:
+            raise ValueError(f"{', '.join(nncf)} apply to bits: 4 only (INT8 is round-to-nearest)")
+        if nncf and self.algorithm not in ("rtn", "gptq"):
+            raise ValueError(f"{', '.join(nncf)} are NNCF options for algorithm rtn or gptq, not {self.algorithm}")
+        if self.ratio < 1.0 and self.mixed == "edges":
+            raise ValueError("ratio < 1 chooses the INT8 layers by sensitivity: use mixed: head or none, not edges")
+        if self.sensitivity_metric is not None and self.ratio == 1.0:
+            raise ValueError("sensitivity_metric ranks layers for ratio < 1: set ratio (e.g. 0.8) or remove it")
+        if self.hqq_zero_points != "blocksum" and self.algorithm != "hqq":  # a resolved recipe holds the default
+            raise ValueError(f"hqq_zero_points applies to algorithm hqq, not {self.algorithm}")
+        if self.algorithm == "hqq" and self.symmetric and "symmetric" in self.model_fields_set:
+            raise ValueError("algorithm hqq is asymmetric (optimised zero points): remove symmetric: true")
+        if self.algorithm in ("hqq", "gptq") and self.bits != 4:
+            raise ValueError(f"algorithm {self.algorithm} quantizes to 4 bits only (use rtn for bits: 8)")
+        if self.quantize_embedding and (self.awq or self.scale_estimation or self.ratio < 1.0
+                                        or self.algorithm == "hqq"):
+            raise ValueError("quantize_embedding (GatherBlockQuantized) combines with algorithm rtn, gptq or "
+                             "k_quant without awq, scale_estimation or ratio")
         return self
 
     @field_validator("group_size")

@@ -5,7 +5,7 @@ weights with the same integer codes and scales: nothing is rounded again.
 - Q4_0 / Q8_0: codes, fp16 scales and the fixed zero point (8 / 128) map one to one.
 - Q4_1 (``w = d*q + m``): ``MatMulNBits`` takes integer zero points only exactly, so the
   offset is kept as its own term: ``x @ W = MatMulNBits(x; q, d, zp 0) + blocksum(x) @ M``
-  (a [K, K/32] 0/1 matrix sums each block of x, ``M`` holds the offsets). That is exact in
+  (blocksum.py: a 0/1 MatMul sums each block of x, ``M`` holds the offsets). That is exact in
   the weights; ``offsets="float_zero_point"`` writes ``zp = -m/d`` as a float zero point
   instead (one op, float rounding of the offset). OpenVINO gets the float zero point (its
   CPU plugin folds Convert -> Subtract -> Multiply weight subgraphs into compressed kernels).
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from compressor.steps.weight_only.blocksum import BlockSums
 from compressor.steps.weight_only.gguf_blocks import BLOCK, BlockGrid, Match, match_weights, read_grids
 from compressor.utils.io import atomic_path
 
@@ -106,8 +107,7 @@ def reencode_onnx(src: Path, dst: Path, gguf_path: Path, accuracy_level: int = 4
     found = match_weights({n.name: numpy_helper.to_array(inits[n.input[1]]) for n in mms}, grids)
     _require_some(found, gguf_path)
     nodes, new_inits, used = [], [], set()
-    block_sums: dict[str, str] = {}  # input name -> its block sums
-    summers: dict[int, str] = {}  # K -> the [K, K/32] 0/1 initializer
+    sums = BlockSums()
     for node in model.graph.node:
         m = found.get(node.name) if node.op_type == "MatMul" else None
         if m is None:
@@ -125,17 +125,8 @@ def reencode_onnx(src: Path, dst: Path, gguf_path: Path, accuracy_level: int = 4
                                       accuracy_level=accuracy_level))
         used.add(node.input[0])
         if "offset" in arrays:  # y += blocksum(x) @ M: the Q4_1 offsets, exact
-            sums = block_sums.get(node.input[0])
-            if sums is None:  # once per input (q/k/v and gate/up share theirs), one 0/1 matrix per width
-                if k not in summers:
-                    summers[k] = f"gguf.blocksum.{k}"
-                    ones = np.kron(np.eye(k // BLOCK, dtype=np.float32), np.ones((BLOCK, 1), np.float32))
-                    new_inits.append(numpy_helper.from_array(ones, summers[k]))
-                sums = block_sums[node.input[0]] = f"{p}.gguf.sums"
-                nodes.append(helper.make_node("MatMul", [node.input[0], summers[k]], [sums], name=sums))
-            new_inits.append(numpy_helper.from_array(arrays["offset"], f"{p}.gguf.offset"))
-            nodes += [helper.make_node("MatMul", [sums, f"{p}.gguf.offset"], [f"{p}.gguf.off"], name=f"{p}.gguf.off"),
-                      helper.make_node("Add", [y, f"{p}.gguf.off"], [node.output[0]], name=f"{p}.gguf.add")]
+            sums.add(nodes, new_inits, node.input[0], k=k, block=BLOCK, offset=arrays["offset"], main=y,
+                     out=node.output[0], prefix=f"{p}.gguf")
     used.update(o for nd in model.graph.node for o in nd.output)
     keep = [i for i in model.graph.initializer if i.name in used]
     del model.graph.node[:]

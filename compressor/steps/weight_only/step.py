@@ -51,7 +51,8 @@ class WeightQuantizeStep(Step):
                 details = reencode_step(engine, model, dst, self._gguf_source(ctx), cfg.accuracy_level)
             self.report.details.update(details)
             return dst
-        needs_data = cfg.algorithm == "gptq" or cfg.awq or cfg.scale_estimation
+        needs_data = cfg.algorithm == "gptq" or cfg.awq or cfg.scale_estimation or (
+            cfg.ratio < 1.0 and cfg.sensitivity_metric != "weight_quantization_error")
         feeds = calibration_feeds(decoder.text, decoder.cache_shape) if needs_data else None
         with ctx.progress.task(f"weight-only INT{cfg.bits} ({engine})"):
             if engine == "onnxruntime":
