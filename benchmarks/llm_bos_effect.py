@@ -14,8 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import ROOT  # noqa: E402 - puts the checkout (and examples/) on sys.path
 
 
 def main() -> None:

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import ROOT  # noqa: E402 - puts the checkout (and examples/) on sys.path
 
 from compressor.recipe.schema import TextEvalSpec  # noqa: E402
 

@@ -34,9 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "examples"))
+from _common import ROOT  # noqa: E402 - puts the checkout (and examples/) on sys.path
 OUT = ROOT / "benchmarks" / "out" / "mobilenet_arm64"
 RESULTS = ROOT / "benchmarks" / "results"
 U8S8 = {"activation_type": "uint8", "weight_type": "int8", "per_channel": True}

@@ -23,8 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import ROOT  # noqa: E402 - puts the checkout (and examples/) on sys.path
 
 from benchmarks._search_recipe import SPACE, space_args, write_search_recipe  # noqa: E402
 from benchmarks.results_md import update_section  # noqa: E402
