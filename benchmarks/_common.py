@@ -9,6 +9,8 @@ Also the ONNX Runtime helpers several scripts time and score with.
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -115,3 +117,36 @@ def llm_session(path: Path, threads: int) -> Any:
     if Path(path).suffix == ".xml":
         return OpenVinoSession(Path(path), threads=threads, precision_hint="f32")
     return OrtSession(Path(path), threads, {})
+
+
+# the decoder LLMs the LLM benchmarks measure, and the text their recipes score perplexity on
+LLM_MODELS = {"smollm2": ROOT / "examples/weights/smollm2-135m-instruct", "gemma3": ROOT / "examples/weights/gemma3-270m"}
+LLM_TEXT = ROOT / "examples/data/canterbury/lcet10.txt"
+
+
+def llm_text_spec() -> Any:
+    """The recipes' ``data.text`` (recipes/smollm2.yaml, gemma3.yaml)."""
+    from compressor.recipe.schema import TextEvalSpec
+
+    return TextEvalSpec(max_tokens=2048, window=512, stride=256, prompts=8, prompt_tokens=32, continuation_tokens=16)
+
+
+def run_child(script: str, out: Path, threads: int, name: str, mode: str) -> dict:
+    """``script --measure name mode`` in a fresh process: its last stdout line as JSON."""
+    cmd = [sys.executable, script, "--out", str(out), "--threads", str(threads), "--measure", name, mode]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        return {"error": (p.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def serve_child(out: Path, measure_arg: list[str] | None, threads: int, measure: Any) -> bool:
+    """The child side of :func:`run_child`: with ``--measure NAME MODE``, measure variant NAME
+    of ``out/built.json`` on ``out/data.json`` and print the result as one JSON line (True);
+    without it, nothing (False)."""
+    if not measure_arg:
+        return False
+    entry = json.loads((out / "built.json").read_text())[measure_arg[0]]
+    data = json.loads((out / "data.json").read_text())
+    print(json.dumps(measure(entry, data, threads, measure_arg[1] == "decode")))
+    return True

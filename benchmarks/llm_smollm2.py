@@ -28,13 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import ROOT, llm_cache_shape, llm_session  # noqa: E402 - puts the checkout on sys.path
+from _common import LLM_MODELS, LLM_TEXT, ROOT, llm_cache_shape, llm_session, llm_text_spec, run_child, serve_child  # noqa: E402 - puts the checkout on sys.path
 
-from compressor.recipe.schema import TextEvalSpec, WeightQuantizeConfig as W  # noqa: E402
+from compressor.recipe.schema import WeightQuantizeConfig as W  # noqa: E402
 
-MODEL = ROOT / "examples/weights/smollm2-135m-instruct"
-TEXT = ROOT / "examples/data/canterbury/lcet10.txt"
-TEXT_SPEC = TextEvalSpec(max_tokens=2048, window=512, stride=256, prompts=8, prompt_tokens=32, continuation_tokens=16)
+MODEL, TEXT, TEXT_SPEC = LLM_MODELS["smollm2"], LLM_TEXT, llm_text_spec()
 TIMING = {"prefill_tokens": 128, "prefill_runs": 5, "decode_tokens": 64, "decode_runs": 2}
 # name -> (runtime, weight_quantize settings or a special builder)
 VARIANTS = {
@@ -173,14 +171,6 @@ def measure(entry: dict, data: dict, threads: int, decode_only: bool) -> dict:
     return res
 
 
-def run_child(script: str, out: Path, threads: int, name: str, mode: str) -> dict:
-    """``script --measure name mode`` in a fresh process: its last stdout line as JSON."""
-    cmd = [sys.executable, script, "--out", str(out), "--threads", str(threads), "--measure", name, mode]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode:
-        return {"error": (p.stderr.strip().splitlines() or ["?"])[-1]}
-    return json.loads(p.stdout.strip().splitlines()[-1])
-
 
 def markdown(summary: dict) -> str:
     """The results as a table: ratios against the same runtime's FP32 from the same run."""
@@ -215,10 +205,7 @@ def main() -> None:
     ap.add_argument("--measure", nargs=2, metavar=("NAME", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.measure:  # child: one variant
-        entry = json.loads((args.out / "built.json").read_text())[args.measure[0]]
-        data = json.loads((args.out / "data.json").read_text())
-        print(json.dumps(measure(entry, data, args.threads, args.measure[1] == "decode")))
+    if serve_child(args.out, args.measure, args.threads, measure):  # child: one variant
         return
     from compressor.bench.environment import describe_environment
     from compressor.bench.llm import Decoder, greedy

@@ -4,7 +4,7 @@ sdist (its ``vendor/llama.cpp``), cached under the compressor cache folder.
 Only PyPI is used: ``pip download --no-binary :all:`` fetches the sdist, CMake + gcc build
 the two tools (``nice``, ``-j2``: the machine is shared). A second call finds the binaries.
 
-    python benchmarks/llamacpp_build.py            # prints the bin folder; ~15 min the first time
+    python benchmarks/_llamacpp_build.py            # prints the bin folder; ~15 min the first time
 """
 
 from __future__ import annotations
