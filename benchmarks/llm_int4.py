@@ -61,6 +61,10 @@ VARIANTS: dict[str, tuple[str, W | None]] = {
     "ort-int4-hqq-g32-blocksum": ("onnxruntime", W(**A32, algorithm="hqq")),
     "ort-int4-hqq-g32-blocksum-acc0": ("onnxruntime", W(**A32, algorithm="hqq", accuracy_level=0)),
     "ort-int4-hqq-g64-blocksum": ("onnxruntime", W(group_size=64, symmetric=False, algorithm="hqq")),
+    # mixed INT4/INT8: the layers HQQ fits worst stay INT8 (ratio = share of weights at INT4)
+    "ort-int4-hqq-g32-blocksum-r90": ("onnxruntime", W(**A32, algorithm="hqq", ratio=0.9)),
+    "ort-int4-hqq-g32-blocksum-r80": ("onnxruntime", W(**A32, algorithm="hqq", ratio=0.8)),
+    "ort-int4-hqq-g32-blocksum-r70": ("onnxruntime", W(**A32, algorithm="hqq", ratio=0.7)),
     "ort-int4-hqq-g128-blocksum": ("onnxruntime", W(group_size=128, symmetric=False, algorithm="hqq")),
     "ort-int4-nncf-awq-se-asym-g32": ("onnxruntime", W(**A32, awq=True, scale_estimation=True)),
     "ort-int4-nncf-se-sym-g64": ("onnxruntime", W(group_size=64, scale_estimation=True)),
@@ -84,6 +88,7 @@ VARIANTS: dict[str, tuple[str, W | None]] = {
     "ov-int4-awq-se-asym-g32-all4": ("openvino", W(**A32, awq=True, scale_estimation=True, mixed="none")),
     "ov-int4-hqq-g32": ("openvino", W(**A32, algorithm="hqq")),
     "ov-int4-hqq-g64": ("openvino", W(group_size=64, symmetric=False, algorithm="hqq")),
+    "ov-int4-hqq-g32-r80": ("openvino", W(**A32, algorithm="hqq", ratio=0.8)),
     "ov-int4-hqq-g32-head4": ("openvino", W(**A32, algorithm="hqq", mixed="none")),
 }
 

@@ -176,3 +176,45 @@ def test_onnx_runtime_gptq_runs_and_its_scale_search_changes_scales(tiny_onnx, f
     s1 = {n.name: inits[n.input[2]] for n, a, inits in _nbits(tmp_path / "g.onnx") if a["bits"] == 4}
     s2 = {n.name: inits[n.input[2]] for n, a, inits in _nbits(tmp_path / "m.onnx") if a["bits"] == 4}
     assert s1.keys() == s2.keys() and any(not np.allclose(s1[k], s2[k]) for k in s1)
+
+
+def test_hqq_ratio_keeps_the_worst_fitting_layers_int8_on_both_runtimes(tiny_onnx, tmp_path):
+    import onnx
+
+    from compressor.steps.weight_only.hqq_mixed import hqq_relative_error
+    from compressor.steps.weight_only.layers import weight_matmuls
+    from compressor.steps.weight_only.onnxruntime import _weights, quantize_matmul_nbits
+    from compressor.steps.weight_only.openvino import compress_openvino
+
+    # one layer put on a 4-bit grid per group of 32 (as a GGUF's Q4 layers are): HQQ fits it almost
+    # exactly, so it must stay INT4 while the worst-fitting layers go to INT8
+    model = onnx.load(str(tiny_onnx))
+    weights = _weights(model, [n for n in weight_matmuls(model) if n != "lm_head"])
+    name, w = next((n, w) for n, w in weights.items() if w.shape[0] % 32 == 0)
+    g = w.T.reshape(w.shape[1], -1, 32)
+    lo, step = g.min(-1, keepdims=True), (g.max(-1, keepdims=True) - g.min(-1, keepdims=True)) / 15
+    on_grid = (np.round((g - lo) / step) * step + lo).reshape(w.shape[1], -1).T.astype(np.float32)
+    init = next(i for i in model.graph.initializer
+                if i.name == next(n for n in model.graph.node if n.name == name).input[1])
+    init.CopyFrom(onnx.numpy_helper.from_array(on_grid, init.name))
+    src = tmp_path / "grid.onnx"
+    onnx.save(model, str(src))
+    assert hqq_relative_error(on_grid.T, 32) < 0.1 * hqq_relative_error(w.T, 32)
+
+    cfg = W(bits=4, group_size=32, algorithm="hqq", ratio=0.6)
+    d = quantize_matmul_nbits(src, tmp_path / "r.onnx", cfg, LAYERS)
+    chosen, errors = d["hqq_int8_layers"], d["hqq_errors"]
+    assert d["sensitivity_metric"] == "hqq_reconstruction_error" and chosen and name not in chosen
+    worst = max(errors, key=errors.get)
+    assert worst in chosen  # worst first (a layer too big for the remaining budget may be passed over)
+    assert sum(weights[n].size for n in chosen) <= 0.4 * sum(v.size for v in weights.values())
+    assert d["quantized_ops"]["MatMulNBits:8"] == 1 + len(chosen)  # the head and the chosen layers
+    ov = compress_openvino(src, tmp_path / "r.xml", cfg, LAYERS)
+    assert ov["hqq_int8_layers"] and name not in ov["hqq_int8_layers"]
+    assert ov["hqq_layers"] == 14 - len(ov["hqq_int8_layers"])
+
+
+def test_hqq_ratio_needs_no_calibration_and_refuses_a_metric():
+    assert W(bits=4, group_size=32, algorithm="hqq", ratio=0.8).ratio == 0.8
+    with pytest.raises(ValidationError, match="HQQ's reconstruction error"):
+        W(bits=4, group_size=32, algorithm="hqq", ratio=0.8, sensitivity_metric="weight_quantization_error")

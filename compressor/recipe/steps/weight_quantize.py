@@ -36,7 +36,8 @@ class WeightQuantizeConfig(Strict):
                                    "gptq ORT's GPTQ with its own MSE scale search")
     ratio: float = Field(1.0, gt=0.0, le=1.0, description="INT4 only: the share of the decoder layers' weights "
                          "at INT4, the rest at INT8, chosen by NNCF's sensitivity_metric (mixed precision by "
-                         "measured sensitivity, both runtimes; the mixed layers stay INT8 as well)")
+                         "measured sensitivity, both runtimes; the mixed layers stay INT8 as well); with "
+                         "algorithm hqq: the layers with the largest HQQ reconstruction error stay INT8 (data-free)")
     sensitivity_metric: Literal["weight_quantization_error", "hessian_input_activation", "mean_activation_variance",
                                 "max_activation_variance", "mean_activation_magnitude"] | None = Field(
         None, description="how ratio < 1 ranks layers (NNCF; default: hessian_input_activation with calibration "
@@ -71,6 +72,10 @@ class WeightQuantizeConfig(Strict):
                                 ("ratio", self.ratio < 1.0)) if on]
         if nncf and self.bits != 4:
             raise ValueError(f"{', '.join(nncf)} apply to bits: 4 only (INT8 is round-to-nearest)")
+        if self.algorithm == "hqq":  # ratio < 1 with hqq: the worst-fitting layers by HQQ's own error stay INT8
+            nncf = [k for k in nncf if k != "ratio"]
+            if self.sensitivity_metric is not None:
+                raise ValueError("algorithm hqq ranks layers by HQQ's reconstruction error: remove sensitivity_metric")
         if nncf and self.algorithm not in ("rtn", "gptq"):
             raise ValueError(f"{', '.join(nncf)} are NNCF options for algorithm rtn or gptq, not {self.algorithm}")
         if self.ratio < 1.0 and self.mixed == "edges":

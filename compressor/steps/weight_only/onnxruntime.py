@@ -83,10 +83,12 @@ def quantize_matmul_nbits(src: Path, dst: Path, cfg: WeightQuantizeConfig, layer
     names = weight_matmuls(model)
     originals = _weights(model, names) if cfg.algorithm == "hqq" and cfg.hqq_zero_points == "integer" else None
     keep8 = int8_layers(names, cfg.mixed, layers) if cfg.bits == 4 else []
+    extra: dict[str, Any] = {}
+    if cfg.algorithm == "hqq" and cfg.ratio < 1.0:
+        keep8 += _hqq_mixed(model, [n for n in names if n not in keep8], cfg, extra)
     passes = ([(8, keep8)] if keep8 else []) + [(cfg.bits, [n for n in names if n not in keep8])]
     if cfg.algorithm == "hqq" and cfg.bits == 8:
         raise StepError("weight_quantize algorithm 'hqq' quantizes to 4 bits only (use rtn for bits: 8)")
-    extra: dict[str, Any] = {}
     if uses_nncf(cfg):
         from compressor.steps.weight_only.nncf_onnx import nncf_int4
 
@@ -134,6 +136,18 @@ def _weights(model: Any, names: list[str]) -> dict[str, Any]:
     return {n.name: numpy_helper.to_array(inits[n.input[1]]) for n in model.graph.node if n.name in wanted}
 
 
+def _hqq_mixed(model: Any, names: list[str], cfg: WeightQuantizeConfig, extra: dict[str, Any]) -> list[str]:
+    """``ratio`` with HQQ: the layers of ``names`` HQQ fits worst, to keep at INT8 (hqq_mixed.py)."""
+    from compressor.steps.weight_only.hqq_mixed import int8_by_hqq_error
+
+    weights = {n: w.T for n, w in _weights(model, names).items()}  # [K, N] -> [N, K]
+    keep, errors = int8_by_hqq_error(weights, cfg.group_size, cfg.ratio)
+    extra.update(ratio=cfg.ratio, sensitivity_metric="hqq_reconstruction_error", hqq_int8_layers=keep,
+                 hqq_errors=errors)
+    return keep
+
+
 def uses_nncf(cfg: WeightQuantizeConfig) -> bool:
     """Whether the INT4 layers come from NNCF (AWQ, scale estimation, sensitivity ratio)."""
-    return cfg.bits == 4 and (cfg.awq or cfg.ratio < 1.0 or (cfg.scale_estimation and cfg.algorithm != "gptq"))
+    return cfg.bits == 4 and cfg.algorithm != "hqq" and (
+        cfg.awq or cfg.ratio < 1.0 or (cfg.scale_estimation and cfg.algorithm != "gptq"))

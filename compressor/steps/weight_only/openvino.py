@@ -135,9 +135,26 @@ def _hqq(model: Any, dst_xml: Path, cfg: WeightQuantizeConfig, layers: int) -> d
     # the lm-head is the last weight MatMul (OpenVINO names it after its output, "logits")
     keep8 = [] if cfg.mixed == "none" else [names[-1]] + [n for n in int8_layers(names, cfg.mixed, layers)
                                                           if n != "lm_head"]
+    extra: dict[str, Any] = {}
+    if cfg.ratio < 1.0:  # the layers HQQ fits worst stay INT8 (hqq_mixed.py), as on ONNX Runtime
+        from compressor.steps.weight_only.hqq_mixed import int8_by_hqq_error
+
+        weights = {op.get_friendly_name(): _weight_nk(op) for op in model.get_ordered_ops()
+                   if op.get_type_name() == "MatMul" and op.get_friendly_name() in set(names) - set(keep8)}
+        chosen, errors = int8_by_hqq_error(weights, cfg.group_size, cfg.ratio)
+        keep8 += chosen
+        extra = {"ratio": cfg.ratio, "sensitivity_metric": "hqq_reconstruction_error", "hqq_int8_layers": chosen,
+                 "hqq_errors": errors}
     n4 = hqq_openvino(model, cfg.group_size, set(keep8))
     with quiet("nncf", ignore_warnings=True):
         model = nncf.compress_weights(model, mode=_mode(8, False))  # the INT8 layers and the embedding
     save_ir(model, dst_xml)
     return {"engine": "hqq-openvino", "nncf": nncf.__version__, "algorithm": "hqq", "group_size": cfg.group_size,
-            "zero_points": "float", "hqq_layers": n4, "int8_layers": keep8, "weight_constants": _precisions(model)}
+            "zero_points": "float", "hqq_layers": n4, "int8_layers": keep8, "weight_constants": _precisions(model),
+            **extra}
+
+
+def _weight_nk(op: Any) -> np.ndarray:
+    """A constant-weight MatMul's weight as ``[N, K]``."""
+    w = op.input_value(1).get_node().get_data().astype(np.float32)
+    return w if op.get_transpose_b() else w.T

@@ -52,7 +52,7 @@ class WeightQuantizeStep(Step):
             self.report.details.update(details)
             return dst
         needs_data = cfg.algorithm == "gptq" or cfg.awq or cfg.scale_estimation or (
-            cfg.ratio < 1.0 and cfg.sensitivity_metric != "weight_quantization_error")
+            cfg.ratio < 1.0 and cfg.algorithm != "hqq" and cfg.sensitivity_metric != "weight_quantization_error")
         feeds = calibration_feeds(decoder.text, decoder.cache_shape) if needs_data else None
         with ctx.progress.task(f"weight-only INT{cfg.bits} ({engine})"):
             if engine == "onnxruntime":
