@@ -27,6 +27,8 @@ def quantize_summaries(report: Report) -> list[dict[str, Any]]:
             count = f"{total / 1e6:.1f} M" if total >= 1e6 else f"{total:,}"
             lines.append(("MACs in INT8", f"{macs['int8_mac_share'] * 100:.1f}% of {count} "
                           "(per sample; Conv/MatMul/Gemm)"))
+        if d.get("mostly_fp32"):
+            lines.append(("note", d["mostly_fp32"]))
         fp32 = macs.get("fp32_compute_nodes")
         if fp32 is not None:
             shown = ", ".join(fp32[:12]) + (f", ... ({len(fp32) - 12} more)" if len(fp32) > 12 else "")

@@ -70,6 +70,7 @@ class QuantizeStep(Step):
                 self._keep_best(dst, tuner, details)
             details["tuning"]["passed"] = passed
         details.update(_what_was_done(dst, details))
+        _warn_if_mostly_fp32(details, ctx)
         self.report.details.update(details)
         self.report.seconds = time.perf_counter() - t0
         return dst
@@ -177,6 +178,23 @@ def _what_was_done(dst: Path, details: dict[str, Any]) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - an account that cannot be made must not fail a finished step
         out["macs"] = {"error": f"{type(e).__name__}: {str(e)[:160]}"}
     return out
+
+
+MOSTLY_FP32 = 0.5  # under this share of MACs in INT8, a tuned model is called mostly FP32
+
+
+def _warn_if_mostly_fp32(details: dict[str, Any], ctx: RunContext) -> None:
+    """An accuracy-aware run that met its criterion by falling most of the model back to FP32
+    says so (the criterion passed; the speed-up it was for is unlikely), in the terminal and
+    in the step's details (``mostly_fp32``)."""
+    share = (details.get("macs") or {}).get("int8_mac_share")
+    if share is None or "tuning" not in details or share >= MOSTLY_FP32:
+        return
+    n = len(details["macs"].get("fp32_compute_nodes") or [])
+    line = (f"the accuracy criterion was met with only {share:.0%} of MACs in INT8 ({n} compute node(s) kept "
+            "FP32): expect little speed-up; accuracy_criterion.min_int8_mac_share refuses such a model")
+    details["mostly_fp32"] = line
+    ctx.progress.log(f"[yellow]{line}[/]")
 
 
 def techniques(details: dict[str, Any]) -> list[str]:

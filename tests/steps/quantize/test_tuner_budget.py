@@ -54,6 +54,24 @@ def test_the_time_budget_reaches_the_fallback(hostile_dir, tmp_path):
     assert all(t["phase"] == "per-layer" for t in trials[1:]), [t["label"] for t in trials]
     assert tuning_["passed"] and len(tuning_["fallback_nodes"]) == 2 and tuning_["time_budget_s"] == 300
     assert any("whole-model variant(s) skipped" in n for n in tuning_["notes"])
+    q_details = next(s for s in _tuning(tmp_path / "b")[1]["steps"] if s["kind"] == "quantize")["details"]
+    assert q_details["macs"]["int8_mac_share"] > 0.5 and "mostly_fp32" not in q_details
+
+
+def test_a_model_met_mostly_in_fp32_is_called_so(hostile_dir, tmp_path, monkeypatch):
+    # the same fallback (2 of 3 layers FP32, 74% of MACs INT8) under a 0.8 threshold: the run passes,
+    # and says, in the terminal, the details and report.md, how little of the model is INT8
+    from compressor.steps.quantize import step
+
+    monkeypatch.setattr(step, "MOSTLY_FP32", 0.8)
+    q = "{accuracy_criterion: {max_drop: 1.0, time_budget_s: 300, global_share: 1.0e-9}}"
+    res = _run(write_recipe(hostile_dir, q, name="mostly"), tmp_path / "m")
+    assert res.exit_code == 0, res.output
+    _, report = _tuning(tmp_path / "m")
+    line = next(s for s in report["steps"] if s["kind"] == "quantize")["details"]["mostly_fp32"]
+    assert line.startswith("the accuracy criterion was met with only 74% of MACs in INT8 (2 compute node(s)")
+    assert "min_int8_mac_share" in " ".join(res.output.split())
+    assert "only 74% of MACs in INT8" in (tmp_path / "m" / "report.md").read_text()
 
 
 def test_timeout_s_is_the_older_name_of_the_budget():
