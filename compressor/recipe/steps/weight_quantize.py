@@ -26,7 +26,7 @@ class WeightQuantizeConfig(Strict):
         "optimised float zero points per group (onnxruntime's solver; ONNX Runtime: see hqq_zero_points; "
         "OpenVINO: u4 codes with float zero points, group_size must divide every layer's input width); "
         "k_quant: ONNX Runtime only; gguf: keep the source GGUF's "
-        "Q4_0/Q4_1/Q8_0 blocks as they are (model: gguf; lossless, both runtimes; bits, group_size, symmetric, "
+        "Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q6_K blocks as they are (model: gguf; lossless, both runtimes; bits, group_size, symmetric, "
         "mixed come from the file)")
     awq: bool = Field(False, description="NNCF activation-aware weight scaling (calibration text, INT4, algorithm "
                       "rtn or gptq); ONNX Runtime targets run NNCF on the ONNX model (MatMulNBits)")

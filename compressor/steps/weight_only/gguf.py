@@ -1,9 +1,12 @@
-"""Lossless GGUF re-encoding (``weight_quantize: {algorithm: gguf}``): the Q4_0/Q4_1/Q8_0
-blocks of the source GGUF become ONNX Runtime ``MatMulNBits`` and OpenVINO compressed
-weights with the same integer codes and scales: nothing is rounded again.
+"""Lossless GGUF re-encoding (``weight_quantize: {algorithm: gguf}``): the Q4_0/Q4_1/Q5_0/
+Q5_1/Q8_0/Q4_K/Q6_K blocks of the source GGUF become ONNX Runtime ``MatMulNBits`` and
+OpenVINO compressed weights with the same integer codes and scales: nothing is rounded again.
 
 - Q4_0 / Q8_0: codes, fp16 scales and the fixed zero point (8 / 128) map one to one.
-- Q4_1 (``w = d*q + m``): ``MatMulNBits`` takes integer zero points only exactly, so the
+- Q5_0 / Q6_K: 5- and 6-bit codes in 8-bit ``MatMulNBits`` (zero point 16 / 32; Q6_K in
+  blocks of 16, its sub-block); no 5/6-bit kernel exists, so they cost 8-bit size, not accuracy.
+- Q4_K: 4-bit codes, per-32 scales ``d*sc`` and offsets ``-dmin*m``, kept like Q4_1's.
+- Q4_1 / Q5_1 (``w = d*q + m``): ``MatMulNBits`` takes integer zero points only exactly, so the
   offset is kept as its own term: ``x @ W = MatMulNBits(x; q, d, zp 0) + blocksum(x) @ M``
   (blocksum.py: a 0/1 MatMul sums each block of x, ``M`` holds the offsets). That is exact in
   the weights; ``offsets="float_zero_point"`` writes ``zp = -m/d`` as a float zero point
@@ -24,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from compressor.steps.weight_only.blocksum import BlockSums
-from compressor.steps.weight_only.gguf_blocks import BLOCK, BlockGrid, Match, match_weights, read_grids
+from compressor.steps.weight_only.gguf_blocks import KINDS, BlockGrid, Match, match_weights, read_grids
 from compressor.utils.io import atomic_path
 
 MS = "com.microsoft"
@@ -39,8 +42,8 @@ def nbits_arrays(grid: BlockGrid, float_zero_point: bool = False) -> dict[str, n
     """MatMulNBits' B, scales and zero_points for ``grid`` (+ ``offset`` [G, N] for Q4_1 unless
     the offset is folded into a float zero point)."""
     n, k = grid.shape
-    g = k // BLOCK
-    blocks = grid.codes.reshape(n, g, BLOCK)
+    g = k // grid.block
+    blocks = grid.codes.reshape(n, g, grid.block)
     out = {"B": _pack4(blocks) if grid.bits == 4 else blocks.copy(), "scales": grid.scale.reshape(-1).copy()}
     if grid.offset is not None and float_zero_point:
         safe = np.where(grid.scale != 0, grid.scale, 1)
@@ -56,13 +59,13 @@ def nbits_arrays(grid: BlockGrid, float_zero_point: bool = False) -> dict[str, n
 
 
 def dequantize_nbits(b: np.ndarray, scales: np.ndarray, zero_points: np.ndarray, k: int, n: int, bits: int,
-                     offset: np.ndarray | None = None) -> np.ndarray:
+                     offset: np.ndarray | None = None, block: int = 32) -> np.ndarray:
     """The float32 [K, N] weight a MatMulNBits node (+ its offset term) computes with."""
-    g = k // BLOCK
+    g = k // block
     if bits == 4:
-        q = np.stack([b & 0x0F, b >> 4], axis=-1).reshape(n, g, BLOCK)
+        q = np.stack([b & 0x0F, b >> 4], axis=-1).reshape(n, g, block)
     else:
-        q = b.reshape(n, g, BLOCK)
+        q = b.reshape(n, g, block)
     if zero_points.dtype == np.float32:
         zp = zero_points.reshape(n, g)
     elif bits == 4:
@@ -79,14 +82,14 @@ def _require_some(found: dict[str, Match], gguf_path: Path) -> None:
     from compressor.errors import StepError
 
     if not found:
-        raise StepError(f"{gguf_path.name} holds no Q4_0/Q4_1/Q8_0 tensor that is a MatMul weight of the model "
-                        "(K-quants and float files: use algorithm rtn / hqq / gptq)")
+        raise StepError(f"{gguf_path.name} holds no {'/'.join(KINDS)} tensor that is a MatMul weight of the "
+                        "model (other types and float files: use algorithm rtn / hqq / gptq)")
 
 
 def _layer_report(names: list[str], found: dict[str, Match], others: dict[str, str]) -> dict[str, Any]:
     kept = {n: f"{m.grid.name} ({m.grid.kind}{', rows reordered' if m.permuted else ''})" for n, m in found.items()}
     other = ", ".join(sorted({f"{k}: {v}" for k, v in others.items()})) or "none"
-    fp32 = {n: f"kept FP32 (no Q4_0/Q4_1/Q8_0 tensor with these values; other GGUF 2-D tensors: {other})"
+    fp32 = {n: f"kept FP32 (no {'/'.join(KINDS)} tensor with these values; other GGUF 2-D tensors: {other})"
             for n in names if n not in found}
     counts: dict[str, int] = {}
     for m in found.values():
@@ -121,11 +124,11 @@ def reencode_onnx(src: Path, dst: Path, gguf_path: Path, accuracy_level: int = 4
             new_inits.append(numpy_helper.from_array(arrays[key], f"{p}.gguf.{key}"))
         y = node.output[0] if "offset" not in arrays else f"{p}.gguf.main"
         nodes.append(helper.make_node("MatMulNBits", [node.input[0]] + [f"{p}.gguf.{x}" for x in ("B", "scales", "zero_points")],
-                                      [y], name=p, domain=MS, K=k, N=n, bits=m.grid.bits, block_size=BLOCK,
+                                      [y], name=p, domain=MS, K=k, N=n, bits=m.grid.bits, block_size=m.grid.block,
                                       accuracy_level=accuracy_level))
         used.add(node.input[0])
         if "offset" in arrays:  # y += blocksum(x) @ M: the Q4_1 offsets, exact
-            sums.add(nodes, new_inits, node.input[0], k=k, block=BLOCK, offset=arrays["offset"], main=y,
+            sums.add(nodes, new_inits, node.input[0], k=k, block=m.grid.block, offset=arrays["offset"], main=y,
                      out=node.output[0], prefix=f"{p}.gguf")
     used.update(o for nd in model.graph.node for o in nd.output)
     keep = [i for i in model.graph.initializer if i.name in used]
@@ -162,16 +165,15 @@ def reencode_openvino(src: Path, gguf_path: Path) -> tuple[Any, dict[str, Any]]:
             continue
         g = m.grid
         n, k = g.shape
-        shape3 = [n, k // BLOCK, BLOCK]
+        shape3 = [n, k // g.block, g.block]
         if g.kind == "Q8_0":
             codes = ops.constant((g.codes.astype(np.int16) - 128).astype(np.int8).reshape(shape3), ov.Type.i8)
             w = ops.convert(codes, ov.Type.f32)
-        else:
-            codes = ops.constant(g.codes.reshape(shape3), ov.Type.u4)
-            zp = np.full((n, k // BLOCK), 8, np.float32) if g.offset is None else \
-                np.where(g.scale != 0, -g.offset / np.where(g.scale != 0, g.scale, 1), 0).astype(np.float32)
+        else:  # u4 (Q4_*) or u8 (Q5_*, Q6_K) codes minus a zero point (float where the grid has offsets)
+            codes_, scale, zp = _openvino_zero_points(g)
+            codes = ops.constant(codes_.reshape(shape3), ov.Type.u4 if g.bits == 4 else ov.Type.u8)
             w = ops.subtract(ops.convert(codes, ov.Type.f32), ops.constant(zp[..., None]))
-        w = ops.multiply(w, ops.constant(g.scale[..., None].astype(np.float32)))
+        w = ops.multiply(w, ops.constant((g.scale if g.kind == "Q8_0" else scale)[..., None].astype(np.float32)))
         w = ops.reshape(w, ops.constant(np.array([n, k], np.int64)), special_zero=False)
         new = ops.matmul(op.input_value(0), w, transpose_a=False, transpose_b=True)
         new.set_friendly_name(op.get_friendly_name())
@@ -180,6 +182,21 @@ def reencode_openvino(src: Path, gguf_path: Path) -> tuple[Any, dict[str, Any]]:
     details = {"engine": "gguf-openvino", "source": gguf_path.name, "q4_1_offsets": "float_zero_point",
                "weight_matmuls": len(mms)}
     return model, details | _layer_report(list(weights), found, others)
+
+
+def _openvino_zero_points(g: BlockGrid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(codes [N, K], scale [N, G], float zero points [N, G]) with ``scale * (codes - zp)`` = the
+    grid. An offset grid's ``w = s*q + m`` becomes ``zp = -m/s``; a block whose scale is 0 holds
+    ``m`` alone (Q4_K's 6-bit sub-block scale can be 0): it gets scale ``m``, codes 1, zp 0."""
+    n, k = g.shape
+    if g.offset is None:
+        return g.codes, g.scale, np.full(g.scale.shape, g.zero, np.float32)
+    flat = g.scale == 0
+    scale = np.where(flat, g.offset, g.scale).astype(np.float32)
+    zp = np.where(flat, 0, -g.offset / np.where(flat, 1, g.scale)).astype(np.float32)
+    codes = g.codes.reshape(n, -1, g.block).copy()
+    codes[flat] = 1
+    return codes.reshape(n, k), scale, zp
 
 
 def reencode_step(engine: str, base: Path, dst: Path, gguf_path: Path, accuracy_level: int = 4) -> dict[str, Any]:
@@ -196,5 +213,5 @@ def reencode_step(engine: str, base: Path, dst: Path, gguf_path: Path, accuracy_
 
         model, details = reencode_openvino(base, gguf_path)
         save_ir(model, dst)
-    details["precision"] = "int4" if {"Q4_0", "Q4_1"} & set(details["kinds"]) else "int8"
+    details["precision"] = "int4" if {"Q4_0", "Q4_1", "Q4_K"} & set(details["kinds"]) else "int8"
     return details

@@ -1,12 +1,22 @@
-"""The block grids of a GGUF file (Q4_0, Q4_1, Q8_0) as integer codes + per-block scales,
-and which weight of an exported decoder each one is, found by value.
+"""The block grids of a GGUF file (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the K-quants Q4_K,
+Q6_K) as integer codes + per-block scales, and which weight of an exported decoder each one
+is, found by value.
 
 A GGUF matrix of shape (rows N, columns K) stores rows of K weights in blocks of 32, one
-fp16 scale ``d`` per block (Q4_1 also an fp16 offset ``m``):
+fp16 scale ``d`` per block (Q4_1 and Q5_1 also an fp16 offset ``m``):
 
 - Q4_0: ``w = d * (q - 8)``, q in 0..15
 - Q4_1: ``w = d * q + m``, q in 0..15
+- Q5_0: ``w = d * (q - 16)``, q in 0..31 (5 bits: kept in 8-bit codes)
+- Q5_1: ``w = d * q + m``, q in 0..31 (8-bit codes)
 - Q8_0: ``w = d * q``, q in -128..127 (stored here as q + 128 with zero point 128)
+
+The K-quants group 256 weights in a super-block with an fp16 ``d`` (Q4_K also ``dmin``) and
+6/8-bit sub-block factors; their products are per-sub-block float32 scales, so they are block
+grids too:
+
+- Q4_K: sub-blocks of 32, ``w = (d * sc) * q - (dmin * m)``, q in 0..15 (an offset grid like Q4_1)
+- Q6_K: sub-blocks of 16, ``w = (d * sc) * (q - 32)``, q in 0..63 (8-bit codes, blocks of 16)
 
 That is the layout of ONNX Runtime's ``MatMulNBits`` (B as [N, K/32, ...], blocks along K)
 and of OpenVINO's compressed MatMul weights, so the codes move over without re-rounding.
@@ -31,8 +41,10 @@ import numpy as np
 
 from compressor.errors import ModelLoadError
 
-BLOCK = 32
-KINDS = ("Q4_0", "Q4_1", "Q8_0")  # the grids kept exactly
+BLOCK = 32  # the legacy types' block; Q6_K's sub-blocks are 16 (BlockGrid.block)
+KINDS = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q6_K")  # the grids kept exactly
+FOUR_BIT = ("Q4_0", "Q4_1", "Q4_K")  # the rest go to 8-bit codes (5/6 bits widened, no rounding)
+QK_K = 256
 
 
 @dataclass
@@ -40,15 +52,16 @@ class BlockGrid:
     """One GGUF tensor on a block grid: ``dequantize() == scale * (codes - zero) + offset``."""
 
     name: str
-    kind: str  # Q4_0 / Q4_1 / Q8_0
+    kind: str  # one of KINDS
     codes: np.ndarray  # uint8 [N, K]
-    scale: np.ndarray  # float32 [N, K / 32] (fp16 values)
-    zero: int  # 8, 0 or 128
-    offset: np.ndarray | None  # float32 [N, K / 32] (Q4_1's m) or None
+    scale: np.ndarray  # float32 [N, K / block]
+    zero: int  # 8, 0, 16, 32 or 128
+    offset: np.ndarray | None  # float32 [N, K / block] (Q4_1/Q5_1's m, Q4_K's -dmin*m) or None
+    block: int = BLOCK
 
     @property
     def bits(self) -> int:
-        return 8 if self.kind == "Q8_0" else 4
+        return 4 if self.kind in FOUR_BIT else 8
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -57,7 +70,7 @@ class BlockGrid:
     def dequantize(self) -> np.ndarray:
         """float32 [N, K], the same float operations as gguf's own dequantization."""
         n, k = self.shape
-        q = self.codes.reshape(n, k // BLOCK, BLOCK).astype(np.float32) - np.float32(self.zero)
+        q = self.codes.reshape(n, k // self.block, self.block).astype(np.float32) - np.float32(self.zero)
         w = self.scale[..., None] * q
         if self.offset is not None:
             w = w + self.offset[..., None]
@@ -65,17 +78,63 @@ class BlockGrid:
 
     def take_rows(self, rows: np.ndarray) -> BlockGrid:
         off = None if self.offset is None else self.offset[rows]
-        return BlockGrid(self.name, self.kind, self.codes[rows], self.scale[rows], self.zero, off)
+        return BlockGrid(self.name, self.kind, self.codes[rows], self.scale[rows], self.zero, off, self.block)
+
+
+def _f16(b: np.ndarray) -> np.ndarray:
+    """[..., 2] bytes -> float32 [...] (an fp16 field of every block)."""
+    return b.copy().view(np.float16)[..., 0].astype(np.float32)
+
+
+def _nibbles(packed: np.ndarray) -> np.ndarray:
+    """[..., m] bytes -> [..., 2m]: the low nibbles, then the high ones (GGUF's order)."""
+    return np.concatenate([packed & 0x0F, packed >> 4], axis=-1)
+
+
+def _parse_k(kind: str, raw: np.ndarray, n: int, k: int) -> BlockGrid:
+    """Q4_K / Q6_K super-blocks [N, K / 256, bytes] -> per-sub-block codes and float32 scales
+    (the products gguf's own dequantization computes first, so values match bit for bit)."""
+    sb = raw.reshape(n, k // QK_K, -1)
+    if kind == "Q4_K":
+        d, dmin = _f16(sb[..., 0:2]), _f16(sb[..., 2:4])
+        sc6 = sb[..., 4:16].reshape(n, -1, 3, 4)
+        lo, mid, hi = sc6[..., 0, :], sc6[..., 1, :], sc6[..., 2, :]
+        sc = np.concatenate([lo & 0x3F, (hi & 0x0F) | ((lo >> 2) & 0x30)], axis=-1)  # [N, S, 8]
+        mn = np.concatenate([mid & 0x3F, (hi >> 4) | ((mid >> 2) & 0x30)], axis=-1)
+        qs = sb[..., 16:].reshape(n, -1, 4, 32)  # 4 chunks of 32 bytes: 64 weights each
+        q = _nibbles(qs).reshape(n, k)
+        scale = (d[..., None] * sc.astype(np.float32)).reshape(n, -1)
+        offset = -(dmin[..., None] * mn.astype(np.float32)).reshape(n, -1)
+        return BlockGrid("", kind, q.astype(np.uint8), scale, 0, offset, 32)
+    # Q6_K: ql [128], qh [64], scales int8 [16], d fp16
+    ql, qh = sb[..., :128].reshape(n, -1, 2, 64), sb[..., 128:192].reshape(n, -1, 2, 32)
+    scales = sb[..., 192:208].copy().view(np.int8).astype(np.float32)
+    d = _f16(sb[..., 208:210])
+    low = np.concatenate([ql & 0x0F, ql >> 4], axis=-1).reshape(n, -1, 2, 4, 32)  # [.., half, 4 quarters, 32]
+    high = np.stack([(qh >> s) & 0x03 for s in (0, 2, 4, 6)], axis=-2)  # [.., half, 4, 32]
+    q = (low | (high << 4)).reshape(n, k)
+    scale = (d[..., None] * scales).reshape(n, -1)
+    return BlockGrid("", kind, q.astype(np.uint8), scale, 32, None, 16)
 
 
 def _parse(kind: str, raw: np.ndarray, n: int, k: int) -> BlockGrid:
     """Split raw GGUF bytes [N, bytes per row] into codes and scales."""
+    if kind in ("Q4_K", "Q6_K"):
+        return _parse_k(kind, raw, n, k)
     g = k // BLOCK
     blocks = raw.reshape(n, g, -1)
     d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
     if kind == "Q8_0":
         q = blocks[..., 2:].copy().view(np.int8).astype(np.int16) + 128
         return BlockGrid("", kind, q.astype(np.uint8).reshape(n, k), d, 128, None)
+    if kind in ("Q5_0", "Q5_1"):
+        start = 4 if kind == "Q5_1" else 2
+        qh = blocks[..., start:start + 4].copy().view(np.uint32)  # [N, G, 1]: bit j = element j's 5th bit
+        high = ((qh >> np.arange(32, dtype=np.uint32)) & 1).astype(np.uint8)  # [N, G, 32]
+        q = (_nibbles(blocks[..., start + 4:start + 4 + BLOCK // 2]) | (high << 4)).reshape(n, k)
+        if kind == "Q5_1":
+            return BlockGrid("", kind, q, d, 0, _f16(blocks[..., 2:4]))
+        return BlockGrid("", kind, q, d, 16, None)
     start = 4 if kind == "Q4_1" else 2
     packed = blocks[..., start:start + BLOCK // 2]
     # byte j holds element j (low nibble) and element j + 16 (high nibble)
