@@ -61,16 +61,19 @@ def interleaved_p50(runs: dict[str, object], rounds: int = 5, iterations: int = 
     return {k: s.p50 for k, s in timing.stats.items()}
 
 
-def stable_crops(fp32_session: Any, x: np.ndarray, ref: np.ndarray, draws: int = 3) -> tuple[np.ndarray, float]:
+def stable_crops(fp32_session: Any, x: np.ndarray, ref: np.ndarray, draws: int = 3,
+                 std: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Crops whose FP32 top-1 survives ``draws`` draws of one-grey-level input noise; also
-    returns how often FP32 agrees with itself under that noise (the noise floor)."""
+    returns how often FP32 agrees with itself under that noise (the noise floor). ``std``: the
+    per-channel divisor of the model's input normalisation (default ImageNet's)."""
     from mobilenet_v2 import IMAGENET_STD
 
+    std = IMAGENET_STD if std is None else np.asarray(std, np.float32)
     rng = np.random.default_rng(0)
     same = np.ones(len(x), bool)
     floor = []
     for _ in range(draws):
-        noise = rng.normal(0.0, NOISE_STD, x.shape).astype(np.float32) / IMAGENET_STD[None, :, None, None]
+        noise = rng.normal(0.0, NOISE_STD, x.shape).astype(np.float32) / std[None, :, None, None]
         top = run_all(fp32_session, (x + noise).astype(np.float32)).argmax(1)
         floor.append(float(np.mean(top == ref.argmax(1))))
         same &= top == ref.argmax(1)

@@ -85,11 +85,14 @@ def finetune_and_quantize(out: Path, train_samples: int = 4000, test_samples: in
                                                  equalization=True, bias_correction="fast"),
                   Dataset({"input": calib}))
     gptq = {}
-    for tag, extra in (("eq-gptq", {}), ("eq-gptq-bc", {"bias_correction": "fast"})):
+    for tag, extra in (("eq-gptq", {"weight_rounding": "gptq"}),
+                       ("eq-gptq-bc", {"weight_rounding": "gptq", "bias_correction": "fast"}),
+                       ("eq-adaround", {"weight_rounding": "adaround"}),
+                       ("eq-adaround-bc", {"weight_rounding": "adaround", "bias_correction": "fast"})):
         gptq[tag] = out / f"fashion_mnv2.ort-{tag}.onnx"
         quantize_onnx(fp32, gptq[tag], QuantizeConfig(moving_average=True, calibration_batch_size=1,
-                                                       nodes_to_exclude=head, equalization=True,
-                                                       weight_rounding="gptq", **extra), Dataset({"input": calib}))
+                                                       nodes_to_exclude=head, equalization=True, **extra),
+                      Dataset({"input": calib}))
     new = out / "fashion_mnv2.nncf.onnx"
     q = nncf.quantize(onnx.load(str(fp32)), nncf.Dataset([{"input": calib[i:i + 1]} for i in range(len(calib))]),
                       subset_size=len(calib), preset=nncf.QuantizationPreset.MIXED, fast_bias_correction=False)
@@ -101,6 +104,8 @@ def finetune_and_quantize(out: Path, train_samples: int = 4000, test_samples: in
                 ("int8 shipped recipe: + equalization + bias correction fast", shipped),
                 ("int8 + equalization + GPTQ rounding", gptq["eq-gptq"]),
                 ("int8 + equalization + GPTQ rounding + bias correction fast", gptq["eq-gptq-bc"]),
+                ("int8 + equalization + AdaRound", gptq["eq-adaround"]),
+                ("int8 + equalization + AdaRound + bias correction fast", gptq["eq-adaround-bc"]),
                 ("int8 nncf mixed + full bias corr.", new))
     for name, path in variants:
         res["top1"][name] = float(np.mean(run_all(ort_session(path), xt, batch=100).argmax(1) == yt))

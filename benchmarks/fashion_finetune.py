@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import time
 
-from _common import ROOT  # puts the checkout on sys.path
+from _common import ROOT, lscpu_summary  # puts the checkout on sys.path
 from _fashion_finetune import finetune_and_quantize
 
 
@@ -26,7 +26,7 @@ def main() -> None:
     out = ROOT / "benchmarks" / "out" / "fashion_finetune"
     out.mkdir(parents=True, exist_ok=True)
     res = finetune_and_quantize(out, args.train_samples, args.test_samples, openvino=args.openvino)
-    res.update(date=time.strftime("%Y-%m-%d"), cpu=platform.processor() or platform.machine())
+    res.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), cpu=lscpu_summary(), load_end=os.getloadavg())
     (ROOT / "benchmarks" / "out" / "fashion_finetune.json").write_text(json.dumps(res, indent=2))
 
 

