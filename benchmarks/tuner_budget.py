@@ -5,6 +5,7 @@ budget, how much of it is INT8, and how fast is it against ORT FP32?
 
     nice -n 10 python benchmarks/tuner_budget.py                   # about 15 minutes on 2 cores
     nice -n 10 python benchmarks/tuner_budget.py --runs plain,floor90
+    nice -n 10 python benchmarks/tuner_budget.py --net efficientnet_lite0   # the second depthwise net
 
 Runs (each a compressor recipe run from recipes/mobilenet_v2.yaml with only the quantize step
 replaced; tuning on the recipe's 100 "val" crops, evaluation on 1,000 "test" crops; target
@@ -55,10 +56,14 @@ def cpu() -> dict:
     return info
 
 
-def recipe_text(run: str, eval_crops: int) -> str:
-    base = yaml.safe_load((ROOT / "recipes" / "mobilenet_v2.yaml").read_text())
+NETS = {"mobilenet_v2": "MobileNetV2", "efficientnet_lite0": "EfficientNet-Lite0"}
+
+
+def recipe_text(run: str, eval_crops: int, net: str = "mobilenet_v2") -> str:
+    base = yaml.safe_load((ROOT / "recipes" / f"{net}.yaml").read_text())
     base["name"] = f"tuner-budget-{run}"
-    base["data"]["source"] = {"factory": "examples/photos.py:photo_crops", "kwargs": {"n": eval_crops}}
+    source = base["data"]["source"]
+    base["data"]["source"] = {**source, "kwargs": {**source.get("kwargs", {}), "n": eval_crops}}
     base["data"]["evaluation"] = {"split": "test", "samples": eval_crops}
     base["steps"] = [{"quantize": RUNS[run]}]
     base["targets"] = ["onnxruntime-cpu"]
@@ -66,7 +71,7 @@ def recipe_text(run: str, eval_crops: int) -> str:
     return yaml.safe_dump(base, sort_keys=False)
 
 
-def run_one(run: str, eval_crops: int) -> dict:
+def run_one(run: str, eval_crops: int, net: str = "mobilenet_v2") -> dict:
     from compressor.errors import CompressorError
     from compressor.pipeline import run_recipe
     from compressor.progress import Reporter
@@ -74,16 +79,16 @@ def run_one(run: str, eval_crops: int) -> dict:
 
     import shutil
 
-    path = ROOT / "recipes" / "mobilenet_v2.yaml"
-    run_dir = OUT / run
+    path = ROOT / "recipes" / f"{net}.yaml"
+    run_dir = OUT / net / run
     # as a new user: nothing measured before (format choice, sensitivity analysis) is reused
     shutil.rmtree(run_dir, ignore_errors=True)
-    os.environ["COMPRESSOR_CACHE"] = str(OUT / f"{run}-cache")
+    os.environ["COMPRESSOR_CACHE"] = str(OUT / net / f"{run}-cache")
     shutil.rmtree(os.environ["COMPRESSOR_CACHE"], ignore_errors=True)
     row: dict = {"run": run, "quantize": RUNS[run], "loadavg_start": os.getloadavg()}
     t0 = time.perf_counter()
     try:
-        rep = run_recipe(parse_recipe(recipe_text(run, eval_crops), str(path)), recipe_path=path, run_dir=run_dir,
+        rep = run_recipe(parse_recipe(recipe_text(run, eval_crops, net), str(path)), recipe_path=path, run_dir=run_dir,
                          progress=Reporter())
     except CompressorError as e:
         row.update(error=e.message, hint=e.hint, wall_s=round(time.perf_counter() - t0, 1))
@@ -145,7 +150,7 @@ def interleaved(rows: list[dict], rounds: int) -> dict:
 def render(result: dict) -> str:
     m = result["meta"]
     c = m["cpu"]
-    lines = ["# The accuracy-aware tuner on MobileNetV2 within its time budget", "",
+    lines = [f"# The accuracy-aware tuner on {NETS[m.get('net', 'mobilenet_v2')]} within its time budget", "",
              f"Measured {m['date']} on {c.get('Model name')} ({c.get('Vendor ID')} family {c.get('CPU family')} "
              f"model {c.get('Model')}, {', '.join(c.get('int8 flags', []))}), {THREADS} threads, {m['cpus']} cores "
              f"shared with other jobs; load average {m['loadavg_start']} at the start, {m['loadavg_end']} at the end.",
@@ -199,21 +204,24 @@ def main() -> int:
     ap.add_argument("--runs", default=",".join(RUNS))
     ap.add_argument("--eval-crops", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds")
+    ap.add_argument("--net", choices=sorted(NETS), default="mobilenet_v2",
+                    help="recipes/<net>.yaml with only its quantize step replaced")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     meta = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu(),
-            "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "eval_crops": args.eval_crops,
+            "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "eval_crops": args.eval_crops, "net": args.net,
             "command": " ".join(["nice -n 10 python benchmarks/tuner_budget.py", *sys.argv[1:]])}
     rows = []
     for run in args.runs.split(","):
         print(f"== {run}", flush=True)
-        rows.append(run_one(run, args.eval_crops))
+        rows.append(run_one(run, args.eval_crops, args.net))
         print(json.dumps(rows[-1], default=str)[:1500], flush=True)
     result = {"meta": meta, "runs": rows, "interleaved": interleaved(rows, args.rounds)}
     meta["loadavg_end"] = os.getloadavg()
-    RESULTS.joinpath("tuner_budget.json").write_text(json.dumps(result, indent=1, default=str))
-    RESULTS.joinpath("tuner_budget.md").write_text(render(result))
-    print(RESULTS.joinpath("tuner_budget.md").read_text())
+    stem = "tuner_budget" + ("" if args.net == "mobilenet_v2" else f"_{args.net}")
+    RESULTS.joinpath(f"{stem}.json").write_text(json.dumps(result, indent=1, default=str))
+    RESULTS.joinpath(f"{stem}.md").write_text(render(result))
+    print(RESULTS.joinpath(f"{stem}.md").read_text())
     return 0
 
 

@@ -19,13 +19,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 SEEDS = {"train": 1, "test": 2, "val": 3}
 
 
-def photo_crops(split: str = "test", n: int = 200):
-    """``{"input": float32 [n, 3, 224, 224]}`` ImageNet-normalised crops, no labels."""
+NORMALISATIONS = ("imagenet", "tf")
+
+
+def photo_crops(split: str = "test", n: int = 200, normalise: str = "imagenet"):
+    """``{"input": float32 [n, 3, 224, 224]}`` crops, no labels; ``normalise``: "imagenet"
+    (mean/std, torchvision's models) or "tf" ((x*255-127)/128, the TF Lite checkpoints such as
+    examples/efficientnet_lite0.py). The same crops either way."""
     from compressor.data import Dataset
     from compressor.errors import DataError
 
     if split not in SEEDS:
         raise DataError(f"photo crops have splits {', '.join(map(repr, SEEDS))}, not {split!r}")
-    from mobilenet_v2 import sample_images
+    if normalise not in NORMALISATIONS:
+        raise DataError(f"photo crops normalise as {' or '.join(NORMALISATIONS)}, not {normalise!r}")
+    if normalise == "tf":
+        from efficientnet_lite0 import sample_images
+    else:
+        from mobilenet_v2 import sample_images
 
     return Dataset({"input": sample_images(n, seed=SEEDS[split])}, None, f"photo-crops/{split}")

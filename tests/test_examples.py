@@ -274,3 +274,19 @@ def test_cli_rejects_unknown_examples(train: ModuleType) -> None:
     with pytest.raises(SystemExit) as err:
         train.main(["no_such_model"])
     assert err.value.code == 2
+
+
+@needs_mobilenet_weights
+def test_photo_crops_normalise_for_either_checkpoint_family() -> None:
+    # the same crops: "tf" is (x*255-127)/128 of the pixels "imagenet" normalises by mean/std
+    from compressor.errors import DataError
+
+    photos = load_example("photos.py")
+    mobilenet = load_example("mobilenet_v2.py")
+    a = photos.photo_crops("val", n=3).inputs["input"]
+    b = photos.photo_crops("val", n=3, normalise="tf").inputs["input"]
+    raw = a * mobilenet.IMAGENET_STD[None, :, None, None] + mobilenet.IMAGENET_MEAN[None, :, None, None]
+    np.testing.assert_allclose(b, (raw * 255 - 127) / 128, atol=1e-4)
+    assert -1.0 <= b.min() and b.max() <= 1.0
+    with pytest.raises(DataError, match="normalise as imagenet or tf, not 'caffe'"):
+        photos.photo_crops("val", n=3, normalise="caffe")
