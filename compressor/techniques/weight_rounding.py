@@ -210,9 +210,6 @@ class _Layer:
     h: np.ndarray
     positions: int
 
-    def nearest(self) -> np.ndarray:
-        return np.clip(np.round(self.w / self.scale[..., None]) + self.zp[..., None], self.lo, self.hi)
-
     def dequantized(self, q: np.ndarray) -> np.ndarray:
         return (q - self.zp[..., None]) * self.scale[..., None]
 
@@ -222,11 +219,13 @@ def _adaround(layers: list[_Layer], iters: int | None = None) -> list[np.ndarray
     docstring): the loss is the layers' sum, so each layer's optimisation is its own."""
     import torch
 
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
     iters = iters or ADAROUND_ITERS
     with torch.enable_grad():
         state = []
         for lay in layers:
-            t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
             x = lay.w / lay.scale[..., None]
             fl = np.floor(x)
             rest = np.clip(x - fl, 1e-4, 1 - 1e-4)
