@@ -61,6 +61,16 @@ def interleaved_p50(runs: dict[str, object], rounds: int = 5, iterations: int = 
     return {k: s.p50 for k, s in timing.stats.items()}
 
 
+def int8_on_both(path: Path, x: np.ndarray, ov: Any, out: Path, tag: str) -> tuple[Any, np.ndarray, Any, np.ndarray]:
+    """The INT8 ONNX model at ``path`` on ONNX Runtime and on compressor's OpenVINO target ``ov``
+    (compiled into ``out`` as ``tag``): (ORT session, its outputs on ``x``, OpenVINO session, its outputs)."""
+    from compressor.targets.base import ModelArtifact
+
+    s = ort_session(path)
+    s_ov = ov.load(ov.compile(ModelArtifact(tag, "int8", path, []), out, precision="int8"), threads=THREADS)
+    return s, run_all(s, x), s_ov, run_all(s_ov, x)
+
+
 def stable_crops(fp32_session: Any, x: np.ndarray, ref: np.ndarray, draws: int = 3,
                  std: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Crops whose FP32 top-1 survives ``draws`` draws of one-grey-level input noise; also

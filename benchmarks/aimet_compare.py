@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import ROOT, THREADS, interleaved_p50, kl, lscpu_summary, ort_session, run_all  # noqa: E402
+from _common import ROOT, THREADS, int8_on_both, interleaved_p50, kl, lscpu_summary, ort_session, run_all  # noqa: E402
 
 
 def aimet_models(fp32: Path, calib: np.ndarray, out: Path, iterations: int) -> dict[str, tuple[Path, float]]:
@@ -65,7 +65,6 @@ def main() -> None:
     from compressor.export.onnx_export import export_onnx
     from compressor.recipe.schema import QuantizeConfig
     from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx
-    from compressor.targets.base import ModelArtifact
     from compressor.targets.registry import make_target
     from compressor.targets.spec import load_target
 
@@ -90,11 +89,7 @@ def main() -> None:
                  "threads": THREADS, "eval_crops": args.eval_crops, "aimet_adaround_iterations": args.iterations,
                  "load_start": load0, "variants": {}}
     for i, (name, (path, secs)) in enumerate(models.items()):
-        s = ort_session(path)
-        o = run_all(s, evals)
-        art = ov.compile(ModelArtifact(f"aimet-ov-{i}", "int8", path, []), out, precision="int8")
-        s_ov = ov.load(art, threads=THREADS)
-        o_ov = run_all(s_ov, evals)
+        s, o, _, o_ov = int8_on_both(path, evals, ov, out, f"aimet-ov-{i}")
         res["variants"][name] = {"top1_agreement_ort": float(np.mean(o.argmax(1) == ref.argmax(1))),
                                  "top1_agreement_openvino": float(np.mean(o_ov.argmax(1) == ref.argmax(1))),
                                  "kl_ort": kl(ref, o), "quantize_s": round(secs, 1)}

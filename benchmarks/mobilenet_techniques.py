@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import time
 
 import numpy as np
 
-from _common import ROOT, THREADS, interleaved_p50, kl, lscpu_summary, ort_session, run_all, stable_crops  # noqa: E402 - puts the checkout on sys.path
+from _common import (ROOT, THREADS, int8_on_both, interleaved_p50, kl, lscpu_summary, ort_session, run_all,
+                     stable_crops)  # noqa: E402 - puts the checkout on sys.path
 
 
 # the recipe's starting point (targets' U8/S8 per-channel minmax), then each technique alone and together
@@ -77,14 +77,6 @@ def nncf_ptq(fp32, dst, calib: np.ndarray) -> dict:
     return {"engine": "nncf", "nncf": nncf.__version__}
 
 
-def cpu_flags() -> list[str]:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return []
-    return sorted({f for f in ("avx2", "avx512_vnni", "amx_int8") if f in out})
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -122,7 +114,7 @@ def main() -> None:
     feeds = {"input": evals[:1]}
     res: dict = {"model": args.model, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                  "cpu": lscpu_summary(), "load_start": os.getloadavg(),
-                 "cpu_flags": cpu_flags(), "threads": THREADS, "eval_crops": n_eval, "calibration_crops": len(calib),
+                 "threads": THREADS, "eval_crops": n_eval, "calibration_crops": len(calib),
                  "fp32_self_agreement_one_grey_level": floor, "stable_crops": int(stable.sum()), "variants": {}}
     print(f"FP32 under one grey level of input noise agrees with itself on {floor:.3f} of the crops "
           f"({int(stable.sum())} stable crops)", flush=True)
@@ -137,12 +129,9 @@ def main() -> None:
         info = nncf_ptq(fp32, dst, calib) if kw.get("engine") == "nncf" else \
             quantize_onnx(fp32, dst, QuantizeConfig(**{**BASE, **kw}), Dataset({"input": calib}))
         secs = time.perf_counter() - t0
-        s = ort_session(dst)
-        out_ort = run_all(s, evals)
+        s, out_ort, s_ov, out_ov = int8_on_both(dst, evals, ov, out, f"ov-int8-{i}")
         agree_ort = float(np.mean(out_ort.argmax(1) == ref.argmax(1)))
-        art = ov.compile(ModelArtifact(f"ov-int8-{i}", "int8", dst, []), out, precision="int8")
-        s_ov = ov.load(art, threads=THREADS)
-        agree_ov = float(np.mean(run_all(s_ov, evals).argmax(1) == ref.argmax(1)))
+        agree_ov = float(np.mean(out_ov.argmax(1) == ref.argmax(1)))
         macs = mac_summary(dst)
         res["variants"][name] = {"settings": kw, "top1_agreement_ort": agree_ort, "top1_agreement_openvino": agree_ov,
                                  "top1_agreement_ort_stable_crops": float(np.mean(

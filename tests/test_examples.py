@@ -132,7 +132,6 @@ def test_efficientnet_lite0_parameter_count_and_same_padding() -> None:
     assert model._blocks[3]._depthwise_conv.pad == (1, 2, 1, 2)  # 5x5 stride 2 on 56x56
 
 
-@needs_mobilenet_weights
 @needs_lite0_weights
 def test_efficientnet_lite0_imagenet_weights_predict_the_photos() -> None:
     # palace for china.jpg (as MobileNetV2), daisy (985) for the dahlia: another net, another near miss
@@ -276,7 +275,6 @@ def test_cli_rejects_unknown_examples(train: ModuleType) -> None:
     assert err.value.code == 2
 
 
-@needs_mobilenet_weights
 def test_photo_crops_normalise_for_either_checkpoint_family() -> None:
     # the same crops: "tf" is (x*255-127)/128 of the pixels "imagenet" normalises by mean/std
     from compressor.errors import DataError
