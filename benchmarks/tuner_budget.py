@@ -12,7 +12,11 @@ replaced; tuning on the recipe's 100 "val" crops, evaluation on 1,000 "test" cro
 onnxruntime-cpu):
 - plain: `{mode: static, accuracy_criterion: {max_drop: 1.0, metric: top1_agreement,
   tuning_data: train}}`, everything else default (on_failure: fail);
-- floor90: the same with `min_int8_mac_share: 0.9` (the issue's 90%-of-MACs bound).
+- floor90: the same with `min_int8_mac_share: 0.9` (the issue's 90%-of-MACs bound);
+- noise_floor: the same as plain with `agreement_on: noise_floor` (every tuning crop counts, the
+  drop measured from FP32's own agreement under +-1 LSB input noise instead of from 100%).
+
+`--tuning-crops N` scores the trials on N "val" crops instead of the recipe's 100.
 
 The tuner's progress lines go to this script's stderr (not a terminal: plain lines). Then
 ORT FP32 and each INT8 model that came out are timed interleaved in one process (batch 1,
@@ -26,13 +30,12 @@ import argparse
 import datetime as dt
 import json
 import os
-import subprocess
 import sys
 import time
 
 import yaml
 
-from _common import ROOT, THREADS  # noqa: E402 - puts the checkout on sys.path
+from _common import ROOT, THREADS, lscpu_summary  # noqa: E402 - puts the checkout on sys.path
 
 OUT = ROOT / "benchmarks" / "out" / "tuner_budget"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -40,38 +43,28 @@ CRITERION = {"max_drop": 1.0, "metric": "top1_agreement", "tuning_data": "train"
 RUNS = {
     "plain": {"mode": "static", "accuracy_criterion": CRITERION},
     "floor90": {"mode": "static", "accuracy_criterion": {**CRITERION, "min_int8_mac_share": 0.9}},
+    "noise_floor": {"mode": "static", "accuracy_criterion": {**CRITERION, "agreement_on": "noise_floor"}},
 }
-
-
-def cpu() -> dict:
-    """lscpu's vendor, family/model, model name and the INT8-relevant flags."""
-    info = {}
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("Vendor ID", "Model name", "CPU family", "Model", "CPU(s)"):
-            info[key.strip()] = value.strip()
-        if key.strip() == "Flags":
-            flags = value.split()
-            info["int8 flags"] = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
-    return info
 
 
 NETS = {"mobilenet_v2": "MobileNetV2", "efficientnet_lite0": "EfficientNet-Lite0"}
 
 
-def recipe_text(run: str, eval_crops: int, net: str = "mobilenet_v2") -> str:
+def recipe_text(run: str, eval_crops: int, net: str = "mobilenet_v2", tuning_crops: int | None = None) -> str:
     base = yaml.safe_load((ROOT / "recipes" / f"{net}.yaml").read_text())
     base["name"] = f"tuner-budget-{run}"
     source = base["data"]["source"]
     base["data"]["source"] = {**source, "kwargs": {**source.get("kwargs", {}), "n": eval_crops}}
     base["data"]["evaluation"] = {"split": "test", "samples": eval_crops}
+    if tuning_crops:
+        base["data"]["train"] = {**base["data"]["train"], "samples": tuning_crops}
     base["steps"] = [{"quantize": RUNS[run]}]
     base["targets"] = ["onnxruntime-cpu"]
     base.pop("gates", None)
     return yaml.safe_dump(base, sort_keys=False)
 
 
-def run_one(run: str, eval_crops: int, net: str = "mobilenet_v2") -> dict:
+def run_one(run: str, eval_crops: int, net: str = "mobilenet_v2", tuning_crops: int | None = None) -> dict:
     from compressor.errors import CompressorError
     from compressor.pipeline import run_recipe
     from compressor.progress import Reporter
@@ -88,7 +81,7 @@ def run_one(run: str, eval_crops: int, net: str = "mobilenet_v2") -> dict:
     row: dict = {"run": run, "quantize": RUNS[run], "loadavg_start": os.getloadavg()}
     t0 = time.perf_counter()
     try:
-        rep = run_recipe(parse_recipe(recipe_text(run, eval_crops, net), str(path)), recipe_path=path, run_dir=run_dir,
+        rep = run_recipe(parse_recipe(recipe_text(run, eval_crops, net, tuning_crops), str(path)), recipe_path=path, run_dir=run_dir,
                          progress=Reporter())
     except CompressorError as e:
         row.update(error=e.message, hint=e.hint, wall_s=round(time.perf_counter() - t0, 1))
@@ -151,11 +144,10 @@ def render(result: dict) -> str:
     m = result["meta"]
     c = m["cpu"]
     lines = [f"# The accuracy-aware tuner on {NETS[m.get('net', 'mobilenet_v2')]} within its time budget", "",
-             f"Measured {m['date']} on {c.get('Model name')} ({c.get('Vendor ID')} family {c.get('CPU family')} "
-             f"model {c.get('Model')}, {', '.join(c.get('int8 flags', []))}), {THREADS} threads, {m['cpus']} cores "
+             f"Measured {m['date']} on {c}, {THREADS} threads, {m['cpus']} cores "
              f"shared with other jobs; load average {m['loadavg_start']} at the start, {m['loadavg_end']} at the end.",
              "", f"    {m['command']}", "",
-             "Criterion: `max_drop: 1.0` of top-1 agreement with FP32, scored on the recipe's 100 `val` crops "
+             f"Criterion: `max_drop: 1.0` of top-1 agreement with FP32, scored on {m.get('tuning_crops', 100)} `val` crops "
              "(never the evaluation crops), default time budget; evaluation on "
              f"{m['eval_crops']} other crops. Goals (issue #22): a model within the budget (<= 10 min on 2 cores), "
              ">= 90% of MACs INT8, >= 1.8x ORT FP32 on a VNNI CPU.", ""]
@@ -203,22 +195,26 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default=",".join(RUNS))
     ap.add_argument("--eval-crops", type=int, default=1000)
+    ap.add_argument("--tuning-crops", type=int, default=None, help="val crops the trials are scored on "
+                    "(default: the recipe's 100)")
+    ap.add_argument("--tag", default="", help="results file suffix (benchmarks/results/tuner_budget[_net][_tag].md)")
     ap.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds")
     ap.add_argument("--net", choices=sorted(NETS), default="mobilenet_v2",
                     help="recipes/<net>.yaml with only its quantize step replaced")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    meta = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu(),
+    meta = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": lscpu_summary(),
             "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "eval_crops": args.eval_crops, "net": args.net,
+            "tuning_crops": args.tuning_crops or 100,
             "command": " ".join(["nice -n 10 python benchmarks/tuner_budget.py", *sys.argv[1:]])}
     rows = []
     for run in args.runs.split(","):
         print(f"== {run}", flush=True)
-        rows.append(run_one(run, args.eval_crops, args.net))
+        rows.append(run_one(run, args.eval_crops, args.net, args.tuning_crops))
         print(json.dumps(rows[-1], default=str)[:1500], flush=True)
     result = {"meta": meta, "runs": rows, "interleaved": interleaved(rows, args.rounds)}
     meta["loadavg_end"] = os.getloadavg()
-    stem = "tuner_budget" + ("" if args.net == "mobilenet_v2" else f"_{args.net}")
+    stem = "tuner_budget" + ("" if args.net == "mobilenet_v2" else f"_{args.net}") + (f"_{args.tag}" if args.tag else "")
     RESULTS.joinpath(f"{stem}.json").write_text(json.dumps(result, indent=1, default=str))
     RESULTS.joinpath(f"{stem}.md").write_text(render(result))
     print(RESULTS.joinpath(f"{stem}.md").read_text())

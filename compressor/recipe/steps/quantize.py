@@ -55,9 +55,11 @@ class AccuracyCriterion(Strict):
     global_share: float = Field(
         0.5, gt=0.0, le=1.0, description="share of the time budget (and of max_trials) the whole-model variants may "
         "use before the per-layer steps start; the configured setting (trial 1) always runs")
-    agreement_on: Literal["stable", "all"] = Field(
+    agreement_on: Literal["stable", "all", "noise_floor"] = Field(
         "stable", description="top1_agreement only: judge trials on the samples whose FP32 top-1 survives +-1 LSB of "
-        "input noise (stable), or on all samples (all); the noise floor is reported either way")
+        "input noise (stable), or on all samples (all), or on all samples with the drop counted from FP32's own "
+        "agreement under that noise (noise_floor: the mean of 3 seeds) instead of from 100%, so max_drop is how far "
+        "below the input's own noise a candidate may fall; the noise floor is reported either way")
     tuning_samples: int | None = Field(None, ge=1, description="evaluation subset for tuning (None: all)")
     sensitivity_samples: int = Field(200, ge=1, description="evaluation subset for the per-layer analysis")
     tune_calibration: bool = Field(True, description=_TUNE_CALIBRATION)

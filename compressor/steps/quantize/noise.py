@@ -4,7 +4,8 @@ one least significant bit (LSB), and which samples keep their FP32 answer under 
 An agreement figure (INT8 top-1 against FP32 top-1) on samples whose FP32 top-1 flips under
 one grey level of input noise is partly noise: no INT8 model can be judged on them. The tuner
 reports this floor beside every agreement figure and, by default, judges trials on the stable
-samples only (``accuracy_criterion.agreement_on``).
+samples only (``accuracy_criterion.agreement_on``); ``agreement_on: noise_floor`` instead counts a
+trial's drop from this floor (the mean of 3 seeds) rather than from 100 %.
 
 The LSB is the data's own quantum, per input channel (axis 1 of a 3-D or wider input, the
 whole tensor otherwise): the smallest step between its distinct values when it takes at most
@@ -93,6 +94,17 @@ def noise_floor(metric: str, reference: np.ndarray, perturbed: np.ndarray, pertu
     flat_r, flat_p = reference.reshape(len(reference), -1), perturbed.reshape(len(perturbed), -1)
     stable = (flat_r.argmax(1) == flat_p.argmax(1)) if flat_r.shape[1] > 1 else None
     return NoiseFloor(metric, float(value), perturbation, len(reference), stable)
+
+
+def mean_floor(floors: list[NoiseFloor]) -> NoiseFloor:
+    """One floor from several seeds: the mean value, the first seed's stable samples (the
+    judge of ``agreement_on: stable`` stays what it was)."""
+    first = floors[0]
+    if len(floors) == 1:
+        return first
+    value = float(np.mean([f.value for f in floors]))
+    return NoiseFloor(first.metric, value, f"{first.perturbation}; mean of {len(floors)} seeds", first.samples,
+                      first.stable)
 
 
 def kl_to_reference(reference: np.ndarray, out: np.ndarray) -> float:

@@ -22,7 +22,7 @@ from compressor.metrics import compute_metric, metric_drop, metric_info, scoring
 from compressor.data.dataset import Dataset
 from compressor.errors import CompressorError, DataError, TargetFailed
 from compressor.recipe.schema import AccuracyCriterion
-from compressor.steps.quantize.noise import NoiseFloor, kl_to_reference, noise_floor, perturb
+from compressor.steps.quantize.noise import NoiseFloor, kl_to_reference, mean_floor, noise_floor, perturb
 from compressor.utils.ort_sessions import KEEP_FLOAT_NODES
 
 if TYPE_CHECKING:
@@ -82,7 +82,9 @@ class Evaluator:
 
     ``noise``: FP32's own noise floor on ``data`` (:mod:`~.noise`), for reference metrics.
     With ``top1_agreement`` and ``agreement_on: stable`` (default) a candidate is judged on
-    the samples whose FP32 top-1 survives +-1 LSB of input noise; :attr:`judged_by` says so."""
+    the samples whose FP32 top-1 survives +-1 LSB of input noise; with ``noise_floor`` on all
+    samples, its drop counted from that floor (:attr:`drop_base`) instead of from FP32's 100 %;
+    :attr:`judged_by` says which."""
 
     def __init__(self, data: Dataset, metric: str, reference: list[np.ndarray], criterion: AccuracyCriterion,
                  noise: NoiseFloor | None = None):
@@ -99,6 +101,10 @@ class Evaluator:
         self.classes = ref.shape[1] > 1 and ref.ndim == 2 and metric != "mse"
         # the FP32 value; raises DataError when the data cannot provide the metric, before any tuning
         self.baseline = self.score(reference)
+        # what a drop is counted from: FP32's own score, or its agreement under input noise
+        self.from_floor = (noise is not None and metric == "top1_agreement"
+                           and criterion.agreement_on == "noise_floor")
+        self.drop_base = noise.value if self.from_floor and noise is not None else self.baseline
 
     @property
     def judged_by(self) -> str:
@@ -106,6 +112,9 @@ class Evaluator:
         if self.stable is not None:
             return (f"{self.metric} on the {int(self.stable.sum())} of {len(self.stable)} samples whose FP32 top-1 "
                     "is stable under +-1 LSB input noise")
+        if self.from_floor:
+            return (f"{self.metric} on all {len(self.data)} samples, the drop counted from FP32's own agreement under "
+                    f"+-1 LSB input noise ({self.drop_base:.4f}), not from 100%")
         return f"{self.metric} on all {len(self.data)} samples"
 
     def score(self, outputs: list[np.ndarray]) -> float:
@@ -127,7 +136,7 @@ class Evaluator:
 
     def drop(self, value: float) -> float:
         """Absolute: points (fractions) or percent (mse); relative: percent of the FP32 value."""
-        return metric_drop(self.metric, self.baseline, value, relative=self.criterion.mode == "relative")
+        return metric_drop(self.metric, self.drop_base, value, relative=self.criterion.mode == "relative")
 
     def passes(self, value: float) -> bool:
         return self.drop(value) <= self.criterion.max_drop + 1e-9
@@ -142,6 +151,8 @@ class Evaluator:
                                "judge": {"metric": self.metric, "samples": "stable" if self.stable is not None
                                          else "all", "count": int(self.stable.sum()) if self.stable is not None
                                          else len(self.data)}}
+        if self.from_floor:
+            out["judge"]["drop_from"] = {"noise_floor": round(self.drop_base, 6)}
         if self.noise is not None:
             out["noise_floor"] = self.noise.to_dict()
         return out
@@ -166,8 +177,13 @@ def make_evaluator(ctx: RunContext, source: Path, crit: AccuracyCriterion, sampl
     noise = None
     if not metric_info(metric).needs_labels and metric != "perplexity":
         # FP32 against FP32 under +-1 LSB of input noise: the floor every agreement figure sits on
-        shaken, how = perturb(data, seed=ctx.seed)
-        noise = noise_floor(metric, reference[0], ort_outputs(source, shaken, threads)[0], how)
+        # one seed for the stable samples; three for a floor that drops are counted from
+        seeds = 3 if crit.agreement_on == "noise_floor" and metric == "top1_agreement" else 1
+        floors = []
+        for k in range(seeds):
+            shaken, how = perturb(data, seed=ctx.seed + k)
+            floors.append(noise_floor(metric, reference[0], ort_outputs(source, shaken, threads)[0], how))
+        noise = mean_floor(floors)
     return Evaluator(data, metric, reference, crit, noise)
 
 

@@ -17,7 +17,7 @@ from compressor.data import load_split
 from compressor.data.dataset import Dataset
 from compressor.recipe.schema import AccuracyCriterion
 from compressor.steps.quantize import tuning
-from compressor.steps.quantize.noise import input_quantum, noise_floor, perturb
+from compressor.steps.quantize.noise import NoiseFloor, input_quantum, mean_floor, noise_floor, perturb
 from compressor.steps.quantize.tuning import Evaluator, Tuner, ort_outputs
 from tests.accuracy_fixtures import write_recipe
 from tests.depthwise_fixtures import dw_onnx  # noqa: F401 - the trained depthwise net
@@ -118,6 +118,53 @@ def test_agreement_on_all_samples_is_recorded(hostile_dir, tmp_path):
     t, _ = _tuning(tmp_path / "a")
     assert t["judge"] == {"metric": "top1_agreement", "samples": "all", "count": 300}
     assert "metric_all" not in t["trials"][0] and "noise_floor" in t
+
+
+def test_agreement_from_the_noise_floor_counts_drops_below_the_input_noise():
+    # 100 samples, FP32 answers class k % 4; FP32 under +-1 LSB keeps 90 of them (floor 0.90)
+    k = np.arange(100) % 4
+    reference = [np.eye(4, dtype=np.float32)[k]]
+    nf = NoiseFloor("top1_agreement", 0.90, "uniform +-1 LSB", 100, np.arange(100) < 90)
+    data = Dataset({"x": np.zeros((100, 1), np.float32)})
+    crit = AccuracyCriterion(max_drop=1.0, agreement_on="noise_floor")
+    ev = Evaluator(data, "top1_agreement", reference, crit, nf)
+
+    def agreeing(n: int) -> list[np.ndarray]:  # a candidate whose top-1 differs on the first 100 - n samples
+        out = reference[0].copy()
+        out[: 100 - n] = np.roll(out[: 100 - n], 1, axis=1)
+        return [out]
+
+    assert ev.stable is None and ev.baseline == 1.0 and ev.drop_base == 0.90
+    assert ev.drop(ev.evaluate(agreeing(92))[0]) == pytest.approx(-2.0) and ev.passes(0.92)
+    assert ev.passes(0.89) and not ev.passes(0.88)  # 1 point below the floor passes, 2 do not
+    assert ev.details()["judge"] == {"metric": "top1_agreement", "samples": "all", "count": 100,
+                                     "drop_from": {"noise_floor": 0.9}}
+    assert "counted from FP32's own agreement under +-1 LSB input noise (0.9000)" in ev.judged_by
+    # the default judge counts the same candidate's drop from 100% on the 90 stable samples
+    stable = Evaluator(data, "top1_agreement", reference, AccuracyCriterion(max_drop=1.0), nf)
+    assert stable.drop_base == 1.0 and not stable.passes(stable.score(agreeing(92)))
+
+
+def test_mean_floor_of_three_seeds_keeps_the_first_seeds_stable_samples():
+    first = NoiseFloor("top1_agreement", 0.90, "uniform +-1 LSB", 10, np.arange(10) > 0)
+    floors = [first, NoiseFloor("top1_agreement", 0.80, "x", 10, None), NoiseFloor("top1_agreement", 0.85, "x", 10,
+                                                                                    None)]
+    m = mean_floor(floors)
+    assert m.value == pytest.approx(0.85) and m.stable is first.stable and m.perturbation.endswith("mean of 3 seeds")
+    assert mean_floor([first]) is first
+
+
+def test_noise_floor_judge_in_a_run(hostile_dir, tmp_path):
+    q = "{accuracy_criterion: {max_drop: 1.0, agreement_on: noise_floor}}"
+    res = _run(_agreement(write_recipe(hostile_dir, q, name="floor")), tmp_path / "f")
+    assert res.exit_code == 0, res.output
+    t, _ = _tuning(tmp_path / "f")
+    nf = t["noise_floor"]
+    assert nf["perturbation"].endswith("mean of 3 seeds") and t["judge"]["samples"] == "all"
+    assert t["judge"]["drop_from"] == {"noise_floor": nf["value"]}
+    # every trial's drop is counted from the floor, not from FP32's 100%
+    assert all(x["drop"] == pytest.approx((nf["value"] - x["metric"]) * 100, abs=1e-3) for x in t["trials"])
+    assert "counted from FP32's own agreement" in " ".join(res.output.split())
 
 
 def _digits(n: int = 200) -> Dataset:
