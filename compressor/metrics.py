@@ -5,7 +5,7 @@ compute "drop" the right way round. Shared by bench, tuning, report and the reci
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -116,3 +116,45 @@ def compare_outputs(ref: list[np.ndarray], out: list[np.ndarray]) -> dict[str, f
     if r0.shape[1] > 1:
         result["top1_agreement"] = float(np.mean(r0.argmax(1) == o0.argmax(1)))
     return result
+
+
+# parity tolerances by precision: max abs diff relative to the reference's largest magnitude
+PARITY_TOLERANCE = {"fp32": 1e-3, "bf16": 5e-2, "fp16": 2e-2, "int8": None}
+MIN_INT8_AGREEMENT = 0.90
+
+
+def parity(outputs: list[np.ndarray], reference: list[np.ndarray] | None, precision: str) -> dict[str, Any] | None:
+    """:func:`compare_outputs` with the verdict for ``precision``: FP32/BF16/FP16 within a
+    tolerance of the reference, INT8 by top-1 agreement (or cosine) of at least
+    :data:`MIN_INT8_AGREEMENT`. None without a reference."""
+    if reference is None:
+        return None
+    res: dict[str, Any] = dict(compare_outputs(reference, [o.astype(np.float32) for o in outputs]))
+    tol = PARITY_TOLERANCE.get(precision)
+    if tol is not None:
+        scale = max(1.0, float(np.max(np.abs(reference[0]))))
+        res["tolerance"] = tol * scale
+        res["passed"] = bool(res["max_abs_diff"] <= tol * scale)
+    else:
+        res["passed"] = bool(res.get("top1_agreement", res["cosine"]) >= MIN_INT8_AGREEMENT)
+    return res
+
+
+def score_outputs(outputs: list[np.ndarray], *, metric: str, labels: np.ndarray | None,
+                  inputs: dict[str, np.ndarray], reference: list[np.ndarray] | None, precision: str,
+                  extra_metrics: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """A result row's scores of a model's ``outputs`` over a data set (its ``labels`` and
+    ``inputs``): ``accuracy`` (the metric), ``parity`` against ``reference``, and with
+    ``extra_metrics`` every requested metric by name, the primary one included."""
+    def value(name: str) -> float:
+        ref = None if reference is None else reference[0]
+        return compute_metric(name, outputs[0], scoring_labels(name, labels, inputs, outputs[0].size), ref)
+
+    out: dict[str, Any] = {"accuracy": {"metric": metric, "value": value(metric),
+                                        "higher_is_better": metric_info(metric).higher_is_better,
+                                        "samples": len(outputs[0])},
+                           "parity": parity(outputs, reference, precision)}
+    if extra_metrics:
+        out["metrics"] = {metric: out["accuracy"]["value"], **{m: value(m) for m in extra_metrics if m != metric}}
+    return out
+

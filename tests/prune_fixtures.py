@@ -71,7 +71,7 @@ def write_model(tmp: Path, train_epochs: int = 0, **build_kwargs: Any) -> tuple[
     src = tmp / "tiny.py"
     src.write_text(TINY_MODELS)
     torch.manual_seed(0)
-    model = import_callable(f"{src}:build", None)(**build_kwargs)
+    model = import_callable(f"{src}:build")(**build_kwargs)
     if train_epochs:
         torch.set_num_threads(1)  # see one_torch_thread (module fixtures run before it)
         ds = load_split("digits", "train", None)
@@ -122,4 +122,4 @@ def load_model(recipe: dict[str, Any]):
     from compressor.models.loader import load_torch_model
     from compressor.recipe.schema import ModelSpec
 
-    return load_torch_model(ModelSpec.model_validate(recipe["model"]), None)
+    return load_torch_model(ModelSpec.model_validate(recipe["model"]))

@@ -104,7 +104,7 @@ def arm64_accuracy(target: Target, model: Path, data: Dataset, *, cpu: str, metr
     under qemu CPU ``cpu``, with ``target``'s session settings: the fields of a result row.
     Raises BackendUnavailable when the arm64 runtime is not set up (the caller falls back)."""
     from compressor.bench import arm64_env
-    from compressor.bench.runner import evaluate, parity
+    from compressor.metrics import score_outputs
 
     settings = target.emulation_settings(threads)
     if settings is None:
@@ -117,14 +117,11 @@ def arm64_accuracy(target: Target, model: Path, data: Dataset, *, cpu: str, metr
                                                settings=settings, batch=batch, timeout_s=timeout_s)
     if len(outputs[0]) != len(data):
         raise TargetFailed(f"arm64 emulation returned {len(outputs[0])} outputs for {len(data)} samples")
-    out: dict[str, Any] = {"accuracy": evaluate(outputs, data, metric, reference),
-                           "parity": parity(outputs, reference, precision),
+    out: dict[str, Any] = {**score_outputs(outputs, metric=metric, labels=data.labels, inputs=data.inputs,
+                                           reference=reference, precision=precision, extra_metrics=extra_metrics),
                            "accuracy_kernels": "emulated-arm64",
                            "emulation": {k: summary.get(k) for k in ("qemu_cpu", "onnxruntime", "machine", "seconds")}}
     out["emulation"]["cpu"] = cpu
-    if extra_metrics:
-        out["metrics"] = {metric: out["accuracy"]["value"],
-                          **{m: evaluate(outputs, data, m, reference)["value"] for m in extra_metrics}}
     return out
 
 

@@ -115,8 +115,9 @@ def _npz(path: str | Path, split: str, base_dir: Path | None) -> Dataset:
 
 def _factory(spec: str, split: str, base_dir: Path | None, kwargs: dict[str, Any]) -> Dataset:
     from compressor.models.factory import import_callable
+    from compressor.recipe.paths import anchor_factory
 
-    fn = import_callable(spec, base_dir)
+    fn = import_callable(anchor_factory(spec, base_dir))
     out = fn(split=split, **kwargs)
     if isinstance(out, Dataset):
         return out

@@ -16,27 +16,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 from compressor.errors import ModelLoadError, RecipeError
-from compressor.utils.paths import resolve_path
+from compressor.recipe.paths import split_factory
 
 
-def split_spec(spec: str) -> tuple[str, str]:
-    module, sep, attr = spec.rpartition(":")
-    if not sep or not module or not attr:
-        raise RecipeError(f"factory {spec!r} must look like 'path/to/file.py:function' or 'package.module:function'")
-    return module, attr
+def resolve_file(module: str) -> Path | None:
+    """The factory's file when the spec names a .py file, else None (a module). The file is
+    taken as it stands: a run anchors it to the recipe's folder first (:mod:`compressor.recipe.paths`)."""
+    return Path(module).expanduser() if module.endswith(".py") else None
 
 
-def resolve_file(module: str, base_dir: Path | None) -> Path | None:
-    """The factory's file when the spec names a .py file, else None (a module)."""
-    if not module.endswith(".py"):
-        return None
-    return resolve_path(module, base_dir)
-
-
-def check_factory(spec: str, base_dir: Path | None) -> None:
+def check_factory(spec: str) -> None:
     """Static check: the file exists, parses and defines the callable. Never imports it."""
-    module, attr = split_spec(spec)
-    path = resolve_file(module, base_dir)
+    module, attr = split_factory(spec)
+    path = resolve_file(module)
     if path is None:
         if importlib.util.find_spec(module.split(".")[0]) is None:
             raise RecipeError(f"factory module {module!r} is not importable", hint="install it or give a file path")
@@ -54,10 +46,10 @@ def check_factory(spec: str, base_dir: Path | None) -> None:
         raise RecipeError(f"factory file {path} defines no {attr!r}", hint=f"define {attr}() in {path.name}")
 
 
-def import_callable(spec: str, base_dir: Path | None = None) -> Callable[..., Any]:
+def import_callable(spec: str) -> Callable[..., Any]:
     """Import and return the callable named by ``spec`` (runs the user's code)."""
-    module, attr = split_spec(spec)
-    path = resolve_file(module, base_dir)
+    module, attr = split_factory(spec)
+    path = resolve_file(module)
     try:
         if path is not None:
             if not path.exists():

@@ -154,13 +154,11 @@ def _apply_special_token_flags(tokenizer: Any, flags: dict[str, bool]) -> None:
             setattr(tokenizer, name, value)
 
 
-def load_llm(spec: Any, base_dir: Path | None) -> LlmModel:
-    """The recipe's ``model: {hf: folder}`` or ``model: {gguf: file}``."""
-    from compressor.utils.paths import resolve_path
-
+def load_llm(spec: Any) -> LlmModel:
+    """The recipe's ``model: {hf: folder}`` or ``model: {gguf: file}`` (paths as anchored by the run)."""
     if spec.hf is not None:
-        return load_hf_folder(resolve_path(spec.hf, base_dir))
-    return load_gguf(resolve_path(spec.gguf, base_dir))
+        return load_hf_folder(Path(spec.hf))
+    return load_gguf(Path(spec.gguf))
 
 
 def save_hf_folder(llm: LlmModel, folder: Path) -> Path:

@@ -11,7 +11,6 @@ from compressor.errors import ModelLoadError
 from compressor.models.factory import import_callable
 from compressor.models.weights import apply_state_dict, load_state_dict
 from compressor.recipe.schema import ModelSpec
-from compressor.utils.paths import resolve_path
 
 
 def input_specs(spec: ModelSpec) -> list[dict[str, Any]]:
@@ -36,12 +35,13 @@ def example_inputs(input_specs: list[dict[str, Any]], batch: int = 2, seed: int 
     return out
 
 
-def load_torch_model(spec: ModelSpec, base_dir: Path | None) -> Any:
-    """Call the factory, load the weights strictly and safely, return the model in eval mode."""
+def load_torch_model(spec: ModelSpec) -> Any:
+    """Call the factory, load the weights strictly and safely, return the model in eval mode.
+    ``spec``'s paths as they stand (a run anchors them: :mod:`compressor.recipe.paths`)."""
     import torch
 
     assert spec.factory is not None
-    fn = import_callable(spec.factory, base_dir)
+    fn = import_callable(spec.factory)
     try:
         model = fn(**spec.factory_kwargs)
     except Exception as e:
@@ -49,7 +49,7 @@ def load_torch_model(spec: ModelSpec, base_dir: Path | None) -> Any:
     if not isinstance(model, torch.nn.Module):
         raise ModelLoadError(f"factory {spec.factory} returned {type(model).__name__}, not a torch.nn.Module")
     if spec.weights is not None:
-        path = resolve_path(spec.weights, base_dir)
+        path = Path(spec.weights)
         apply_state_dict(model, load_state_dict(path), path)
     return model.eval()
 

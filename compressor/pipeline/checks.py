@@ -7,18 +7,19 @@ from pathlib import Path
 from compressor.errors import RecipeError
 from compressor.models.factory import check_factory
 from compressor.pipeline.plan import check_target_quantization, resolve_targets
+from compressor.recipe.paths import anchor_paths
 from compressor.recipe.schema import Recipe
 from compressor.utils.paths import resolve_path
 
 
 def check_references(recipe: Recipe, base_dir: Path | None) -> None:
     """Files exist, factories parse, targets are known. Imports no user code."""
-    m = recipe.model
+    m = anchor_paths(recipe, base_dir).model
     if m.factory:
-        check_factory(m.factory, base_dir)
+        check_factory(m.factory)
     for key in ("weights", "onnx"):
         value = getattr(m, key)
-        if value is not None and not resolve_path(value, base_dir).exists():
+        if value is not None and not Path(value).exists():
             raise RecipeError(f"model.{key}: {value} does not exist",
                               hint="for the examples, run `make weights-all` to train and cache them" if key == "weights" else None)
     src = recipe.data.source
@@ -27,5 +28,5 @@ def check_references(recipe: Recipe, base_dir: Path | None) -> None:
     if isinstance(src, dict) and "imagefolder" in src and not resolve_path(src["imagefolder"], base_dir).is_dir():
         raise RecipeError(f"data.source.imagefolder: {src['imagefolder']} is not a folder")
     if isinstance(src, dict) and "factory" in src:
-        check_factory(src["factory"], base_dir)
+        check_factory(anchor_paths(recipe, base_dir).data.source["factory"])
     check_target_quantization(recipe, resolve_targets(recipe, base_dir))

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from compressor.errors import DataError, ModelLoadError, RecipeError
 from compressor.recipe.schema import Recipe
-from compressor.utils.paths import resolve_path
 
 MODEL_COPIES = 6
 EVAL_COPIES = 3
@@ -36,14 +35,14 @@ def available_memory_bytes() -> int | None:
         return None
 
 
-def model_bytes(recipe: Recipe, base_dir: Path | None) -> int:
+def model_bytes(recipe: Recipe) -> int:
     """Bytes of the model files the recipe names (weights, or ONNX + its folder's external data)."""
     m = recipe.model
     if m.weights:
-        p = resolve_path(m.weights, base_dir)
+        p = Path(m.weights)
         return p.stat().st_size if p.is_file() else 0
     if m.onnx:
-        p = resolve_path(m.onnx, base_dir)
+        p = Path(m.onnx)
         if not p.is_file():
             return 0
         total = p.stat().st_size
@@ -80,11 +79,11 @@ def _fmt(n: float) -> str:
     return str(n)
 
 
-def check_limits(recipe: Recipe, base_dir: Path | None, eval_bytes: int | None = None) -> dict[str, int | None]:
+def check_limits(recipe: Recipe, eval_bytes: int | None = None) -> dict[str, int | None]:
     """Raise before work starts when the model or data break the recipe's ``limits:`` or
     the run would not fit in memory. ``eval_bytes``: the loaded set's real size, when known."""
     lim = recipe.limits
-    mbytes = model_bytes(recipe, base_dir)
+    mbytes = model_bytes(recipe)
     ebytes = eval_bytes if eval_bytes is not None else estimated_eval_bytes(recipe)
     if lim.max_model_bytes is not None and mbytes > lim.max_model_bytes:
         raise ModelLoadError(f"the model is {_fmt(mbytes)}, over limits.max_model_bytes ({_fmt(lim.max_model_bytes)})",

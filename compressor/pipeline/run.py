@@ -17,6 +17,7 @@ from compressor.pipeline.output import write_report
 from compressor.pipeline.plan import check_target_quantization, consumes, quantization_plan, resolve_targets
 from compressor.pipeline.variants import decoder_domain, onnx_domain, torch_domain
 from compressor.progress import QUIET, Reporter
+from compressor.recipe.paths import anchor_paths
 from compressor.recipe.schema import Recipe
 from compressor.report.gates import record_gates
 from compressor.report.model import GateResult, Report, Result
@@ -45,6 +46,7 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
     (see compressor.stepcache); ``prepare_only`` stops after the steps (returns None), so the
     benchmarks can run later, on a machine reserved for them, with ``resume=True``."""
     base_dir = recipe_path.resolve().parent if recipe_path else base_dir
+    recipe = anchor_paths(recipe, base_dir)  # every file the recipe names, found once
     ctx, target_specs = start_run(recipe, run_dir or default_run_dir(recipe), base_dir, progress, resume)
     ctx.cache = StepCache(ctx.run_dir, reuse=resume, shared=shared_cache)
     steps = [make_step(kind, getattr(spec, kind), f"{i:02d}-{kind}")
@@ -56,7 +58,7 @@ def run_recipe(recipe: Recipe, *, recipe_path: Path | None = None, run_dir: Path
         variants, step_reports = decoder_domain(recipe, ctx, progress)
     else:
         eval_data = ctx.evaluation_data()
-        check_limits(recipe, base_dir, eval_bytes=sum(a.nbytes for a in eval_data.inputs.values()))
+        check_limits(recipe, eval_bytes=sum(a.nbytes for a in eval_data.inputs.values()))
         # 1. the model and its baseline ONNX, then the torch-domain steps and their export
         needs_torch = any(consumes(t) == "torch" for t in target_specs)
         variants, step_reports = torch_domain(recipe, ctx, steps, eval_data, progress, needs_torch)
@@ -100,7 +102,7 @@ def start_run(recipe: Recipe, run_dir: Path, base_dir: Path | None, progress: Re
     target_specs = resolve_targets(recipe, base_dir)
     check_target_quantization(recipe, target_specs)
     quant_choices = quantization_plan(recipe, target_specs)
-    check_limits(recipe, base_dir)  # model size, eval set size, memory
+    check_limits(recipe)  # model size, eval set size, memory
     seed_everything(recipe.seed, torch_too=recipe.model.domain == "torch")
     ctx = RunContext(recipe, run_dir, base_dir, progress, resume, quant_choices=quant_choices)
     ctx.cache = StepCache(run_dir, reuse=resume)

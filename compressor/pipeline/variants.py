@@ -19,7 +19,6 @@ from compressor.stepcache import StepCache, file_digest
 from compressor.steps.base import Step, StepReport
 from compressor.steps.registry import make_step
 from compressor.targets.spec import TargetSpec
-from compressor.utils.paths import resolve_path
 
 BASELINE = "baseline"
 COMPRESSED = "compressed"
@@ -43,13 +42,13 @@ class Variant:
         return self.made_from or self
 
 
-def _model_identity(spec: Any, base_dir: Path | None, specs: list[dict[str, Any]]) -> dict[str, Any]:
+def _model_identity(spec: Any, specs: list[dict[str, Any]]) -> dict[str, Any]:
     """What the baseline export depends on: factory source, kwargs, weights bytes, inputs, opset."""
-    from compressor.models.factory import resolve_file, split_spec
+    from compressor.models.factory import resolve_file
+    from compressor.recipe.paths import split_factory
 
-    module, _ = split_spec(spec.factory)
-    factory_file = resolve_file(module, base_dir)
-    weights = resolve_path(spec.weights, base_dir) if spec.weights else None
+    factory_file = resolve_file(split_factory(spec.factory)[0])
+    weights = Path(spec.weights) if spec.weights else None
     return {"factory": spec.factory, "factory_sha": file_digest(factory_file), "kwargs": spec.factory_kwargs,
             "weights_sha": file_digest(weights), "inputs": specs, "outputs": spec.output_names, "opset": spec.opset}
 
@@ -64,10 +63,10 @@ class DecoderData:
     note: str  # how the model was loaded (e.g. dequantized from GGUF), shown with the baseline
 
 
-def _llm_files(spec: Any, base_dir: Path | None) -> list[Path]:
+def _llm_files(spec: Any) -> list[Path]:
     if spec.gguf is not None:
-        return [resolve_path(spec.gguf, base_dir)]
-    folder = resolve_path(spec.hf, base_dir)
+        return [Path(spec.gguf)]
+    folder = Path(spec.hf)
     return sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
 
 
@@ -79,11 +78,11 @@ def decoder_domain(recipe: Recipe, ctx: RunContext, progress: Reporter) -> tuple
     from compressor.models.llm import load_llm
 
     progress.log(f"[bold]loading[/] {recipe.model.hf or recipe.model.gguf}")
-    llm = load_llm(recipe.model, ctx.base_dir)
+    llm = load_llm(recipe.model)
     cfg = llm.config
-    text = split_text(llm.tokenizer, resolve_path(recipe.data.source["text"], ctx.base_dir), recipe.data.text)
+    text = split_text(llm.tokenizer, Path(recipe.data.source["text"]), recipe.data.text)
     cache = ctx.cache or StepCache(ctx.run_dir, reuse=False)
-    files = _llm_files(recipe.model, ctx.base_dir)
+    files = _llm_files(recipe.model)
     key = cache.key("export-decoder", files=[file_digest(p) for p in files], opset=recipe.model.opset)
     rec = cache.get("export:baseline", key)
     path = ctx.artifacts_dir / f"{BASELINE}.onnx"
@@ -107,7 +106,7 @@ def torch_domain(recipe: Recipe, ctx: RunContext, steps: list[Step], eval_data: 
     if spec.domain == "onnx":
         from compressor.models.onnx_input import prepare_onnx_input
 
-        path = prepare_onnx_input(resolve_path(spec.onnx, ctx.base_dir), ctx.artifacts_dir / f"{BASELINE}.onnx")
+        path = prepare_onnx_input(Path(spec.onnx), ctx.artifacts_dir / f"{BASELINE}.onnx")
         torch_steps = [s for s in steps if s.domain == "torch"]
         if torch_steps:
             raise CompressorError(f"step {torch_steps[0].kind!r} needs a torch model; this recipe gives an ONNX model",
@@ -118,7 +117,7 @@ def torch_domain(recipe: Recipe, ctx: RunContext, steps: list[Step], eval_data: 
     from compressor.models.loader import check_input_fits, input_specs, load_torch_model
 
     progress.log(f"[bold]loading[/] {spec.factory}")
-    model = load_torch_model(spec, ctx.base_dir)
+    model = load_torch_model(spec)
     specs = input_specs(spec)
     check_input_fits(model, specs)
     parity_feeds = eval_data.first(8)
@@ -131,7 +130,7 @@ def torch_domain(recipe: Recipe, ctx: RunContext, steps: list[Step], eval_data: 
         return path, check_export_parity(m, path, parity_feeds)
 
     cache = ctx.cache or StepCache(ctx.run_dir, reuse=False)
-    identity = _model_identity(spec, ctx.base_dir, specs)
+    identity = _model_identity(spec, specs)
     model_key = cache.key("export-baseline", model=identity)
     rec = cache.get("export:baseline", model_key)
     if rec is not None:

@@ -62,7 +62,7 @@ def test_executorch_reports_the_per_channel_setting_it_used(tmp_path, tt_model_d
     from compressor.targets.spec import load_target
 
     recipe = load_recipe(write_recipe(tmp_path, tt_model_dir, ["executorch-xnnpack"]))
-    model = load_torch_model(recipe.model, None).eval()
+    model = load_torch_model(recipe.model).eval()
     data = load_split("digits", "train", 16)
     data.inputs["input"] = data.inputs["input"].reshape(-1, 1, 8, 8)
     spec = load_target("executorch-xnnpack")

@@ -29,7 +29,7 @@ def build_module(src: ModuleSource, ctx: RunContext) -> torch.nn.Module:
 
     spec = ModelSpec(factory=src.factory, factory_kwargs=src.factory_kwargs, weights=src.weights,
                      input_shape=ctx.recipe.model.input_shape, inputs=ctx.recipe.model.inputs)
-    return load_torch_model(spec, ctx.base_dir)
+    return load_torch_model(spec)
 
 
 def distill_loss(teacher: torch.nn.Module, temperature: float, alpha: float, hints: list[Hint]) -> Any:
@@ -108,7 +108,7 @@ class DistillStep(Step):
             # distilling the current model from itself teaches nothing: use the recipe's model
             kind = "original" if cfg.student == "current" else "before"
         if kind == "original":
-            return load_torch_model(ctx.recipe.model, ctx.base_dir), "original"
+            return load_torch_model(ctx.recipe.model), "original"
         return copy.deepcopy(model), "before"
 
     @staticmethod

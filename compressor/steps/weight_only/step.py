@@ -75,9 +75,7 @@ class WeightQuantizeStep(Step):
 
     @staticmethod
     def _gguf_source(ctx: RunContext) -> Path:
-        from compressor.utils.paths import resolve_path
-
-        return Path(resolve_path(ctx.recipe.model.gguf or "", ctx.base_dir))
+        return Path(ctx.recipe.model.gguf or "")  # anchored when the run started
 
     def output_files(self, out: Path) -> list[Path]:
         return [out] + ([out.with_suffix(".bin")] if out.suffix == ".xml" else [])  # OpenVINO IR: .xml + .bin
