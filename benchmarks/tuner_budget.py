@@ -215,7 +215,8 @@ def main() -> int:
     result = {"meta": meta, "runs": rows, "interleaved": interleaved(rows, args.rounds)}
     meta["loadavg_end"] = os.getloadavg()
     stem = "tuner_budget" + ("" if args.net == "mobilenet_v2" else f"_{args.net}") + (f"_{args.tag}" if args.tag else "")
-    RESULTS.joinpath(f"{stem}.json").write_text(json.dumps(result, indent=1, default=str))
+    # artifact paths relative to the checkout: results carry no machine-specific folder
+    RESULTS.joinpath(f"{stem}.json").write_text(json.dumps(result, indent=1, default=str).replace(f"{ROOT}/", ""))
     RESULTS.joinpath(f"{stem}.md").write_text(render(result))
     print(RESULTS.joinpath(f"{stem}.md").read_text())
     return 0
