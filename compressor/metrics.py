@@ -157,4 +157,3 @@ def score_outputs(outputs: list[np.ndarray], *, metric: str, labels: np.ndarray 
     if extra_metrics:
         out["metrics"] = {metric: out["accuracy"]["value"], **{m: value(m) for m in extra_metrics if m != metric}}
     return out
-

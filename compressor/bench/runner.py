@@ -15,7 +15,6 @@ from compressor.recipe.schema import BenchmarkSpec
 from compressor.targets.base import Session, timed_call
 
 
-
 def run_batches(session: Session, data: Dataset, batch_size: int,
                 progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
     """All outputs of ``session`` over ``data``, concatenated per output."""

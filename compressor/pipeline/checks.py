@@ -14,7 +14,8 @@ from compressor.utils.paths import resolve_path
 
 def check_references(recipe: Recipe, base_dir: Path | None) -> None:
     """Files exist, factories parse, targets are known. Imports no user code."""
-    m = anchor_paths(recipe, base_dir).model
+    anchored = anchor_paths(recipe, base_dir)
+    m = anchored.model
     if m.factory:
         check_factory(m.factory)
     for key in ("weights", "onnx"):
@@ -28,5 +29,5 @@ def check_references(recipe: Recipe, base_dir: Path | None) -> None:
     if isinstance(src, dict) and "imagefolder" in src and not resolve_path(src["imagefolder"], base_dir).is_dir():
         raise RecipeError(f"data.source.imagefolder: {src['imagefolder']} is not a folder")
     if isinstance(src, dict) and "factory" in src:
-        check_factory(anchor_paths(recipe, base_dir).data.source["factory"])
+        check_factory(anchored.data.source["factory"])
     check_target_quantization(recipe, resolve_targets(recipe, base_dir))

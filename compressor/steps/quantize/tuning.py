@@ -77,6 +77,15 @@ def ort_latency_ms(path: Path, data: Dataset, threads: int, iterations: int) -> 
 # ----------------------------------------------------------------------------- evaluation
 
 
+def counts_from_floor(criterion: AccuracyCriterion, metric: str) -> bool:
+    """Whether trials' drops are counted from FP32's noise floor (``agreement_on: noise_floor``
+    with top-1 agreement), which then is measured over :data:`FLOOR_SEEDS` seeds."""
+    return criterion.agreement_on == "noise_floor" and metric == "top1_agreement"
+
+
+FLOOR_SEEDS = 3
+
+
 class Evaluator:
     """Scores a candidate (its first output over ``data``) against the FP32 model.
 
@@ -102,8 +111,7 @@ class Evaluator:
         # the FP32 value; raises DataError when the data cannot provide the metric, before any tuning
         self.baseline = self.score(reference)
         # what a drop is counted from: FP32's own score, or its agreement under input noise
-        self.from_floor = (noise is not None and metric == "top1_agreement"
-                           and criterion.agreement_on == "noise_floor")
+        self.from_floor = noise is not None and counts_from_floor(criterion, metric)
         self.drop_base = noise.value if self.from_floor and noise is not None else self.baseline
 
     @property
@@ -177,8 +185,8 @@ def make_evaluator(ctx: RunContext, source: Path, crit: AccuracyCriterion, sampl
     noise = None
     if not metric_info(metric).needs_labels and metric != "perplexity":
         # FP32 against FP32 under +-1 LSB of input noise: the floor every agreement figure sits on
-        # one seed for the stable samples; three for a floor that drops are counted from
-        seeds = 3 if crit.agreement_on == "noise_floor" and metric == "top1_agreement" else 1
+        # one seed for the stable samples; more for a floor that drops are counted from
+        seeds = FLOOR_SEEDS if counts_from_floor(crit, metric) else 1
         floors = []
         for k in range(seeds):
             shaken, how = perturb(data, seed=ctx.seed + k)

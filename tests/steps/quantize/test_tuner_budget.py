@@ -92,11 +92,15 @@ def test_progress_lines_and_heartbeats_without_a_terminal(hostile_dir, tmp_path,
     assert "per-layer sensitivity" in text
 
 
-def test_agreement_is_judged_on_stable_samples_beside_the_noise_floor(hostile_dir, tmp_path):
-    q = "{accuracy_criterion: {max_drop: 1.0}}"
-    res = _run(_agreement(write_recipe(hostile_dir, q, name="stable")), tmp_path / "s")
+def _agreement_run(hostile_dir, out, q: str, name: str):
+    """A successful run of the recipe scored by agreement: (its output, tuning details, report)."""
+    res = _run(_agreement(write_recipe(hostile_dir, q, name=name)), out)
     assert res.exit_code == 0, res.output
-    t, report = _tuning(tmp_path / "s")
+    return (res.output, *_tuning(out))
+
+
+def test_agreement_is_judged_on_stable_samples_beside_the_noise_floor(hostile_dir, tmp_path):
+    _, t, report = _agreement_run(hostile_dir, tmp_path / "s", "{accuracy_criterion: {max_drop: 1.0}}", "stable")
     nf = t["noise_floor"]
     assert nf["metric"] == "top1_agreement" and 0.0 < nf["value"] <= 1.0 and nf["samples"] == 300
     assert "uniform +-1 LSB" in nf["perturbation"] and "data's own quantum" in nf["perturbation"]
@@ -156,15 +160,13 @@ def test_mean_floor_of_three_seeds_keeps_the_first_seeds_stable_samples():
 
 def test_noise_floor_judge_in_a_run(hostile_dir, tmp_path):
     q = "{accuracy_criterion: {max_drop: 1.0, agreement_on: noise_floor}}"
-    res = _run(_agreement(write_recipe(hostile_dir, q, name="floor")), tmp_path / "f")
-    assert res.exit_code == 0, res.output
-    t, _ = _tuning(tmp_path / "f")
+    output, t, _ = _agreement_run(hostile_dir, tmp_path / "f", q, "floor")
     nf = t["noise_floor"]
     assert nf["perturbation"].endswith("mean of 3 seeds") and t["judge"]["samples"] == "all"
     assert t["judge"]["drop_from"] == {"noise_floor": nf["value"]}
     # every trial's drop is counted from the floor, not from FP32's 100%
     assert all(x["drop"] == pytest.approx((nf["value"] - x["metric"]) * 100, abs=1e-3) for x in t["trials"])
-    assert "counted from FP32's own agreement" in " ".join(res.output.split())
+    assert "counted from FP32's own agreement" in " ".join(output.split())
 
 
 def _digits(n: int = 200) -> Dataset:
