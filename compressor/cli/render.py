@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from compressor.report.markdown import device_notes, summary_rows
+from compressor.report.document import device_notes, summary_rows
 from compressor.report.model import Report
 
 # (row key, header, justify): short headers so the table fits 120 columns

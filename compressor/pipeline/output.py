@@ -11,11 +11,12 @@ from compressor.utils.killpoints import checkpoint
 
 
 def write_report(report: Report, run_dir: Path) -> None:
-    from compressor.report.markdown import render_markdown
+    from compressor.report.document import build_document
+    from compressor.report.html import render_html
+    from compressor.report.markdown import format_markdown
 
     atomic_write_json(run_dir / "report.json", report.to_json())
     checkpoint("report:json")
-    atomic_write_text(run_dir / "report.md", render_markdown(report))
-    from compressor.report.html import write_html
-
-    write_html(report, run_dir / "report.html", base_dir=run_dir)
+    document = build_document(report)  # what both files say
+    atomic_write_text(run_dir / "report.md", format_markdown(report.recipe, document))
+    atomic_write_text(run_dir / "report.html", render_html(report, run_dir, document))

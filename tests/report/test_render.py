@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import html
 import re
 
+from compressor.report.gates import record_gates
 from compressor.report.html import render_html
 from compressor.report.markdown import render_markdown
 from compressor.report.model import load_report
@@ -88,3 +90,22 @@ def test_merge_one_column_per_device(tmp_path, cli_runner):
     # the samples paths now point from the merged report's folder to the device's files
     assert len(_pngs(render_html(merged, out.parent))) == 3
     assert cli_runner("report", "merge", a, a, "-o", out).exit_code == 2
+
+
+def test_markdown_and_html_say_the_same_things(tmp_path):
+    """Both files are formatted from one document: every section, note and table cell of
+    report.md is in report.html too (the plots are HTML's alone)."""
+    rep = make_report()
+    rep.warnings = ["a warning the user must see"]
+    rep.steps = [{"name": "int8", "kind": "quantize", "seconds": 1.5,
+                  "details": {"techniques": ["bias correction"], "calibration": "minmax"}}]
+    record_gates(rep, {"max_accuracy_drop": 1.0})
+    md, page = render_markdown(rep), html.unescape(render_html(rep, tmp_path))
+    titles = [ln[3:] for ln in md.splitlines() if ln.startswith("## ")]
+    assert titles == ["Results", "Devices and INT8 settings", "Gates", "Steps", "Quantization: int8"]
+    assert [t for t in re.findall(r"<h2>(.*?)</h2>", page) if t != "Plots"] == titles
+    cells = {c.strip() for ln in md.splitlines() if ln.startswith("| ") for c in ln.strip("|").split("|")}
+    assert {"compressed", "+0.50 pp", "2.00x", "max_accuracy_drop", "calibration=minmax"} <= cells
+    assert all(f">{c}<" in page for c in cells if c)
+    for text in ("warning: a warning the user must see", "Recipe gates: max_accuracy_drop 1.", "bias correction"):
+        assert text in md and text in page
