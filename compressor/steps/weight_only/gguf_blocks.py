@@ -170,49 +170,71 @@ def read_grids(path: Path) -> tuple[list[BlockGrid], dict[str, str]]:
 
 @dataclass
 class Match:
-    """An exported weight found on a GGUF grid; ``grid`` rows are in the weight's column order."""
+    """An exported weight found on GGUF grids; ``grid`` rows are in the weight's column order
+    (one tensor's rows, reordered or not, or the rows of several same-type tensors
+    concatenated: a packed q/k/v projection)."""
 
     grid: BlockGrid
-    permuted: bool
+    permuted: bool  # rows reordered, or gathered from several tensors (named 'a + b + c')
 
 
 def _row_key(row: np.ndarray) -> bytes:
     return hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=16).digest()
 
 
+def _gather_rows(grids: list[BlockGrid], hits: list[tuple[int, int]]) -> BlockGrid | None:
+    """One grid holding ``grids[g].rows[r]`` for each (g, r) of ``hits``, in that order; None
+    when the tensors differ in type (one MatMulNBits holds one kind of block)."""
+    used = sorted({g for g, _ in hits})
+    kinds = {(grids[g].kind, grids[g].block, grids[g].zero, grids[g].offset is None) for g in used}
+    if len(kinds) != 1:
+        return None
+    first = grids[used[0]]
+    gi = np.array([g for g, _ in hits])
+    ri = np.array([r for _, r in hits])
+    codes = np.empty((len(hits), first.shape[1]), np.uint8)
+    scale = np.empty((len(hits), first.scale.shape[1]), np.float32)
+    offset = None if first.offset is None else np.empty_like(scale)
+    for g in used:
+        sel = gi == g
+        codes[sel], scale[sel] = grids[g].codes[ri[sel]], grids[g].scale[ri[sel]]
+        if offset is not None:
+            offset[sel] = grids[g].offset[ri[sel]]  # type: ignore[index]
+    name = " + ".join(grids[g].name for g in dict.fromkeys(gi.tolist()))
+    return BlockGrid(name, first.kind, codes, scale, first.zero, offset, first.block)
+
+
 def match_weights(weights: dict[str, np.ndarray], grids: list[BlockGrid]) -> dict[str, Match]:
     """Which of ``weights`` (name -> float32 [K, N], as MatMul's second input) are GGUF grids,
-    exactly (every value equal, rows possibly reordered). Unmatched names are left out."""
-    by_shape: dict[tuple[int, int], list[BlockGrid]] = {}
-    for g in grids:
-        by_shape.setdefault(g.shape, []).append(g)
-    index: dict[bytes, tuple[int, int]] = {}  # first-row hash -> (grid id, row); built lazily per shape
+    exactly (every value equal). A weight may be one tensor's rows in any order or the rows of
+    several tensors of one type side by side (a builder's packed q/k/v MatMul). Unmatched
+    names are left out."""
+    by_k: dict[int, list[int]] = {}
+    for i, g in enumerate(grids):
+        by_k.setdefault(g.shape[1], []).append(i)
+    index: dict[bytes, tuple[int, int]] = {}  # row hash -> (grid index, row); built lazily per K
     deq: dict[int, np.ndarray] = {}
-    done_shapes: set[tuple[int, int]] = set()
+    indexed: set[int] = set()
     found: dict[str, Match] = {}
     for name, w in weights.items():
-        if w.ndim != 2 or w.dtype != np.float32:
+        if w.ndim != 2 or w.dtype != np.float32 or w.shape[0] not in by_k:
             continue
         wt = np.ascontiguousarray(w.T)
-        shape = wt.shape
-        if shape not in by_shape:
-            continue
-        if shape not in done_shapes:
-            for g in by_shape[shape]:
-                deq[id(g)] = d = g.dequantize()
-                for r in range(d.shape[0]):
-                    index.setdefault(_row_key(d[r]), (id(g), r))
-            done_shapes.add(shape)
+        for i in by_k[w.shape[0]] if w.shape[0] not in indexed else []:  # first weight with this K
+            deq[i] = d = grids[i].dequantize()
+            for r in range(d.shape[0]):
+                index.setdefault(_row_key(d[r]), (i, r))
+        indexed.add(w.shape[0])
         hit = index.get(_row_key(wt[0]))
         if hit is None:
             continue
-        grid = next(g for g in by_shape[shape] if id(g) == hit[0])
-        d = deq[id(grid)]
-        if np.array_equal(d, wt):
-            found[name] = Match(grid, False)
+        if deq[hit[0]].shape == wt.shape and np.array_equal(deq[hit[0]], wt):
+            found[name] = Match(grids[hit[0]], False)
             continue
-        rows = [index.get(_row_key(wt[r]), (None, -1)) for r in range(shape[0])]
-        perm = np.array([r for gid, r in rows if gid == id(grid)])
-        if len(perm) == shape[0] and np.array_equal(d[perm], wt):
-            found[name] = Match(grid.take_rows(perm), True)
+        hits = [index.get(_row_key(wt[r])) for r in range(wt.shape[0])]
+        if any(h is None for h in hits):
+            continue
+        grid = _gather_rows(grids, hits)  # type: ignore[arg-type]
+        if grid is not None and np.array_equal(grid.dequantize(), wt):
+            found[name] = Match(grid, True)
     return found
