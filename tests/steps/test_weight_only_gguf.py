@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compressor.steps.weight_only.gguf import dequantize_nbits, reencode_onnx, reencode_openvino
+from compressor.steps.weight_only.gguf import OFFSET_MID, dequantize_nbits, reencode_onnx, reencode_openvino
 
 K, N, T = 96, 40, 5  # 3 blocks of 32 per row (odd: exercises the packed zero-point padding)
 KQ = 512  # the K-quants' rows: two super-blocks of 256
@@ -118,10 +118,46 @@ def test_onnxruntime_reencoding_is_bit_exact(case):
     k = _k(kind)
     got = dequantize_nbits(*(inits[x] for x in node.input[1:4]), k, N, attrs["bits"], offset, attrs["block_size"])
     assert np.array_equal(got, expect)  # the same float32 values as gguf's dequantization, bit for bit
+    if kind in OFFSET_KINDS:  # codes centred on the middle of their range, the rest in the offset term
+        zp = inits[node.input[3]]
+        if attrs["bits"] == 4:  # two per byte, each row padded to whole bytes
+            zp = np.stack([zp & 0x0F, zp >> 4], -1).reshape(N, -1)[:, :k // attrs["block_size"]]
+        assert set(np.unique(zp).tolist()) == {OFFSET_MID[kind]}
     x = np.random.default_rng(1).standard_normal((1, T, k)).astype(np.float32)
     y = ort.InferenceSession(str(tmp / "q.onnx"), providers=["CPUExecutionProvider"]).run(["y_proj", "y_free"], {"x": x})
     np.testing.assert_allclose(y[0], x @ expect, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(y[1], x @ weights["free"], rtol=1e-5, atol=1e-5)
+
+
+def test_a_packed_projection_is_found_across_tensors_of_one_type(tmp_path):
+    """A builder's q/k/v MatMul holds three GGUF tensors' rows side by side (q's reordered):
+    one MatMulNBits, bit-exact. Rows from tensors of two types cannot share one MatMulNBits:
+    that weight stays FP32 and is listed."""
+    import gguf
+    import onnx
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(4)
+    writer = gguf.GGUFWriter(str(tmp_path / "qkv.gguf"), "llama")
+    deq = {}
+    for name, n, kind in (("attn_q", 40, "Q4_1"), ("attn_k", 16, "Q4_1"), ("attn_v", 16, "Q4_1"), ("ffn_x", 8, "Q8_0")):
+        qtype = gguf.GGMLQuantizationType[kind]
+        data = gguf.quants.quantize((rng.standard_normal((n, K)) * 0.05).astype(np.float32), qtype)
+        writer.add_tensor(f"blk.0.{name}.weight", data, raw_dtype=qtype)
+        deq[name] = gguf.quants.dequantize(data, qtype)
+    for step in (writer.write_header_to_file, writer.write_kv_data_to_file, writer.write_tensors_to_file, writer.close):
+        step()
+    packed = np.concatenate([deq["attn_q"][rng.permutation(40)], deq["attn_k"], deq["attn_v"]])  # [72, K]
+    mixed = np.concatenate([deq["attn_k"], deq["ffn_x"]])
+    src = _matmul_model(tmp_path / "fp32.onnx", {"qkv": np.ascontiguousarray(packed.T), "mixed": np.ascontiguousarray(mixed.T)})
+    details = reencode_onnx(src, tmp_path / "q.onnx", tmp_path / "qkv.gguf", accuracy_level=0)
+    assert details["exact_layers"] == 1 and list(details["fp32_layers"]) == ["mixed"]
+    assert details["layers"]["qkv"] == "blk.0.attn_q.weight + blk.0.attn_k.weight + blk.0.attn_v.weight (Q4_1)"
+    model = onnx.load(str(tmp_path / "q.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    node = next(n for n in model.graph.node if n.op_type == "MatMulNBits")
+    got = dequantize_nbits(*(inits[x] for x in node.input[1:4]), K, 72, 4, inits["qkv.gguf.offset"])
+    assert np.array_equal(got, packed.T)
 
 
 def test_onnxruntime_accepts_float_zero_points_for_q4_1(tmp_path):
