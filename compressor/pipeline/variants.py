@@ -61,6 +61,7 @@ class DecoderData:
     text: Any  # compressor.data.text's split: evaluation tokens, prompts, calibration windows
     cache_shape: tuple[int, int, int]  # KV heads, head dim, layers
     note: str  # how the model was loaded (e.g. dequantized from GGUF), shown with the baseline
+    llm: Any = None  # the loaded compressor.models.llm.LlmModel (steps that rebuild the graph read it)
 
 
 def _llm_files(spec: Any) -> list[Path]:
@@ -96,7 +97,7 @@ def decoder_domain(recipe: Recipe, ctx: RunContext, progress: Reporter) -> tuple
         parity = rec["data"]["parity"]
     report = StepReport("export-baseline", "export", time.perf_counter() - t0 if rec is None else 0.0,
                         {"parity_vs_torch": parity, "model_note": llm.note}, cached=rec is not None)
-    ctx.decoder = DecoderData(text, cache_layout(cfg), llm.note)
+    ctx.decoder = DecoderData(text, cache_layout(cfg), llm.note, llm)
     return [Variant(BASELINE, "fp32", path)], [report]
 
 

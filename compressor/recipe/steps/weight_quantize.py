@@ -53,6 +53,12 @@ class WeightQuantizeConfig(Strict):
         "embedding: NNCF's default); edges: also the first and last decoder layers")
     quantize_embedding: bool = Field(False, description="ONNX Runtime: also quantize the embedding Gather "
                                      "(GatherBlockQuantized, 4 bits only)")
+    ort_graph: Literal["auto", "fused", "generic"] = Field(
+        "auto", description="algorithm gguf, ONNX Runtime targets: the decoder graph the blocks are written "
+        "into. fused: onnxruntime-genai's model builder (GroupQueryAttention with rotary inside, fused "
+        "RMSNorms, packed q/k/v: ~350 nodes for SmolLM2-135M against ~2,400), ONNX Runtime only; generic: "
+        "compressor's torch.export graph, the one OpenVINO runs; auto: fused where the builder supports the "
+        "architecture and its FP32 logits match the generic graph's, else generic (the report says why)")
     accuracy_level: Literal[0, 1, 2, 3, 4] = Field(
         4, description="ONNX Runtime MatMulNBits compute type: 4 = int8 activations (fastest on CPU), "
         "0 = default (float)")
@@ -84,6 +90,8 @@ class WeightQuantizeConfig(Strict):
             raise ValueError("sensitivity_metric ranks layers for ratio < 1: set ratio (e.g. 0.8) or remove it")
         if self.hqq_zero_points != "blocksum" and self.algorithm != "hqq":  # a resolved recipe holds the default
             raise ValueError(f"hqq_zero_points applies to algorithm hqq, not {self.algorithm}")
+        if self.ort_graph != "auto" and self.algorithm != "gguf":  # a resolved recipe holds the default
+            raise ValueError(f"ort_graph applies to algorithm gguf, not {self.algorithm}")
         if self.algorithm == "hqq" and self.symmetric and "symmetric" in self.model_fields_set:
             raise ValueError("algorithm hqq is asymmetric (optimised zero points): remove symmetric: true")
         if self.algorithm in ("hqq", "gptq") and self.bits != 4:

@@ -10,6 +10,7 @@ the recipe's text (``ctx.decoder``, set by the pipeline when it exports the deco
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,9 +48,13 @@ class WeightQuantizeStep(Step):
         if cfg.algorithm == "gguf":  # the source file's own blocks, nothing re-rounded
             from compressor.steps.weight_only.gguf import reencode_step
 
-            with ctx.progress.task(f"re-encoding the GGUF blocks ({engine})"):
-                details = reencode_step(engine, model, dst, self._gguf_source(ctx), cfg.accuracy_level)
-            self.report.details.update(details)
+            with tempfile.TemporaryDirectory(prefix="fused-", dir=ctx.artifacts_dir) as tmp:
+                base, graph = model, {"kind": "generic"}
+                if engine == "onnxruntime" and cfg.ort_graph != "generic":
+                    base, graph = self._fused_graph(model, Path(tmp), ctx)
+                with ctx.progress.task(f"re-encoding the GGUF blocks ({engine})"):
+                    details = reencode_step(engine, base, dst, self._gguf_source(ctx), cfg.accuracy_level)
+            self.report.details.update(details, graph=graph)
             return dst
         needs_data = cfg.algorithm == "gptq" or cfg.awq or cfg.scale_estimation or (
             cfg.ratio < 1.0 and cfg.algorithm != "hqq" and cfg.sensitivity_metric != "weight_quantization_error")
@@ -67,6 +72,31 @@ class WeightQuantizeStep(Step):
             details["calibration"] = {"windows": len(feeds), "tokens": int(sum(f["input_ids"].size for f in feeds))}
         self.report.details.update(details)
         return dst
+
+    def _fused_graph(self, generic: Path, tmp: Path, ctx: RunContext) -> tuple[Path, dict[str, Any]]:
+        """ONNX Runtime's fused decoder graph (onnxruntime-genai's builder) of the run's model,
+        checked against the generic FP32 graph; with ``ort_graph: auto`` the generic graph when
+        the builder cannot build it or its logits differ (the reason goes into the report)."""
+        from compressor.errors import ExportError, ParityError
+        from compressor.export.genai_graph import build_fused_decoder, compare_decoders
+        from compressor.models.llm import save_hf_folder
+
+        llm = ctx.decoder.llm
+        try:
+            with ctx.progress.task("building ONNX Runtime's fused decoder graph (onnxruntime-genai model builder)"):
+                folder = llm.path if llm.source == "hf" else save_hf_folder(llm, tmp / "hf")
+                fused = tmp / "fused-fp32.onnx"
+                info = build_fused_decoder(folder, fused)
+                parity = compare_decoders(generic, fused, llm.config, ctx.decoder.text.prompts[0])
+            if not parity["passed"]:
+                raise ParityError(f"the fused graph's logits differ from the generic graph's (max abs diff "
+                                  f"{parity['max_abs_diff']:.3g}, top-1 agreement {parity['top1_agreement']:.3f})")
+        except (ExportError, ParityError) as e:
+            if self.config.ort_graph == "fused":
+                raise
+            ctx.progress.log(f"note: ONNX Runtime gets the generic decoder graph: {e}")
+            return generic, {"kind": "generic", "fused_unavailable": str(e)}
+        return fused, {"kind": "fused", **info, "parity_vs_generic_fp32": parity}
 
     def output_precision(self) -> str:
         # a GGUF re-encoding keeps the source's block types (int4, int8 or mixed): its report says
