@@ -99,7 +99,7 @@ def test_auto_falls_back_to_the_generic_graph_when_the_fused_one_disagrees(tmp_p
     from compressor.export.decoder import export_decoder
     from compressor.models.llm import load_hf_folder
     from compressor.recipe.steps.weight_quantize import WeightQuantizeConfig
-    from compressor.steps.weight_only.step import WeightQuantizeStep
+    from compressor.steps.weight_only.step import WeightQuantizeStep, _graph_line
 
     _, folder = _folder("llama", tmp_path / "hd16")  # hidden 64, 4 heads: head_dim 16
     llm = load_hf_folder(folder)
@@ -116,6 +116,7 @@ def test_auto_falls_back_to_the_generic_graph_when_the_fused_one_disagrees(tmp_p
     base, info = step("auto")._fused_graph(generic, tmp_path / "work", ctx)
     assert base == generic and info["kind"] == "generic"
     assert "logits differ from the generic graph's" in info["fused_unavailable"]
+    assert _graph_line(info).startswith("generic (fused unavailable: the fused graph's logits differ")
     assert any("generic decoder graph" in line for line in logs)
     with pytest.raises(ParityError, match="logits differ"):
         step("fused")._fused_graph(generic, tmp_path / "work", ctx)

@@ -54,7 +54,7 @@ class WeightQuantizeStep(Step):
                     base, graph = self._fused_graph(model, Path(tmp), ctx)
                 with ctx.progress.task(f"re-encoding the GGUF blocks ({engine})"):
                     details = reencode_step(engine, base, dst, self._gguf_source(ctx), cfg.accuracy_level)
-            self.report.details.update(details, graph=graph)
+            self.report.details.update(details, graph=_graph_line(graph), graph_details=graph)
             return dst
         needs_data = cfg.algorithm == "gptq" or cfg.awq or cfg.scale_estimation or (
             cfg.ratio < 1.0 and cfg.algorithm != "hqq" and cfg.sensitivity_metric != "weight_quantization_error")
@@ -117,3 +117,13 @@ class WeightQuantizeStep(Step):
 
             out["source"] = file_digest(self._gguf_source(ctx))
         return out
+
+
+def _graph_line(graph: dict[str, Any]) -> str:
+    """The decoder graph a re-encoding went into, in one line for report.md."""
+    if graph["kind"] == "fused":
+        parity = graph["parity_vs_generic_fp32"]
+        return (f"fused ({graph['builder'].split(' (')[0]}; {graph['nodes']} nodes; FP32 logits vs the generic graph: "
+                f"max abs diff {parity['max_abs_diff']:.2g})")
+    reason = graph.get("fused_unavailable")
+    return "generic" + (f" (fused unavailable: {reason})" if reason else "")
