@@ -2,7 +2,8 @@
 
 onnxruntime-genai's model builder writes a decoder with ONNX Runtime's fused kernels
 (``GroupQueryAttention`` with rotary embedding inside, ``SkipSimplifiedLayerNormalization``,
-a packed q/k/v ``MatMul``): SmolLM2-135M is ~340 nodes against ~2,400 for the generic
+a packed q/k/v ``MatMul``; compressor packs the MLP's gate/up MatMuls the same way):
+SmolLM2-135M is ~340 nodes against ~2,400 for the generic
 ``torch.export`` graph (decoder.py), and at batch 1 a token's time goes mostly to dispatching
 nodes, not to reading weights. Those ops are com.microsoft contrib ops that OpenVINO cannot
 read, so this graph is for ONNX Runtime targets only; OpenVINO keeps the generic export.
@@ -120,6 +121,49 @@ def adapt_interface(model: Any) -> dict[str, Any]:
     return {"layers": layers, "computed_inputs": computed}
 
 
+def pack_shared_matmuls(model: Any) -> int:
+    """MatMuls that read the same input with constant weights of the same K (an MLP's gate
+    and up projections) become one MatMul over the weights side by side and a Split: exact
+    (each output column is its own dot product), one weight-only kernel call instead of
+    several. Returns how many groups were packed."""
+    from collections import defaultdict
+
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    groups: dict[str, list[Any]] = defaultdict(list)
+    for n in g.node:
+        if n.op_type == "MatMul" and n.input[1] in inits and len(inits[n.input[1]].dims) == 2:
+            groups[n.input[0]].append(n)
+    uses = defaultdict(int)
+    for n in g.node:
+        for i in n.input:
+            uses[i] += 1
+    packed, dropped = 0, set()
+    for x, nodes in groups.items():
+        if len(nodes) < 2 or len({tuple(inits[n.input[1]].dims[:1]) for n in nodes}) != 1 \
+                or any(uses[n.input[1]] > 1 for n in nodes):  # a weight read elsewhere too stays
+            continue
+        weights = [numpy_helper.to_array(inits[n.input[1]]) for n in nodes]
+        name = f"{nodes[0].name}.packed"
+        g.initializer.extend([numpy_helper.from_array(np.concatenate(weights, axis=1), f"{name}.weight"),
+                              numpy_helper.from_array(np.array([w.shape[1] for w in weights], np.int64), f"{name}.split")])
+        at = list(g.node).index(nodes[0])
+        for n in nodes:
+            dropped.add(n.input[1])
+            g.node.remove(n)
+        g.node.insert(at, helper.make_node("Split", [f"{name}.out", f"{name}.split"], [n.output[0] for n in nodes],
+                                           name=f"{name}.split", axis=-1))
+        g.node.insert(at, helper.make_node("MatMul", [x, f"{name}.weight"], [f"{name}.out"], name=name))
+        packed += 1
+    keep = [i for i in g.initializer if i.name not in dropped]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    return packed
+
+
 def build_fused_decoder(hf_folder: Path, dst: Path) -> dict[str, Any]:
     """``dst``: the builder's FP32 graph of the Hugging Face model in ``hf_folder`` with
     compressor's decoder interface (one file); returns details for the report."""
@@ -133,6 +177,7 @@ def build_fused_decoder(hf_folder: Path, dst: Path) -> dict[str, Any]:
         model = onnx.load(str(graph))  # with its external weights
     _check_windows(model, Path(hf_folder))
     changed = adapt_interface(model)
+    changed["packed_matmuls"] = pack_shared_matmuls(model)
     ops = collections.Counter(n.op_type for n in model.graph.node)
     with atomic_path(dst) as tmp_path:
         onnx.save(model, str(tmp_path))

@@ -60,6 +60,7 @@ def test_fused_graph_has_the_decoder_interface_and_matches_transformers(arch, tm
     assert [i.name for i in graph.input] == ["input_ids", *past]  # no attention_mask: computed inside
     assert [o.name for o in graph.output] == ["logits", *present]
     assert info["fused_ops"]["GroupQueryAttention"] == layers and info["computed_inputs"] == ["attention_mask"]
+    assert info["packed_matmuls"] == layers  # each layer's gate/up MatMuls, one MatMul + Split
     ids = _ids()
     with torch.inference_mode():
         ref = model(torch.from_numpy(ids[None])).logits.numpy()
