@@ -12,8 +12,8 @@ Perplexity is scored on llama-perplexity's own windows for every row: the first 
 tokens of lcet10.txt cut into 4 chunks of 512, each scoring its last 255 tokens with the
 first 256 as context (the GGUF sets no BOS, so no token is replaced); the tokens are
 checked equal to ``llama-tokenize``'s. Our pipeline's windows (512, stride 256, every
-token once) are reported too. Prefill: 128 tokens from an empty cache. Decode: llama-bench
-generates 64 tokens from an empty context; ours generates 64 after a 128-token prompt.
+token once) are reported too. Prefill: 128 tokens from an empty cache. Decode: 64 tokens after
+128 tokens of context on both (llama-bench ``-d 128``; ours after a 128-token prompt).
 Each row runs in a fresh process; decode is measured twice, interleaved (forward, then
 reverse order). The bandwidth bound is (weight bytes read per token) / (read GB/s).
 
@@ -115,12 +115,19 @@ def llamacpp_bench(bin_dir: Path, gguf: Path, threads: int) -> dict:
     is llama.cpp's prefill / decode rate (both are kept, suffixed _passive / _spin)."""
     res: dict = {}
     for passive in (True, False):
+        # -d 0,128: prefill from an empty cache; decode after 128 tokens of context, as ours
         out, rss = run_tool([str(bin_dir / "llama-bench"), "-m", str(gguf), "-p", str(PREFILL), "-n", str(DECODE),
-                             "-r", "3", "-t", str(threads), "-o", "json", *NO_AMX[1]], passive=passive)
+                             "-d", f"0,{PREFILL}", "-r", "3", "-t", str(threads), "-o", "json", *NO_AMX[1]],
+                            passive=passive)
         rows = json.loads(out[out.index("["):out.rindex("]") + 1])
         res.update(peak_rss_bytes_bench=rss, build=rows[0].get("build_commit"), cpu_info=rows[0].get("cpu_info"))
         for r in rows:
-            key = "prefill_tokens_per_s" if r["n_prompt"] else "decode_tokens_per_s"
+            if r["n_prompt"] and not r.get("n_depth"):
+                key = "prefill_tokens_per_s"
+            elif r["n_gen"] and r.get("n_depth") == PREFILL:
+                key = "decode_tokens_per_s"
+            else:
+                continue
             res[f"{key}_{'passive' if passive else 'spin'}"] = r["avg_ts"]
             res[key] = max(res.get(key, 0.0), r["avg_ts"])
     return res
