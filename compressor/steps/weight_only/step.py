@@ -84,7 +84,7 @@ class WeightQuantizeStep(Step):
         llm = ctx.decoder.llm
         try:
             with ctx.progress.task("building ONNX Runtime's fused decoder graph (onnxruntime-genai model builder)"):
-                folder = llm.path if llm.source == "hf" else save_hf_folder(llm, tmp / "hf")
+                folder = llm.path if llm.source == "hf" else save_hf_folder(llm, tmp / Path(llm.path).stem)
                 fused = tmp / "fused-fp32.onnx"
                 info = build_fused_decoder(folder, fused)
                 parity = compare_decoders(generic, fused, llm.config, ctx.decoder.text.prompts[0])
