@@ -236,27 +236,40 @@ def cached_logits(run: Any, config: Any, token_ids: np.ndarray, prefill: int) ->
     return np.concatenate(chunks, axis=1)
 
 
+def ort_cached_logits(onnx_path: Path, config: Any, ids: np.ndarray, prefill: int) -> np.ndarray:
+    """:func:`cached_logits` of the decoder graph at ``onnx_path`` on ONNX Runtime (CPU)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    return cached_logits(lambda feeds: sess.run(None, feeds), config, ids, prefill)
+
+
+def logit_parity(ref: np.ndarray, got: np.ndarray, atol: float) -> tuple[dict[str, Any], float]:
+    """Max abs difference and top-1 agreement of ``got`` against ``ref`` logits, ``passed``
+    when the difference is within ``atol`` of the largest reference logit (at least 1) and
+    top-1 agreement is >= 0.99; and that bound."""
+    diff = float(np.max(np.abs(got - ref)))
+    agree = float(np.mean(got.argmax(-1) == ref.argmax(-1)))
+    tolerance = atol * max(1.0, float(np.max(np.abs(ref))))
+    return {"max_abs_diff": diff, "top1_agreement": agree, "tokens": int(ref.shape[1]),
+            "passed": bool(diff <= tolerance and agree >= 0.99)}, tolerance
+
+
 def check_decoder_parity(hf_model: Any, onnx_path: Path, token_ids: np.ndarray, *, atol: float = 1e-3,
                          prefill: int | None = None) -> dict[str, Any]:
     """Prefill + cached steps through ONNX Runtime against the Hugging Face model's logits
     (by default the prompt minus its last token, then one step)."""
-    import onnxruntime as ort
     import torch
 
     ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
     with torch.inference_mode():
         ref = hf_model(torch.from_numpy(ids)).logits.float().numpy()
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-    got = cached_logits(lambda feeds: sess.run(None, feeds), hf_model.config, ids,
-                        ids.shape[1] - 1 if prefill is None else prefill)
-    diff = float(np.max(np.abs(got - ref)))
-    agree = float(np.mean(got.argmax(-1) == ref.argmax(-1)))
-    scale = max(1.0, float(np.max(np.abs(ref))))
-    res = {"max_abs_diff": diff, "top1_agreement": agree, "tokens": int(ids.shape[1]),
-           "passed": bool(diff <= atol * scale and agree >= 0.99)}
+    got = ort_cached_logits(onnx_path, hf_model.config, ids, ids.shape[1] - 1 if prefill is None else prefill)
+    res, tolerance = logit_parity(ref, got, atol)
     if not res["passed"]:
-        raise ParityError(f"the exported decoder disagrees with the torch model: max abs diff {diff:.3g} "
-                          f"(tolerance {atol * scale:.3g}), top-1 agreement {agree:.3f}")
+        raise ParityError(f"the exported decoder disagrees with the torch model: max abs diff "
+                          f"{res['max_abs_diff']:.3g} (tolerance {tolerance:.3g}), top-1 agreement "
+                          f"{res['top1_agreement']:.3f}")
     return res

@@ -218,20 +218,10 @@ def compare_decoders(reference: Path, candidate: Path, config: Any, token_ids: A
     all but 8 tokens, then 8 cached steps): max abs difference and top-1 agreement; ``passed``
     when the difference is within ``atol`` (relative to the largest logit, at least 1)."""
     import numpy as np
-    import onnxruntime as ort
 
-    from compressor.export.decoder import cached_logits
+    from compressor.export.decoder import logit_parity, ort_cached_logits
 
     ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    logits = []
-    for path in (reference, candidate):
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        logits.append(cached_logits(lambda feeds, s=sess: s.run(None, feeds), config, ids, max(1, ids.shape[1] - 8)))
-    ref, got = logits
-    diff = float(np.max(np.abs(got - ref)))
-    agree = float(np.mean(got.argmax(-1) == ref.argmax(-1)))
-    scale = max(1.0, float(np.max(np.abs(ref))))
-    return {"max_abs_diff": diff, "top1_agreement": agree, "tokens": int(ids.shape[1]),
-            "passed": bool(diff <= atol * scale and agree >= 0.99)}
+    prefill = max(1, ids.shape[1] - 8)
+    ref, got = (ort_cached_logits(path, config, ids, prefill) for path in (reference, candidate))
+    return logit_parity(ref, got, atol)[0]

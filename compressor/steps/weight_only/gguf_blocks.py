@@ -76,10 +76,6 @@ class BlockGrid:
             w = w + self.offset[..., None]
         return w.reshape(n, k)
 
-    def take_rows(self, rows: np.ndarray) -> BlockGrid:
-        off = None if self.offset is None else self.offset[rows]
-        return BlockGrid(self.name, self.kind, self.codes[rows], self.scale[rows], self.zero, off, self.block)
-
 
 def _f16(b: np.ndarray) -> np.ndarray:
     """[..., 2] bytes -> float32 [...] (an fp16 field of every block)."""
