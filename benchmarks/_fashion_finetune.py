@@ -88,7 +88,9 @@ def finetune_and_quantize(out: Path, train_samples: int = 4000, test_samples: in
     for tag, extra in (("eq-gptq", {"weight_rounding": "gptq"}),
                        ("eq-gptq-bc", {"weight_rounding": "gptq", "bias_correction": "fast"}),
                        ("eq-adaround", {"weight_rounding": "adaround"}),
-                       ("eq-adaround-bc", {"weight_rounding": "adaround", "bias_correction": "fast"})):
+                       ("eq-adaround-bc", {"weight_rounding": "adaround", "bias_correction": "fast"}),
+                       ("eq-smooth-gptq-bc", {"activation_smoothing": 0.6, "weight_rounding": "gptq",
+                                              "bias_correction": "fast"})):
         gptq[tag] = out / f"fashion_mnv2.ort-{tag}.onnx"
         quantize_onnx(fp32, gptq[tag], QuantizeConfig(moving_average=True, calibration_batch_size=1,
                                                        nodes_to_exclude=head, equalization=True, **extra),
@@ -106,6 +108,8 @@ def finetune_and_quantize(out: Path, train_samples: int = 4000, test_samples: in
                 ("int8 + equalization + GPTQ rounding + bias correction fast", gptq["eq-gptq-bc"]),
                 ("int8 + equalization + AdaRound", gptq["eq-adaround"]),
                 ("int8 + equalization + AdaRound + bias correction fast", gptq["eq-adaround-bc"]),
+                ("int8 + equalization + activation smoothing + GPTQ rounding + bias correction fast",
+                 gptq["eq-smooth-gptq-bc"]),
                 ("int8 nncf mixed + full bias corr.", new))
     for name, path in variants:
         res["top1"][name] = float(np.mean(run_all(ort_session(path), xt, batch=100).argmax(1) == yt))

@@ -1,13 +1,18 @@
 """Where MobileNetV2's INT8 error comes from: probes by surgery on the QDQ model (ONNX Runtime).
 
     python benchmarks/mobilenet_error_sources.py            # about 6 minutes on 2 cores
+    python benchmarks/mobilenet_error_sources.py --groups   # part 4 only, about 3 minutes
 
 1. split: weights alone INT8 (every activation Q/DQ bypassed) and activations alone INT8
    (every weight DequantizeLinear replaced by the FP32 weight), against the full INT8 model;
 2. leave-one-out: each quantized node's activation inputs read the FP32 tensor instead of its
    Q/DQ (one node at a time), so a node that dominates the error shows up;
 3. output-scored ranges: each activation tensor's range scaled x0.85 or x1.2 (biases rescaled
-   with it), kept when the output KL on the calibration crops improves; scored on held-out crops.
+   with it), kept when the output KL on the calibration crops improves; scored on held-out crops;
+4. by tensor group (``--groups``), on the shipped settings (equalization, GPTQ rounding, bias
+   correction) without and with ``activation_smoothing: 0.6``: the activation inputs of each group
+   read FP32 at once: the residual streams (tensors written by a projection Conv or an Add), the
+   ReLU6 outputs read by depthwise Convs, those read by plain Convs, and the graph input.
 
 Base: the recipe's quantize settings (moving-average min/max at batch 1, per-channel, classifier
 FP32) + cross-layer equalization, no bias correction (the split and leave-one-out), and the
@@ -173,8 +178,57 @@ def output_scored_ranges(qdq: Path, calib: np.ndarray, ref_calib: np.ndarray) ->
     return m, changed
 
 
+def groups(surgery: Surgery, qdq: Path) -> dict[str, set[str]]:
+    """Quantized nodes by the kind of activation they read (see the module docstring, part 4)."""
+    from compressor.steps.quantize.tuning import quantized_nodes
+    from compressor.techniques._graph import node_attr
+
+    out: dict[str, set[str]] = {"residual streams": set(), "ReLU6 -> depthwise": set(), "ReLU6 -> plain Conv": set(),
+                                "graph input": set()}
+    quantized = set(quantized_nodes(qdq))
+    for n in surgery.model.graph.node:
+        if n.name not in quantized:
+            continue
+        for name in n.input:
+            dq = surgery.prod.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] in surgery.inits:
+                continue
+            src = surgery.fprod.get(surgery.prod[dq.input[0]].input[0])
+            kind = ("graph input" if src is None else "residual streams" if src.op_type != "Clip" else
+                    "ReLU6 -> depthwise" if node_attr(n, "group", 1) > 1 else "ReLU6 -> plain Conv")
+            out[kind].add(n.name)
+    return out
+
+
+def group_split(out: Path, eq: Path, calib: np.ndarray, evals: np.ndarray, ref: np.ndarray) -> dict:
+    """Part 4: the error by tensor group, without and with activation smoothing."""
+    res = {}
+    from compressor.data.dataset import Dataset
+    from compressor.recipe.schema import QuantizeConfig
+    from compressor.steps.quantize.onnxruntime_ptq import rewrite_fp32
+
+    smoothed = out / "eq-smoothed.onnx"  # the FP32 model the second QDQ graph is made from (the surgery reads it)
+    rewrite_fp32(eq, smoothed, QuantizeConfig(activation_smoothing=0.6), Dataset({"input": calib}))
+    for label, src in (("shipped", eq), ("shipped + activation_smoothing 0.6", smoothed)):
+        q = out / f"groups-{len(res)}.onnx"
+        _quantize(src, q, calib, weight_rounding="gptq", bias_correction="fast")
+        surgery = Surgery(q, src)
+        row = {"full int8": _score(q, evals, ref), "all activations fp32": _score(surgery.activations_fp32(), evals, ref)}
+        for kind, nodes in groups(surgery, q).items():
+            row[f"{kind} fp32 ({len(nodes)} nodes)"] = _score(surgery.activations_fp32(nodes), evals, ref)
+        res[label] = row
+        print(label, json.dumps(row), flush=True)
+    return res
+
+
 def main() -> None:
+    import argparse
+
     import mobilenet_v2 as mn
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--groups", action="store_true", help="part 4 only")
+    args = ap.parse_args()
 
     from compressor.data.dataset import Dataset
     from compressor.export.onnx_export import export_onnx
@@ -193,6 +247,10 @@ def main() -> None:
                  Dataset({"input": calib}))
     ref, ref_calib = _run(fp32, evals), _run(fp32, calib)
     res: dict = {"date": time.strftime("%Y-%m-%d"), "eval_crops": EVAL, "calibration_crops": CALIB}
+    if args.groups:
+        res["groups"] = group_split(out, eq, calib, evals, ref)
+        (ROOT / "benchmarks" / "out" / "mobilenet_error_groups.json").write_text(json.dumps(res, indent=2))
+        return
 
     base = out / "int8.onnx"
     _quantize(eq, base, calib)

@@ -59,11 +59,31 @@ VARIANTS: dict[str, dict] = {
     "NNCF default PTQ (nncf.quantize, fast bias correction)": {"engine": "nncf"},
     "plain + GPTQ rounding": {"weight_rounding": "gptq"},
 }
+# activation smoothing (alpha 0.6) of the Conv streams on top of the shipped recipe and of plain + GPTQ
+VARIANTS.update({
+    "recipe + equalization + smoothing + GPTQ rounding + bias correction fast": {
+        **VARIANTS["recipe + equalization + GPTQ rounding + bias correction fast"], "activation_smoothing": 0.6},
+    "recipe + equalization + smoothing + GPTQ rounding": {
+        **VARIANTS["recipe + equalization + GPTQ rounding"], "activation_smoothing": 0.6},
+    "plain + smoothing + GPTQ rounding": {"weight_rounding": "gptq", "activation_smoothing": 0.6},
+})
 # every GPTQ variant again with AdaRound in its place
 VARIANTS.update({k.replace("GPTQ rounding", "AdaRound"): {**v, "weight_rounding": "adaround"}
                  for k, v in list(VARIANTS.items()) if v.get("weight_rounding") == "gptq"})
 # the two depthwise ImageNet networks with real weights (examples/): module, input-normalisation divisor
 MODELS = {"mobilenet_v2": None, "efficientnet_lite0": np.full(3, 128.0 / 255.0, np.float32)}
+
+
+def lsb_floor(fp32, evals: np.ndarray, ref: np.ndarray) -> float:
+    """FP32's agreement with itself under uniform +-1 LSB input noise, the mean of the tuner's seeds
+    (compressor/steps/quantize/noise.py: the floor of ``agreement_on: noise_floor``)."""
+    from compressor.data.dataset import Dataset
+    from compressor.steps.quantize.noise import perturb
+    from compressor.steps.quantize.tuning import FLOOR_SEEDS
+
+    s = ort_session(fp32)
+    return float(np.mean([np.mean(run_all(s, perturb(Dataset({"input": evals}), seed)[0].inputs["input"]).argmax(1)
+                                  == ref.argmax(1)) for seed in range(FLOOR_SEEDS)]))
 
 
 def nncf_ptq(fp32, dst, calib: np.ndarray) -> dict:
@@ -118,6 +138,9 @@ def main() -> None:
                  "fp32_self_agreement_one_grey_level": floor, "stable_crops": int(stable.sum()), "variants": {}}
     print(f"FP32 under one grey level of input noise agrees with itself on {floor:.3f} of the crops "
           f"({int(stable.sum())} stable crops)", flush=True)
+    res["fp32_noise_floor_lsb"] = lsb_floor(fp32, evals, ref)
+    print(f"compressor's noise floor (uniform +-1 LSB, mean of the tuner seeds): {res['fp32_noise_floor_lsb']:.4f}",
+          flush=True)
     runs = {"ort fp32": (lambda s=ort_session(fp32): s.run(None, feeds))}
     art = ov.compile(ModelArtifact("ov-fp32", "fp32", fp32, []), out, precision="fp32")
     s_ov32 = ov.load(art, threads=THREADS)
@@ -140,7 +163,7 @@ def main() -> None:
                                  "int8_mac_share": macs["int8_mac_share"], "quantize_s": round(secs, 1),
                                  "size_mb": round(dst.stat().st_size / 1e6, 2),
                                  **{k: info[k] for k in ("equalized_pairs", "equalized_through_relu6",
-                                                          "relu6_channels_left_unscaled", "bias_corrected_layers",
+                                                          "relu6_channels_left_unscaled", "bias_corrected_layers", "smoothed_streams",
                                                           "weight_output_error_ratio")
                                     if k in info}}
         runs[f"ort {name}"] = lambda s=s: s.run(None, feeds)

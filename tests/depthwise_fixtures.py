@@ -56,3 +56,19 @@ def build_dw_onnx(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def dw_onnx(tmp_path_factory) -> Path:
     return prebuilt("dw.onnx", tmp_path_factory)
+
+
+def int8_error(model: Path, folder: Path, calib, x, **settings) -> tuple[float, dict]:
+    """Output MSE against the FP32 ``model`` on ``x`` of its INT8 version quantized with ``settings``
+    on ``calib`` (ORT engine), and the engine's details."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from compressor.recipe.schema import QuantizeConfig
+    from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx
+
+    def run(path: Path):
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+
+    info = quantize_onnx(model, folder / "q.onnx", QuantizeConfig(**settings), calib)
+    return float(np.mean((run(folder / "q.onnx") - run(model)) ** 2)), info

@@ -15,24 +15,15 @@ pairs through ReLU6 are skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from pydantic import Field
 
+from compressor.techniques._graph import channel_max, node_attr
 from compressor.techniques.base import Models, Technique, TunerTrial, register
 
 SWEEPS = 3  # DFQ iterates over chains of pairs; ranges settle within a few sweeps
-
-
-def _attr(node: Any, name: str, default: Any) -> Any:
-    from onnx import helper
-
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
 
 
 def find_pairs(model: Any) -> list[dict[str, Any]]:
@@ -53,8 +44,8 @@ def find_pairs(model: Any) -> list[dict[str, Any]]:
 
     pairs = []
     for a in g.node:
-        if a.op_type != "Conv" or len(a.input) < 2 or a.input[1] not in inits or _attr(a, "group", 1) != 1 \
-                and _attr(a, "group", 1) != init_arr[a.input[1]].dims[0]:
+        if a.op_type != "Conv" or len(a.input) < 2 or a.input[1] not in inits or node_attr(a, "group", 1) != 1 \
+                and node_attr(a, "group", 1) != init_arr[a.input[1]].dims[0]:
             continue
         nxt = only(a.output[0])
         act, clip_max, mid = None, None, a.output[0]
@@ -68,7 +59,7 @@ def find_pairs(model: Any) -> list[dict[str, Any]]:
         if nxt is None or nxt.op_type != "Conv" or nxt.input[0] != mid or nxt.input[1] not in inits:
             continue
         c = init_arr[a.input[1]].dims[0]
-        group_b = _attr(nxt, "group", 1)
+        group_b = node_attr(nxt, "group", 1)
         if group_b not in (1, c) or (group_b == 1 and init_arr[nxt.input[1]].dims[1] != c):
             continue
         pairs.append({"a": a, "b": nxt, "act": act, "clip_max": clip_max, "pre": a.output[0],
@@ -84,28 +75,9 @@ def _clip_bounds(node: Any, inits: dict[str, Any]) -> tuple[float | None, float 
             return float(numpy_helper.to_array(inits[node.input[i]]))
         return None
 
-    lo = val(1) if len(node.input) > 1 else _attr(node, "min", None)
-    hi = val(2) if len(node.input) > 2 else _attr(node, "max", None)
+    lo = val(1) if len(node.input) > 1 else node_attr(node, "min", None)
+    hi = val(2) if len(node.input) > 2 else node_attr(node, "max", None)
     return lo, hi
-
-
-def _channel_max(model: Any, tensors: list[str], feeds: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Per-channel maxima (axis 1) of ``tensors`` over ``feeds``, with ONNX Runtime."""
-    import onnx
-    import onnxruntime as ort
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    have = {o.name for o in m.graph.output}
-    m.graph.output.extend(onnx.ValueInfoProto(name=t) for t in tensors if t not in have)
-    s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    out: dict[str, np.ndarray] = {}
-    for f in feeds:
-        res = s.run(tensors, f)
-        for t, v in zip(tensors, res):
-            mx = v.max(axis=tuple(i for i in range(v.ndim) if i != 1))
-            out[t] = mx if t not in out else np.maximum(out[t], mx)
-    return out
 
 
 def equalize(model: Any, feeds: list[dict[str, np.ndarray]] | None) -> dict[str, Any]:
@@ -121,7 +93,7 @@ def equalize(model: Any, feeds: list[dict[str, np.ndarray]] | None) -> dict[str,
     kept_channels = 0
     for _ in range(SWEEPS):
         clip_pairs = [p for p in pairs if p["act"] == "clip"]
-        pre_max = _channel_max(model, [p["pre"] for p in clip_pairs], feeds) if clip_pairs and feeds else {}
+        pre_max = channel_max(model, [p["pre"] for p in clip_pairs], feeds) if clip_pairs and feeds else {}
         kept_channels = 0
         for p in pairs:
             a, b = p["a"], p["b"]

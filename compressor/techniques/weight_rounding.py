@@ -41,19 +41,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from compressor.techniques._graph import node_attr
 from compressor.techniques.base import Models, Technique, TunerTrial, register
 
 POSITIONS = 2048  # input positions (im2col columns) sampled per calibration feed and layer
 DAMP = 0.01  # Hessian damping, a fraction of its mean diagonal (GPTQ's default)
-
-
-def _attr(node: Any, name: str, default: Any) -> Any:
-    import onnx
-
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
 
 
 def _targets(model: Any, ref: Any) -> list[dict[str, Any]]:
@@ -84,9 +76,9 @@ def _targets(model: Any, ref: Any) -> list[dict[str, Any]]:
                 continue
             rows_axis = 0
         elif n.op_type == "Gemm":
-            if w.ndim != 2 or _attr(n, "transA", 0):
+            if w.ndim != 2 or node_attr(n, "transA", 0):
                 continue
-            rows_axis = 0 if _attr(n, "transB", 0) else 1
+            rows_axis = 0 if node_attr(n, "transB", 0) else 1
         else:
             if w.ndim != 2:
                 continue
@@ -94,7 +86,7 @@ def _targets(model: Any, ref: Any) -> list[dict[str, Any]]:
         scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
         zp = numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64) \
             if len(dq.input) > 2 and dq.input[2] in inits else np.zeros_like(scale)
-        if scale.size > 1 and _attr(dq, "axis", 1) % w.ndim != rows_axis:
+        if scale.size > 1 and node_attr(dq, "axis", 1) % w.ndim != rows_axis:
             continue  # per-channel along another axis: the rows would not share a scale
         out.append({"node": n, "ref": r, "int": dq.input[0], "q": q, "w": w, "rows_axis": rows_axis,
                     "scale": scale, "zp": zp, "input": r.input[0]})
@@ -111,18 +103,18 @@ def _patches(node: Any, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return cols[None]
     if x.ndim == 3:  # 1-D conv as 2-D with height 1
         x = x[:, :, None, :]
-    k = list(_attr(node, "kernel_shape", []))
+    k = list(node_attr(node, "kernel_shape", []))
     k = ([1] + k) if len(k) == 1 else k
-    pads = list(_attr(node, "pads", [0] * 2 * len(k)))
-    strides = list(_attr(node, "strides", [1] * len(k)))
-    dil = list(_attr(node, "dilations", [1] * len(k)))
+    pads = list(node_attr(node, "pads", [0] * 2 * len(k)))
+    strides = list(node_attr(node, "strides", [1] * len(k)))
+    dil = list(node_attr(node, "dilations", [1] * len(k)))
     if len(pads) == 2:  # 1-D: (begin, end)
         pads, strides, dil = [0, pads[0], 0, pads[1]], [1] + strides, [1] + dil
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     # ONNX pads are (h_begin, w_begin, h_end, w_end); F.pad takes (w_begin, w_end, h_begin, h_end)
     t = torch.nn.functional.pad(t, (pads[1], pads[3], pads[0], pads[2]))
     u = torch.nn.functional.unfold(t, kernel_size=k, dilation=dil, stride=strides).numpy()  # [B, C*kh*kw, L]
-    group = int(_attr(node, "group", 1))
+    group = int(node_attr(node, "group", 1))
     u = u.transpose(1, 0, 2).reshape(u.shape[1], -1)  # [C*kh*kw, B*L]
     if u.shape[1] > POSITIONS:
         u = u[:, rng.choice(u.shape[1], POSITIONS, replace=False)]

@@ -89,7 +89,8 @@ def stamp(tmp_path):
 
 
 def test_every_module_is_one_registered_technique_with_documented_settings():
-    modules = {m.name for m in pkgutil.iter_modules(registry.__path__)} - {"base"}
+    # helpers shared by the modules (``_graph``) are not techniques; the registry skips them too
+    modules = {m.name for m in pkgutil.iter_modules(registry.__path__) if not m.name.startswith("_")} - {"base"}
     registered = {t.name: t for t in registry.techniques()}
     assert set(registered) == modules, "each technique module registers exactly one technique of its name"
     props = recipe_json_schema()["$defs"]["QuantizeConfig"]["properties"]
@@ -117,18 +118,21 @@ def test_the_tuner_tries_what_it_tried_before_techniques_were_modules():
         {"bias_correction": "fast"},
         {"equalization": True},
         {"equalization": True, "bias_correction": "fast"},
+        {"activation_smoothing": 0.6},
         {"weight_rounding": "gptq"},
         {"equalization": True, "bias_correction": "fast", "weight_rounding": "gptq"},
+        {"equalization": True, "activation_smoothing": 0.6, "bias_correction": "fast", "weight_rounding": "gptq"},
         {"activation_type": "uint8", "weight_type": "uint8"},
     ]
     described = AccuracyCriterion.model_fields["tune_calibration"].description
     assert all(t.words in described for t in tuner_trials())
-    assert [t.name for t in registry.in_phase_order()] == ["equalization", "weight_rounding", "bias_correction"]
+    assert [t.name for t in registry.in_phase_order()] == ["equalization", "activation_smoothing", "weight_rounding",
+                                                           "bias_correction"]
 
 
 @pytest.mark.parametrize("settings, message", [
     ({"engine": "nncf", "weight_rounding": "gptq"},
-     "equalization, bias_correction and weight_rounding apply to engine onnxruntime, not nncf"),
+     "equalization, activation_smoothing, bias_correction and weight_rounding apply to engine onnxruntime, not nncf"),
     ({"engine": "nncf", "bias_correction": "fast"}, "not nncf (use nncf.bias_correction)"),
     ({"mode": "dynamic", "bias_correction": "full"},
      "bias_correction and weight_rounding need mode: static (calibration data)"),

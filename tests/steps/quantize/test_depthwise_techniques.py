@@ -10,8 +10,7 @@ import pytest
 from compressor.data import load_split
 from compressor.recipe.schema import QuantizeConfig
 from compressor.techniques.equalization import equalize, find_pairs
-from compressor.steps.quantize.onnxruntime_ptq import quantize_onnx
-from tests.depthwise_fixtures import dw_onnx  # noqa: F401 - the trained depthwise net
+from tests.depthwise_fixtures import dw_onnx, int8_error  # noqa: F401 - the trained depthwise net
 
 
 def _run(path, x):
@@ -46,11 +45,9 @@ def test_equalization_keeps_the_function_and_evens_the_ranges(dw_onnx, tmp_path)
 def test_equalization_and_bias_correction_reduce_the_int8_error(dw_onnx, tmp_path):
     calib = load_split("digits", "train", 200, seed=0)
     x = next(iter(load_split("digits", "test", 300, seed=0).inputs.values()))
-    ref = _run(dw_onnx, x)
 
     def err(**kw) -> tuple[float, dict]:
-        info = quantize_onnx(dw_onnx, tmp_path / "q.onnx", QuantizeConfig(per_channel=False, **kw), calib)
-        return float(np.mean((_run(tmp_path / "q.onnx", x) - ref) ** 2)), info
+        return int8_error(dw_onnx, tmp_path, calib, x, per_channel=False, **kw)
 
     plain, _ = err()
     eq, info = err(equalization=True)
@@ -75,10 +72,12 @@ def test_tuner_variants_cheapest_first_and_only_where_they_apply():
     assert keys.index({"bias_correction"}) > keys.index({"reduce_range"})
     # U8U8 last: without a VNNI kernel for it, it is slow where U8S8 is not
     assert keys[-1] == {"activation_type", "weight_type"}
-    # GPTQ rounding (a pass over the calibration data per layer) after the cheaper techniques, and
-    # all three together just before U8U8
+    # GPTQ rounding (a pass over the calibration data per layer) after the cheaper techniques, then
+    # three together, and all four just before U8U8
     assert keys.index({"weight_rounding"}) > keys.index({"equalization", "bias_correction"})
-    assert keys[-2] == {"equalization", "bias_correction", "weight_rounding"}
+    assert keys.index({"activation_smoothing"}) < keys.index({"weight_rounding"})
+    assert keys[-3] == {"equalization", "bias_correction", "weight_rounding"}
+    assert keys[-2] == {"equalization", "activation_smoothing", "bias_correction", "weight_rounding"}
     # S8/S8 symmetric (TensorRT's form): the activation/weight types are not tuned away
     assert all("weight_type" not in v for v in tried(QuantizeConfig(activation_type="int8", symmetric_activations=True)))
     assert tried(QuantizeConfig(mode="dynamic")) == [{"per_channel": False}, {"reduce_range": True}]
