@@ -36,11 +36,15 @@ def load_example(name: str) -> ModuleType:
 
 
 def ort_session(path: Path) -> Any:
-    """A plain ONNX Runtime CPU session on THREADS threads."""
+    """A plain ONNX Runtime CPU session on THREADS threads whose worker threads do not spin (as
+    compressor's own: the scripts time several sessions interleaved; compressor/utils/ort_sessions.py)."""
     import onnxruntime as ort
+
+    from compressor.utils.ort_sessions import no_spinning
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = THREADS
+    no_spinning(so)
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 

@@ -5,7 +5,7 @@ process (the product's ``measure_interleaved``) at each thread count, repeated: 
     python benchmarks/interleaved_threads.py fp32.onnx int8-a.onnx int8-b.onnx [--threads 1,2] [--repeats 3]
 
 Sessions as the onnxruntime-cpu target makes them (inter-op 1, graph optimizations on,
-WeightBiasQuantization off so a node left FP32 runs FP32). Prints one line per repeat and thread
+WeightBiasQuantization off so a node left FP32 runs FP32, worker threads that do not spin). Prints one line per repeat and thread
 count: each model's speedup over the first (its p50 / theirs) and the first's p50 in ms.
 """
 
@@ -23,7 +23,7 @@ def main() -> None:
     import onnxruntime as ort
 
     from compressor.bench.latency import measure_interleaved
-    from compressor.utils.ort_sessions import KEEP_FLOAT_NODES
+    from compressor.utils.ort_sessions import KEEP_FLOAT_NODES, no_spinning
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+", type=Path, help="the reference first")
@@ -35,6 +35,7 @@ def main() -> None:
     for threads in (int(t) for t in args.threads.split(",")):
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = threads, 1, 3
+        no_spinning(so)
         calls = {}
         for name, path in zip(names, args.models):
             s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"],

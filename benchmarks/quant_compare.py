@@ -166,7 +166,7 @@ def interleaved(model: str, rows: list[dict], rounds: int) -> None:
     import openvino as ov
 
     from compressor.bench.latency import measure_interleaved
-    from compressor.utils.ort_sessions import KEEP_FLOAT_NODES
+    from compressor.utils.ort_sessions import KEEP_FLOAT_NODES, no_spinning
 
     runs = {r["method"]: OUT / f"{model}-{r['method']}" / "artifacts" / "00-quantize.onnx"
             for r in rows if r["model"] == model and "error" not in r}
@@ -177,6 +177,7 @@ def interleaved(model: str, rows: list[dict], rounds: int) -> None:
     paths = {"fp32": fp32, **runs}
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = 2, 1
+    no_spinning(so)  # the sessions are timed interleaved (compressor/utils/ort_sessions.py)
     core = ov.Core()
     for target in TARGETS:
         calls = {}

@@ -121,13 +121,14 @@ def interleaved(rows: list[dict], rounds: int) -> dict:
     import onnxruntime as ort
 
     from compressor.bench.latency import measure_interleaved
-    from compressor.utils.ort_sessions import KEEP_FLOAT_NODES
+    from compressor.utils.ort_sessions import KEEP_FLOAT_NODES, no_spinning
 
     made = [r for r in rows if r.get("model") and os.path.isfile(r["model"])]
     if not made:
         return {}
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = THREADS, 1
+    no_spinning(so)  # as compressor's own sessions: spinning idle sessions skew interleaved timing
     x = np.random.default_rng(0).random((1, 3, 224, 224), np.float32)
     calls = {}
     for name, path in [("fp32", made[0]["baseline"])] + [(r["run"], r["model"]) for r in made]:

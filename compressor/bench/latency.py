@@ -96,11 +96,25 @@ class PairedTiming:
         return self.stats[first].p50 / self.stats[name].p50
 
 
+# Pause before each block of interleaved calls (and before a quick latency): a runtime's worker
+# threads may keep spinning for a while after its last call, sharing the cores with the next
+# model's threads. compressor's ONNX Runtime sessions do not spin (compressor/utils/ort_sessions.py,
+# with the measurements); the pause and an untimed call per block cover other runtimes' pools.
+SETTLE_S = 0.01
+
+
+def settle() -> None:
+    """Let other sessions' worker threads stop spinning before a timing starts (:data:`SETTLE_S`)."""
+    time.sleep(SETTLE_S)
+
+
 def measure_interleaved(calls: dict[str, Callable[[], object]], *, rounds: int = 30, per_round: int = 10,
                         warmup: int = 5) -> PairedTiming:
     """Time ``calls`` in alternating rounds (each round times every call ``per_round``
     times; the order reverses every other round), so load on a shared machine reaches
-    every call alike and ratios between them hold where sequential runs drift apart."""
+    every call alike and ratios between them hold where sequential runs drift apart. Each
+    block starts after a pause and one untimed call (:data:`SETTLE_S`): the previous call's
+    worker threads would otherwise still be spinning on the same cores."""
     names = list(calls)
     for name in names:
         for _ in range(warmup):
@@ -110,6 +124,8 @@ def measure_interleaved(calls: dict[str, Callable[[], object]], *, rounds: int =
     for r in range(rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
             fn, block = calls[name], np.empty(per_round)
+            settle()
+            fn()  # wakes this call's threads; untimed
             for i in range(per_round):
                 t0 = clock()
                 fn()

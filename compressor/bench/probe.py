@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from compressor.bench.latency import measure_interleaved
+from compressor.utils.ort_sessions import no_spinning
 from compressor.targets.devices import cpu_identity, host_device
 from compressor.targets.profiles import PROFILE_VERSION
 from compressor.utils.int8_formats import FORMATS, PAYS_AT, RUNTIME_FORMATS
@@ -107,6 +108,7 @@ def _ort_call(path: Path, feeds: dict[str, np.ndarray], threads: int) -> Callabl
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
     so.log_severity_level = 3
+    no_spinning(so)  # the probe times several sessions interleaved
     s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     return lambda: s.run(None, feeds)
 
@@ -211,6 +213,7 @@ def mac_ratio(threads: int, rounds: int = 6) -> dict[str, float]:
     def call(model: bytes, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.log_severity_level = threads, 3
+        no_spinning(so)
         s = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
         return lambda: s.run(None, feeds)
 

@@ -13,7 +13,7 @@ from compressor.errors import TargetFailed
 from compressor.targets.base import Artifact, ModelArtifact, Target, parse_options
 from compressor.targets.spec import TargetOptions
 from compressor.utils.io import atomic_path
-from compressor.utils.ort_sessions import KEEP_FLOAT_NODES
+from compressor.utils.ort_sessions import KEEP_FLOAT_NODES, no_spinning
 
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                "all": "ORT_ENABLE_ALL"}
@@ -26,6 +26,10 @@ class OnnxRuntimeOptions(TargetOptions):
         "all", description="ORT graph optimizations (GraphOptimizationLevel)")
     disabled_optimizers: list[str] = Field(
         default_factory=list, description="ORT graph optimizers to skip, by name (e.g. SkipLayerNormFusion)")
+    spinning: bool = Field(
+        False, description="let ORT's intra-op worker threads spin between calls (ORT's own default): a little "
+        "faster for one model called back to back, but the spinning threads take the cores from every other model "
+        "timed in the same process, which skews interleaved (paired) speedups (compressor/utils/ort_sessions.py)")
     keep_fp32_nodes: bool = Field(
         True, description="also skip WeightBiasQuantization, which re-quantizes (per tensor, INT8) the float "
         "weights of a Conv/Gemm left FP32 next to quantized nodes (compressor/utils/ort_sessions.py); false: "
@@ -44,6 +48,8 @@ def session_options(threads: int, options: OnnxRuntimeOptions | dict[str, Any]) 
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[opts.graph_optimization_level])
+    if not opts.spinning:
+        no_spinning(so)
     keep = [o for o in KEEP_FLOAT_NODES if o not in opts.disabled_optimizers] if opts.keep_fp32_nodes else []
     return so, [*opts.disabled_optimizers, *keep]
 

@@ -33,7 +33,7 @@ from compressor.targets.base import Artifact, ModelArtifact, Target
 from compressor.targets.devices import PROFILES
 from compressor.targets.onnxruntime_cpu import OrtSession
 from compressor.targets.spec import TargetOptions
-from compressor.utils.ort_sessions import KEEP_FLOAT_NODES
+from compressor.utils.ort_sessions import KEEP_FLOAT_NODES, no_spinning
 
 
 @contextlib.contextmanager
@@ -145,6 +145,7 @@ class OrtFormatSession(OrtSession):
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3
         so.add_session_config_entry("session.load_model_format", "ORT")
+        no_spinning(so)  # as the onnxruntime target's sessions: interleaved timings stay fair
         if replay_runtime_optimizations:
             # our own conversion output, so replaying its saved optimizations is safe
             so.add_session_config_entry("session.enable_saved_runtime_optimizations", "1")

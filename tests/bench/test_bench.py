@@ -119,8 +119,30 @@ def test_interleaved_timing_alternates_and_pairs_rounds():
     order: list[str] = []
     calls = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
     timing = measure_interleaved(calls, rounds=4, per_round=2, warmup=1)
-    # warm-up once each, then rounds a a b b | b b a a | a a b b | b b a a
-    assert order == ["a", "b"] + ["a", "a", "b", "b", "b", "b", "a", "a"] * 2
+    # warm-up once each, then rounds a a b b | b b a a | a a b b | b b a a, each block after one
+    # untimed call that wakes its threads (the pause before it lets the other call's threads settle)
+    assert order == ["a", "b"] + ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3 + ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3
     assert set(timing.stats) == {"a", "b"} and timing.stats["a"].n == 8
     assert len(timing.speedups["b"]) == 4 and np.allclose(timing.speedups["a"], 1.0)
     assert timing.speedup("a") == 1.0
+
+
+def test_onnxruntime_sessions_do_not_spin_unless_asked(tmp_path):
+    """Spinning worker threads of one session take the cores of the next one timed in the same
+    process (compressor/utils/ort_sessions.py): the target's sessions turn spinning off."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from compressor.targets.onnxruntime_cpu import OrtSession
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    key = "session.intra_op.allow_spinning"
+    quiet = OrtSession(path, 2, {}).session.get_session_options().get_session_config_entry(key)
+    assert quiet == "0"
+    spinning = OrtSession(path, 2, {"spinning": True}).session.get_session_options()
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # ORT's own default: spin
+        spinning.get_session_config_entry(key)

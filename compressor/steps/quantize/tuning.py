@@ -23,7 +23,7 @@ from compressor.data.dataset import Dataset
 from compressor.errors import CompressorError, DataError, TargetFailed
 from compressor.recipe.schema import AccuracyCriterion
 from compressor.steps.quantize.noise import NoiseFloor, kl_to_reference, mean_floor, noise_floor, perturb
-from compressor.utils.ort_sessions import KEEP_FLOAT_NODES
+from compressor.utils.ort_sessions import KEEP_FLOAT_NODES, no_spinning
 
 if TYPE_CHECKING:
     from compressor.context import RunContext
@@ -44,6 +44,7 @@ class _OrtCandidate:
         so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3
+        no_spinning(so)  # an idle candidate's threads must not take the cores of the next one timed
         try:
             # a node left FP32 must run FP32 (ORT would re-quantize its weight per tensor)
             self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"],
@@ -65,11 +66,17 @@ def ort_outputs(path: Path, data: Dataset, threads: int, batch_size: int = 64) -
 
 def ort_latency_ms(path: Path, data: Dataset, threads: int, iterations: int) -> float:
     """Quick batch-1 latency (median of ``iterations`` runs) for the per-trial cost column."""
-    from compressor.bench.latency import measure_latency
+    import gc
+
+    from compressor.bench.latency import measure_latency, settle
 
     s = _OrtCandidate(path, threads)
     first = data.first(1)
     feeds = {n: first.get(n, next(iter(first.values()))) for n in s.input_names}
+    # the trial's evaluation session and a technique's statistics sessions must not be running
+    # beside this one (the candidate sessions do not spin; some technique sessions are plain ORT ones)
+    gc.collect()
+    settle()
     stats, _ = measure_latency(lambda: s.run(feeds), warmup=3, iterations=iterations, min_duration_s=0.0)
     return round(stats.p50, 4)
 
