@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from compressor.techniques._graph import channel_max, node_attr
+from compressor.techniques._graph import channel_max, input_channel_absmax, node_attr
 from compressor.techniques.base import Models, Technique, TunerTrial, register
 from compressor.techniques.equalization import find_pairs
 
@@ -102,12 +102,6 @@ def find_streams(model: Any) -> list[Stream]:
     return sorted(streams, key=lambda s: min(s.tensors))
 
 
-def _input_channel_absmax(w: np.ndarray, depthwise: bool) -> np.ndarray:
-    """Largest absolute weight per input channel of a Conv weight (O, I/group, kH, kW)."""
-    a = np.abs(w)
-    return a.reshape(a.shape[0], -1).max(axis=1) if depthwise else a.transpose(1, 0, 2, 3).reshape(a.shape[1], -1).max(axis=1)
-
-
 def _scales(a: np.ndarray, w: np.ndarray, alpha: float, anchor: np.ndarray | None = None) -> np.ndarray:
     """s = a^alpha / w^(1-alpha) per channel, divided by its geometric mean over ``anchor`` (the
     channels that must keep s = 1, e.g. those a clip bites on; all channels when None or empty)."""
@@ -124,7 +118,8 @@ def smooth(model: Any, feeds: list[dict[str, np.ndarray]], alpha: float) -> dict
     streams = find_streams(model)
     pairs = [p for p in find_pairs(model) if p["act"] is not None]  # a pair without one is a stream
     inits = {t.name: t for t in model.graph.initializer}
-    amax = channel_max(model, sorted({t for s in streams for t in s.tensors}), feeds, absolute=True)
+    stream_tensors = sorted({t for s in streams for t in s.tensors})
+    amax = channel_max(model, stream_tensors, feeds, absolute=stream_tensors)
     pre = channel_max(model, [p["pre"] for p in pairs], feeds)
 
     def get(name: str) -> np.ndarray:
@@ -152,7 +147,7 @@ def smooth(model: Any, feeds: list[dict[str, np.ndarray]], alpha: float) -> dict
             depthwise = node_attr(c, "group", 1) > 1
             if w.ndim != 4 or (not depthwise and w.shape[1] != a.size) or (depthwise and w.shape[0] != a.size):
                 break  # grouped (not depthwise) or not 2-D: leave the stream as it is
-            ws.append(_input_channel_absmax(w, depthwise))
+            ws.append(input_channel_absmax(w, depthwise))
         else:
             rescale(s.producers, s.consumers, _scales(a, np.max(ws, axis=0), alpha))
             done += 1
@@ -161,7 +156,7 @@ def smooth(model: Any, feeds: list[dict[str, np.ndarray]], alpha: float) -> dict
     clipped = 0
     for p in pairs:
         m = pre[p["pre"]].astype(np.float64)
-        w = _input_channel_absmax(get(p["b"].input[1]), p["depthwise_b"])
+        w = input_channel_absmax(get(p["b"].input[1]), p["depthwise_b"])
         if p["act"] == "clip":
             # the ReLU6 rule of cross-layer equalization: a channel the clip bites on keeps s = 1, the
             # others stay under the clip on the calibration data (the function is unchanged there)

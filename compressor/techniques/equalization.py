@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from compressor.techniques._graph import channel_max, node_attr
+from compressor.techniques._graph import channel_max, input_channel_absmax, node_attr
 from compressor.techniques.base import Models, Technique, TunerTrial, register
 
 SWEEPS = 3  # DFQ iterates over chains of pairs; ranges settle within a few sweeps
@@ -100,8 +100,7 @@ def equalize(model: Any, feeds: list[dict[str, np.ndarray]] | None) -> dict[str,
             w1 = numpy_helper.to_array(inits[a.input[1]]).astype(np.float64)
             w2 = numpy_helper.to_array(inits[b.input[1]]).astype(np.float64)
             r1 = np.abs(w1).reshape(w1.shape[0], -1).max(axis=1)
-            r2 = (np.abs(w2).reshape(w2.shape[0], -1).max(axis=1) if p["depthwise_b"]
-                  else np.abs(w2).transpose(1, 0, 2, 3).reshape(w2.shape[1], -1).max(axis=1))
+            r2 = input_channel_absmax(w2, p["depthwise_b"])
             s = np.where((r1 > 0) & (r2 > 0), np.sqrt(r1 / np.maximum(r2, 1e-30)), 1.0)
             if p["act"] == "clip":
                 m, top = pre_max[p["pre"]].astype(np.float64), p["clip_max"]
