@@ -30,12 +30,15 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--spinning", action="store_true",
+                    help="leave ORT's worker threads spinning between calls (ORT's default; compressor's are not)")
     args = ap.parse_args()
     names = [f"{i}:{p.parent.parent.name if p.parent.name == 'artifacts' else p.stem}" for i, p in enumerate(args.models)]
     for threads in (int(t) for t in args.threads.split(",")):
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = threads, 1, 3
-        no_spinning(so)
+        if not args.spinning:
+            no_spinning(so)
         calls = {}
         for name, path in zip(names, args.models):
             s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"],
@@ -47,7 +50,7 @@ def main() -> None:
             t = measure_interleaved(calls, rounds=args.rounds, per_round=10, warmup=5)
             ref = t.stats[names[0]].p50
             ratios = "  ".join(f"{n} {ref / t.stats[n].p50:.2f}x" for n in names[1:])
-            print(f"threads {threads} repeat {rep + 1}: {ratios}  ({names[0]} p50 {ref:.2f} ms)", flush=True)
+            print(f"{'spinning' if args.spinning else 'not spinning'} threads {threads} repeat {rep + 1}: {ratios}  ({names[0]} p50 {ref:.2f} ms)", flush=True)
 
 
 if __name__ == "__main__":
